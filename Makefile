@@ -1,0 +1,67 @@
+# Two commands on a fresh Debian machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+VENV := .venv
+BIN := $(VENV)/bin
+UV := .tools/venv/bin/uv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEB_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql postgresql-client python3-venv libgl1 libglib2.0-0 dicom3tools
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup deb venv demo test lint format schema stack clean
+
+help:
+	@echo "make demo    local PACS stack + demo data + worker + gateway on http://127.0.0.1:8000"
+	@echo "make test    lint + every test against real servers"
+	@echo "make setup   install what is missing (Debian packages, .venv)"
+	@echo "make lint    ruff + mypy + schema drift check"
+
+setup: deb venv
+
+deb:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(UV):
+	$(PYTHON) -m venv .tools/venv
+	.tools/venv/bin/pip install -q "uv==$(UV_VERSION)"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev --python $(PYTHON)
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: setup
+	$(BIN)/pacs-gateway demo
+
+stack: setup
+	$(BIN)/pacs-gateway stack
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pacs-gateway schema --check
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+schema: venv
+	$(BIN)/pacs-gateway schema
+
+test: setup lint
+	$(BIN)/pytest -q tests/unit tests/contract tests/integration
+
+clean:
+	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,45 @@
+"""Re-identification: an admin-only operation, audited on every use.
+
+Not reachable through the normal API; a caller (an admin CLI command or an
+admin-only mutation) passes the acting user. The audit event names the actor,
+the project and an opaque reference (a keyed hash of the pseudonym), never the
+clear identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.db.models import AuditEvent
+from gateway.deid.mapping import load_cipher, load_mappings
+from gateway.errors import InvalidInput
+from gateway.runtime import Runtime
+
+
+async def reidentify(runtime: Runtime, project: str, pseudonym: str, actor: str) -> dict[str, Any]:
+    """The original identities behind `pseudonym` in `project`, one per de-identified study.
+
+    Writes an `AuditEvent` (action "reidentify") whether or not a mapping is found;
+    `InvalidInput` when none is. `ConfigError` when no mapping key is configured.
+    """
+    cipher = load_cipher(runtime.settings.mapping_key)
+    found = await load_mappings(runtime.sessions, cipher, project, pseudonym)
+    ref = "deid:" + cipher.lookup(project, pseudonym)[:32]
+    async with runtime.sessions() as session, session.begin():
+        session.add(
+            AuditEvent(
+                actor=actor,
+                action="reidentify",
+                object_ref=ref,
+                detail={"project": project, "studies": len(found), "found": bool(found)},
+            )
+        )
+    if not found:
+        raise InvalidInput("pseudonym: no mapping kept for it in this project")
+    return {
+        "project": project,
+        "pseudonym": pseudonym,
+        "studies": [
+            {"anonymizedStudyInstanceUid": study, "original": ident} for study, ident in found
+        ],
+    }

@@ -1,0 +1,114 @@
+"""The gateway's own error tree.
+
+Adapters translate every library error (httpx, pynetdicom, redis, pydicom) into
+one of these at the edge. Messages never contain patient data: they name the
+source, the operation and the technical cause only.
+
+    GatewayError
+    ├── ConfigError            bad configuration file or environment
+    ├── InvalidInput           a mutation's input is refused (BAD_USER_INPUT)
+    ├── JobError               a job failed for good (not retried)
+    │   └── JobCancelled       a job stopped at a safe point on request
+    └── SourceError            anything a PACS call can fail with
+        ├── SourceUnavailable  connection refused, DNS, circuit open
+        │   └── CircuitOpen    failing fast during a breaker cool-down
+        ├── SourceTimeout      connect, read or overall deadline exceeded
+        ├── SourceProtocolError  unexpected status, garbage body, bad DICOM
+        ├── AuthError          credentials refused (after one token renewal)
+        ├── NotFound           the UID is unknown to this source
+        └── NotSupported       the source cannot do this operation
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    code = "GATEWAY_ERROR"
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid; the message names the key."""
+
+    code = "CONFIG_ERROR"
+
+
+class InvalidInput(GatewayError):
+    """A request's input is refused; the message says which field and why."""
+
+    code = "BAD_USER_INPUT"
+
+
+class JobError(GatewayError):
+    """A job failed for a reason a retry will not fix; the message is shown to users.
+
+    `result` is kept as the job's result (e.g. what a sync did before verification failed).
+    """
+
+    code = "JOB_FAILED"
+
+    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class JobCancelled(JobError):
+    """A job stopped at a safe point because cancelling was requested."""
+
+    code = "JOB_CANCELLED"
+
+
+class SourceError(GatewayError):
+    """A call to one PACS failed."""
+
+    code = "SOURCE_ERROR"
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.detail = message
+
+
+class SourceUnavailable(SourceError):
+    """The PACS cannot be reached."""
+
+    code = "SOURCE_UNAVAILABLE"
+
+
+class CircuitOpen(SourceUnavailable):
+    """The circuit breaker is open: failing fast without calling the PACS."""
+
+    code = "CIRCUIT_OPEN"
+
+
+class SourceTimeout(SourceError):
+    """The PACS did not answer in time."""
+
+    code = "SOURCE_TIMEOUT"
+
+
+class SourceProtocolError(SourceError):
+    """The PACS answered something the gateway cannot use."""
+
+    code = "SOURCE_PROTOCOL_ERROR"
+
+
+class AuthError(SourceError):
+    """The PACS refused the gateway's credentials."""
+
+    code = "SOURCE_AUTH_ERROR"
+
+
+class NotFound(SourceError):
+    """The object is not held by this PACS."""
+
+    code = "NOT_FOUND"
+
+
+class NotSupported(SourceError):
+    """The PACS kind does not offer this operation."""
+
+    code = "NOT_SUPPORTED"

@@ -1,0 +1,1 @@
+"""Federation: fan a call out to every source, merge and compare what they hold."""

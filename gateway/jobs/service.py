@@ -1,0 +1,117 @@
+"""Submit, cancel, retry and reconcile jobs: what mutations, the CLI and workers call."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from gateway.db.models import Job
+from gateway.errors import InvalidInput
+from gateway.jobs import queue
+from gateway.jobs.events import TERMINAL, Event, publish
+from gateway.jobs.store import Change, JobStore
+
+log = logging.getLogger(__name__)
+
+
+class JobService:
+    """Job operations over the DB (truth) and Redis (transport)."""
+
+    def __init__(self, store: JobStore, redis: ArqRedis, keys: queue.Keys) -> None:
+        self.store = store
+        self.redis = redis
+        self.keys = keys
+        self._suspects: set[str] = set()
+
+    async def submit(self, kind: str, input: dict[str, Any], requested_by: str) -> Job:
+        """Write the job row, then enqueue it; an identical active job is returned instead.
+
+        If Redis is down the row stays QUEUED and the workers' reconciliation
+        enqueues it once Redis is back: nothing is lost.
+        """
+        job, first = await self.store.create(kind, input, requested_by)
+        if first is not None:
+            try:
+                await queue.enqueue(self.redis, self.keys, job)
+                await publish(self.redis, self.keys, first)
+            except (RedisError, OSError):
+                log.warning("job %s saved but not enqueued: Redis unavailable", job.id)
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job now, a running one at its next safe point."""
+        job = await self.store.get(job_id)
+        if job is None:
+            raise InvalidInput(f"no job with id {job_id!r}")
+        if job.status in TERMINAL:
+            raise InvalidInput(f"job is already {job.status}")
+        await self.store.request_cancel(job_id)
+        await self.redis.set(self.keys.cancel(job_id), "1", ex=86400)
+        if job.status == "QUEUED" and not await queue.has_lease(self.redis, self.keys, job_id):
+            await self.record(job_id, Change(status="CANCELLED", message="cancelled"))
+        else:
+            await self.record(job_id, Change(message="cancel requested"))
+        return await self._reload(job_id)
+
+    async def retry(self, job_id: str) -> Job:
+        """Re-queue a failed or cancelled job."""
+        job = await self.store.get(job_id)
+        if job is None:
+            raise InvalidInput(f"no job with id {job_id!r}")
+        if job.status not in ("FAILED", "CANCELLED"):
+            raise InvalidInput(f"only FAILED or CANCELLED jobs can be retried, not {job.status}")
+        await self.redis.delete(self.keys.cancel(job_id))
+        change = Change(
+            status="QUEUED", progress=0.0, phase=None, message="retry requested", error=None
+        )
+        await self.record(job_id, change)
+        job = await self._reload(job_id)
+        await queue.enqueue(self.redis, self.keys, job)
+        return job
+
+    async def requeue(self, job_id: str, message: str, defer_s: float = 0) -> None:
+        """Put a job back on the queue for its next attempt (transient failure, lost worker)."""
+        await self.record(job_id, Change(status="QUEUED", message=message))
+        await queue.enqueue(self.redis, self.keys, await self._reload(job_id), defer_s)
+
+    async def reconcile(self) -> list[str]:
+        """Re-enqueue jobs the DB says are active but that no live worker or queue holds.
+
+        A RUNNING job without a lease is re-queued only when seen so on two
+        passes in a row, so a lease lost to a Redis restart can be renewed first.
+        Returns the ids re-enqueued.
+        """
+        fixed: list[str] = []
+        suspects: set[str] = set()
+        for job in await self.store.active():
+            if await queue.has_lease(self.redis, self.keys, job.id):
+                continue
+            if job.status == "RUNNING":
+                if job.id not in self._suspects:
+                    suspects.add(job.id)
+                    continue
+                await queue.forget(self.redis, self.keys, f"{job.id}:{(job.attempts or 1) - 1}")
+                await self.requeue(job.id, "worker lost; re-queued")
+                fixed.append(job.id)
+            elif job.status == "QUEUED" and not await queue.is_queued(self.redis, self.keys, job):
+                await queue.enqueue(self.redis, self.keys, job)
+                fixed.append(job.id)
+        self._suspects = suspects
+        if fixed:
+            log.warning("reconcile: re-enqueued %d job(s)", len(fixed))
+        return fixed
+
+    async def record(self, job_id: str, change: Change) -> Event | None:
+        """Apply a change to the job row and publish its event; None if the job is final."""
+        ev = await self.store.record(job_id, change)
+        if ev is not None:
+            await publish(self.redis, self.keys, ev)
+        return ev
+
+    async def _reload(self, job_id: str) -> Job:
+        job = await self.store.get(job_id)
+        assert job is not None
+        return job

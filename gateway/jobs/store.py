@@ -1,0 +1,214 @@
+"""Job rows and their events in the SQL database: the source of truth for every job."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from gateway.db.models import Job, JobEvent, utcnow
+from gateway.jobs.events import TERMINAL, Event
+
+ACTIVE = ("QUEUED", "RUNNING")
+UNSET: Any = object()
+_EVENTS = select(JobEvent, Job.kind).join(Job, JobEvent.job_id == Job.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one event changes on a job row; UNSET fields stay as they are."""
+
+    status: str | None = None
+    progress: float | None = None
+    phase: str | None = UNSET
+    message: str | None = UNSET
+    result: dict[str, Any] | None = UNSET
+    error: str | None = UNSET
+    started: bool = False
+    new_attempt: bool = False
+
+
+def canonical(input: dict[str, Any]) -> str:
+    """A stable text form of a job input, for finding an identical active job."""
+    return json.dumps(input, sort_keys=True, separators=(",", ":"))
+
+
+class JobStore:
+    """Reads and writes jobs; every write of state also appends one event."""
+
+    def __init__(self, sessions: async_sessionmaker) -> None:
+        self.sessions = sessions
+
+    async def create(
+        self, kind: str, input: dict[str, Any], requested_by: str
+    ) -> tuple[Job, Event | None]:
+        """A new QUEUED job and its first event, or the identical job already queued or
+        running and None."""
+        async with self.sessions() as session, session.begin():
+            active = await session.scalars(
+                select(Job).where(Job.kind == kind, Job.status.in_(ACTIVE))
+            )
+            for job in active:
+                if canonical(job.input) == canonical(input):
+                    return job, None
+            job = Job(
+                id=str(uuid.uuid4()),
+                kind=kind,
+                status="QUEUED",
+                input=input,
+                requested_by=requested_by,
+            )
+            session.add(job)
+            await session.flush()
+            first = self._event(job, "queued")
+            session.add(first)
+            await session.flush()
+            event = as_event(job.kind, first)
+        return job, event
+
+    async def get(self, job_id: str) -> Job | None:
+        """One job."""
+        async with self.sessions() as session:
+            return await session.get(Job, job_id)
+
+    async def events_of(self, ids: Sequence[str]) -> dict[str, list[Event]]:
+        """The events of several jobs, in order, one query."""
+        out: dict[str, list[Event]] = {i: [] for i in ids}
+        async with self.sessions() as session:
+            rows = await session.execute(
+                _EVENTS.where(JobEvent.job_id.in_(list(ids))).order_by(JobEvent.id)
+            )
+            for ev, kind in rows:
+                out[ev.job_id].append(as_event(kind, ev))
+        return out
+
+    async def page(
+        self, kind: str | None, status: str | None, first: int, after: tuple[str, str] | None
+    ) -> tuple[list[Job], bool, int]:
+        """Newest first, keyset on (created_at, id); (jobs, has_next, total)."""
+        async with self.sessions() as session:
+            stmt = select(Job)
+            count = select(func.count()).select_from(Job)
+            if kind:
+                stmt, count = stmt.where(Job.kind == kind), count.where(Job.kind == kind)
+            if status:
+                stmt, count = stmt.where(Job.status == status), count.where(Job.status == status)
+            total = int((await session.execute(count)).scalar_one())
+            if after is not None:
+                at, last_id = after
+                stmt = stmt.where(
+                    (Job.created_at < datetime.fromisoformat(at))
+                    | ((Job.created_at == datetime.fromisoformat(at)) & (Job.id < last_id))
+                )
+            stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(first + 1)
+            rows = list(await session.scalars(stmt))
+        return rows[:first], len(rows) > first, total
+
+    async def of_kind(self, kind: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """(status, input, result) of every job of a kind (e.g. to skip what was done)."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Job.status, Job.input, Job.result).where(Job.kind == kind)
+            )
+            return [(st, i if isinstance(i, dict) else {}, r or {}) for st, i, r in rows]
+
+    async def active(self) -> list[Job]:
+        """Jobs the DB says are queued or running."""
+        async with self.sessions() as session:
+            return list(await session.scalars(select(Job).where(Job.status.in_(ACTIVE))))
+
+    async def record(self, job_id: str, change: Change) -> Event | None:
+        """Apply `change` and append its event; None when the job is unknown or already final.
+
+        A terminal job is never changed again, except back to QUEUED (retry).
+        """
+        async with self.sessions() as session, session.begin():
+            job = await session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                return None
+            if job.status in TERMINAL and change.status != "QUEUED":
+                return None
+            _apply(job, change)
+            ev = self._event(job, None)
+            session.add(ev)
+            await session.flush()
+            return as_event(job.kind, ev)
+
+    async def request_cancel(self, job_id: str) -> None:
+        """Mark a job for cancelling; the running worker stops at its next checkpoint."""
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(ACTIVE))
+                .values(cancel_requested=True)
+            )
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        """Whether cancelling was asked for."""
+        async with self.sessions() as session:
+            value = await session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+            return bool(value)
+
+    async def last_event(self, job_id: str) -> Event | None:
+        """The newest event of a job, as published."""
+        async with self.sessions() as session:
+            row = (
+                await session.execute(
+                    _EVENTS.where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc()).limit(1)
+                )
+            ).first()
+            return as_event(row[1], row[0]) if row is not None else None
+
+    @staticmethod
+    def _event(job: Job, message: str | None) -> JobEvent:
+        return JobEvent(
+            job_id=job.id,
+            seq=0,
+            at=utcnow(),
+            status=job.status,
+            progress=job.progress or 0.0,
+            phase=job.phase,
+            message=message if message is not None else job.message,
+        )
+
+
+def _apply(job: Job, change: Change) -> None:
+    now = utcnow()
+    if change.new_attempt:
+        job.attempts = (job.attempts or 0) + 1
+    if change.started:
+        job.started_at = now
+    if change.status is not None:
+        job.status = change.status
+        if change.status in TERMINAL:
+            job.finished_at = now
+        elif change.status == "QUEUED":
+            job.finished_at = None
+            job.cancel_requested = False
+    if change.progress is not None:
+        job.progress = max(0.0, min(1.0, change.progress))
+    for name in ("phase", "message", "result", "error"):
+        value = getattr(change, name)
+        if value is not UNSET:
+            setattr(job, name, value)
+    job.updated_at = now
+
+
+def as_event(kind: str, ev: JobEvent) -> Event:
+    """A recorded event (of a job of `kind`) in its published form."""
+    return Event(
+        job_id=ev.job_id,
+        kind=kind,
+        seq=ev.id,
+        at=ev.at,
+        status=ev.status,
+        progress=ev.progress,
+        phase=ev.phase,
+        message=ev.message,
+    )

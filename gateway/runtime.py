@@ -1,0 +1,140 @@
+"""Long-lived resources shared by the gateway app and the workers.
+
+Created once in the app's lifespan or the worker's startup, never at import
+time: the database engine, the Redis client and one adapter per source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from gateway import __version__
+from gateway.db.engine import make_engine, migrate, ping, sessionmaker
+from gateway.errors import SourceError
+from gateway.jobs.queue import Keys
+from gateway.settings import Settings
+from gateway.sources import build_source
+from gateway.sources.base import PacsSource
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """The outcome of one health check; `error` never holds patient data."""
+
+    up: bool
+    latency_ms: float | None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON form for /health."""
+        return {"up": self.up, "latencyMs": self.latency_ms, "error": self.error}
+
+
+@dataclass
+class Runtime:
+    """Settings plus the clients built from them."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker
+    redis: ArqRedis
+    keys: Keys
+    sources: dict[str, PacsSource]
+    started_at: float = field(default_factory=time.monotonic)
+    _cpu_pool: Executor | None = None
+
+    @classmethod
+    async def create(cls, settings: Settings, run_migrations: bool = True) -> Runtime:
+        """Build every client; apply migrations first when asked."""
+        if run_migrations:
+            await migrate(settings.database_url)
+        engine = make_engine(settings.database_url)
+        pool = ConnectionPool.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        )
+        keys = Keys.for_database(settings.database_url)
+        redis = ArqRedis(pool, default_queue_name=keys.queue)
+        sources = {cfg.id: build_source(cfg) for cfg in settings.sources}
+        return cls(settings, engine, sessionmaker(engine), redis, keys, sources)
+
+    def cpu_pool(self) -> Executor:
+        """The process pool for CPU-heavy DICOM work, created on first use."""
+        if self._cpu_pool is None:
+            self._cpu_pool = ProcessPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+        return self._cpu_pool
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        if self._cpu_pool is not None:
+            self._cpu_pool.shutdown(wait=False, cancel_futures=True)
+        for source in self.sources.values():
+            with contextlib.suppress(Exception):
+                await source.aclose()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose(close_connection_pool=True)
+        await self.engine.dispose()
+
+    async def check_source(self, source_id: str) -> Check:
+        """Ping one source within its timeout."""
+        source = self.sources[source_id]
+        start = time.perf_counter()
+        try:
+            latency = await asyncio.wait_for(source.ping(), source.config.timeout_s + 0.5)
+        except SourceError as exc:
+            return Check(False, _ms(start), f"{type(exc).__name__}: {exc.detail}")
+        except TimeoutError:
+            return Check(False, _ms(start), "SourceTimeout: no answer to ping")
+        return Check(True, round(latency, 2))
+
+    async def check_database(self) -> Check:
+        """Run `SELECT 1`."""
+        start = time.perf_counter()
+        try:
+            await asyncio.wait_for(ping(self.engine), 5)
+        except Exception as exc:  # any driver error means "down"; its text has no patient data
+            return Check(False, _ms(start), type(exc).__name__)
+        return Check(True, _ms(start))
+
+    async def check_redis(self) -> Check:
+        """Send PING."""
+        start = time.perf_counter()
+        try:
+            await asyncio.wait_for(self.redis.ping(), 5)
+        except (RedisError, OSError, TimeoutError) as exc:
+            return Check(False, _ms(start), type(exc).__name__)
+        return Check(True, _ms(start))
+
+    async def health(self) -> dict[str, Any]:
+        """Everything /health reports, checked concurrently."""
+        ids = list(self.sources)
+        db, redis, *checks = await asyncio.gather(
+            self.check_database(), self.check_redis(), *(self.check_source(i) for i in ids)
+        )
+        sources = [
+            {"id": i, "kind": self.sources[i].config.kind, **c.as_json()}
+            for i, c in zip(ids, checks, strict=True)
+        ]
+        ok = db.up and redis.up and all(c.up for c in checks)
+        return {
+            "status": "ok" if ok else "degraded",
+            "version": __version__,
+            "uptimeSeconds": round(time.monotonic() - self.started_at, 1),
+            "database": db.as_json(),
+            "redis": redis.as_json(),
+            "sources": sources,
+        }
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)

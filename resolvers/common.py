@@ -1,0 +1,162 @@
+"""Shared GraphQL types of federated results: source results, conflicts, paging."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, TypeVar
+
+import strawberry
+from graphql import GraphQLError
+
+from gateway.federation.fanout import Outcome
+from gateway.federation.merge import Conflict, Merged
+from resolvers.context import Context
+from resolvers.types import Source, SourceStatus
+
+MAX_PAGE = 500
+T = TypeVar("T")
+
+
+@strawberry.enum
+class Presence(Enum):
+    """Which merged objects to keep."""
+
+    ANY = "ANY"
+    ALL = "ALL"
+    PARTIAL = "PARTIAL"
+
+
+@strawberry.type
+class SourceResult:
+    """How one source answered one federated query."""
+
+    source: Source
+    status: SourceStatus
+    latency_ms: float | None
+    count: int | None
+    error: str | None
+
+
+@strawberry.type
+class SourceValue:
+    """One source's value of a conflicting attribute."""
+
+    source: Source
+    value: str | None
+
+
+@strawberry.type
+class FieldConflict:
+    """An attribute whose value differs between the sources that hold the object."""
+
+    field: str
+    values: list[SourceValue]
+
+
+@strawberry.type
+class SourceCounts:
+    """Counts of one study or series as one source holds it."""
+
+    source: Source
+    series: int | None
+    instances: int | None
+
+
+@strawberry.type
+class PageInfo:
+    """Relay page info."""
+
+    has_next_page: bool
+    end_cursor: str | None
+
+
+def source_obj(ctx: Context, source_id: str) -> Source:
+    """The `Source` object of a configured id."""
+    return Source(config=ctx.runtime.settings.source(source_id))
+
+
+def sources_of(ctx: Context, ids: Sequence[str]) -> list[Source]:
+    """`Source` objects for ids."""
+    return [source_obj(ctx, i) for i in ids]
+
+
+def source_results(ctx: Context, outcomes: Sequence[Outcome[Any]]) -> list[SourceResult]:
+    """`sourceResults` of a fan-out."""
+    return [
+        SourceResult(
+            source=source_obj(ctx, o.source),
+            status=SourceStatus(o.status),
+            latency_ms=o.latency_ms,
+            count=len(o.value) if o.ok and isinstance(o.value, list) else None,
+            error=o.error,
+        )
+        for o in outcomes
+    ]
+
+
+def conflicts(ctx: Context, items: Sequence[Conflict]) -> list[FieldConflict]:
+    """GraphQL conflicts from merge conflicts."""
+    return [
+        FieldConflict(
+            field=c.field,
+            values=[SourceValue(source=source_obj(ctx, s), value=v) for s, v in c.values],
+        )
+        for c in items
+    ]
+
+
+def bad_input(message: str, code: str = "BAD_USER_INPUT") -> GraphQLError:
+    """A refused argument, with `extensions.code`; never patient data in `message`."""
+    return GraphQLError(message, extensions={"code": code})
+
+
+def choose_sources(
+    ctx: Context, requested: Sequence[strawberry.ID] | None
+) -> tuple[list[str], list[str]]:
+    """(queried, skipped) source ids for a filter's `sources`."""
+    default = ctx.query_sources
+    if requested is None:
+        return default, []
+    known = {s.id for s in ctx.runtime.settings.sources}
+    for r in requested:
+        if r not in known:
+            raise bad_input(f"unknown source id {r!r}")
+    chosen = [s.id for s in ctx.runtime.settings.sources if s.id in requested]
+    return chosen, [s for s in default if s not in chosen]
+
+
+def keep(m: Merged[Any], presence: Presence | None) -> bool:
+    """Presence filtering of one merged object."""
+    if presence is Presence.ALL:
+        return not m.missing_from
+    if presence is Presence.PARTIAL:
+        return bool(m.missing_from)
+    return True
+
+
+def encode_cursor(key: str) -> str:
+    """An opaque cursor for a merge key (keyset paging: survives sources coming and going)."""
+    return base64.urlsafe_b64encode(f"k:{key}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> str:
+    """The merge key of a cursor."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise bad_input("invalid cursor") from None
+    if not raw.startswith("k:"):
+        raise bad_input("invalid cursor")
+    return raw[2:]
+
+
+def page(items: list[Merged[T]], first: int, after: str | None) -> tuple[list[Merged[T]], bool]:
+    """Keyset page of merged objects sorted by key; (page, has_next)."""
+    if first < 0 or first > MAX_PAGE:
+        raise bad_input(f"first must be between 0 and {MAX_PAGE}", "PAGE_SIZE_EXCEEDED")
+    if after is not None:
+        last = decode_cursor(after)
+        items = [m for m in items if m.key > last]
+    return items[:first], len(items) > first

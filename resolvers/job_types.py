@@ -1,0 +1,251 @@
+"""GraphQL types of jobs, their events, inputs, and RT-STRUCT results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from gateway.db.models import Job as JobRow
+from gateway.jobs.events import Event
+from resolvers.common import PageInfo
+
+
+@strawberry.enum
+class JobKind(Enum):
+    SYNC = "SYNC"
+    ANONYMIZE = "ANONYMIZE"
+    RTSTRUCT = "RTSTRUCT"
+    IMPORT = "IMPORT"
+
+
+@strawberry.enum
+class JobStatus(Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+@strawberry.enum
+class ConflictStrategy(Enum):
+    REPORT_ONLY = "REPORT_ONLY"
+    SKIP = "SKIP"
+    SOURCE_WINS = "SOURCE_WINS"
+
+
+@strawberry.type
+class JobEvent:
+    """One change of a job's state."""
+
+    job_id: strawberry.ID
+    at: datetime
+    status: JobStatus
+    progress: float
+    phase: str | None
+    message: str | None
+
+    @classmethod
+    def of(cls, ev: Event) -> JobEvent:
+        """From a recorded or published event."""
+        return cls(
+            job_id=strawberry.ID(ev.job_id),
+            at=ev.at,
+            status=JobStatus(ev.status),
+            progress=ev.progress,
+            phase=ev.phase,
+            message=ev.message,
+        )
+
+
+@strawberry.type
+class Job:
+    """A unit of long work; its state comes from the job table."""
+
+    row: strawberry.Private[JobRow]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.row.id)
+
+    @strawberry.field
+    def kind(self) -> JobKind:
+        return JobKind(self.row.kind)
+
+    @strawberry.field
+    def status(self) -> JobStatus:
+        return JobStatus(self.row.status)
+
+    @strawberry.field
+    def progress(self) -> float:
+        return float(self.row.progress or 0.0)
+
+    @strawberry.field
+    def phase(self) -> str | None:
+        return self.row.phase
+
+    @strawberry.field
+    def message(self) -> str | None:
+        return self.row.message
+
+    @strawberry.field
+    def attempts(self) -> int:
+        return int(self.row.attempts or 0)
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.row.created_at
+
+    @strawberry.field
+    def started_at(self) -> datetime | None:
+        return self.row.started_at
+
+    @strawberry.field
+    def finished_at(self) -> datetime | None:
+        return self.row.finished_at
+
+    @strawberry.field
+    def input(self) -> JSON:
+        return JSON(dict(self.row.input or {}))
+
+    @strawberry.field
+    def result(self) -> JSON | None:
+        return JSON(self.row.result) if self.row.result is not None else None
+
+    @strawberry.field
+    def error(self) -> str | None:
+        return self.row.error
+
+    @strawberry.field
+    def requested_by(self) -> str:
+        """Who asked for the job."""
+        return self.row.requested_by
+
+    @strawberry.field
+    async def events(self, info: strawberry.Info) -> list[JobEvent]:
+        from resolvers.jobs import events_loader
+
+        return await events_loader(info.context).load(self.row.id)
+
+
+@strawberry.type
+class JobEdge:
+    node: Job
+    cursor: str
+
+
+@strawberry.type
+class JobConnection:
+    edges: list[JobEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.input
+class SyncInput:
+    from_: strawberry.ID = strawberry.field(name="from")
+    to: strawberry.ID
+    study_instance_uids: list[str] | None = None
+    patient_id: str | None = None
+    all: bool | None = None
+    dry_run: bool | None = False
+    verify: bool | None = True
+    conflict_strategy: ConflictStrategy | None = ConflictStrategy.REPORT_ONLY
+
+    def as_input(self) -> dict[str, Any]:
+        """The stored job input, with the contract's field names."""
+        return _clean(
+            {
+                "from": str(self.from_),
+                "to": str(self.to),
+                "studyInstanceUids": self.study_instance_uids,
+                "patientId": self.patient_id,
+                "all": self.all,
+                "dryRun": bool(self.dry_run),
+                "verify": self.verify is not False,
+                "conflictStrategy": (self.conflict_strategy or ConflictStrategy.REPORT_ONLY).value,
+            }
+        )
+
+
+@strawberry.input
+class AnonymizeInput:
+    source: strawberry.ID
+    study_instance_uid: str
+    destination: strawberry.ID
+    project: str | None = None
+    options: list[str] | None = None
+    keep_mapping: bool | None = False
+
+    def as_input(self) -> dict[str, Any]:
+        """The stored job input, with the contract's field names."""
+        return _clean(
+            {
+                "source": str(self.source),
+                "studyInstanceUid": self.study_instance_uid,
+                "destination": str(self.destination),
+                "project": self.project,
+                "options": self.options or [],
+                "keepMapping": bool(self.keep_mapping),
+            }
+        )
+
+
+@strawberry.input
+class RtStructInput:
+    source: strawberry.ID
+    study_instance_uid: str
+    series_instance_uid: str | None = None
+    full_grid_masks: bool | None = strawberry.field(
+        default=False,
+        description="NIfTI masks over the whole CT grid; default: each ROI's bounding box "
+        "(same physical space: origin, spacing and direction of the CT).",
+    )
+
+    def as_input(self) -> dict[str, Any]:
+        """The stored job input, with the contract's field names."""
+        return _clean(
+            {
+                "source": str(self.source),
+                "studyInstanceUid": self.study_instance_uid,
+                "seriesInstanceUid": self.series_instance_uid,
+                "fullGridMasks": bool(self.full_grid_masks),
+            }
+        )
+
+
+@strawberry.type
+class Roi:
+    number: int
+    name: str
+    volume_cc: float
+    surface_cm2: float
+    centroid_mm: list[float]
+    slice_count: int
+    mask_url: str | None = None
+    mesh_url: str | None = None
+    planimetric_volume_cc: float | None = None
+    volume_mismatch: bool | None = None
+    mean_value: float | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+@strawberry.type
+class RtStructResult:
+    job_id: strawberry.ID
+    study_instance_uid: str
+    series_instance_uid: str
+    referenced_series_instance_uid: str | None
+    rois: list[Roi]
+    processing_seconds: float
+    summary_url: str | None
+    warnings: list[str]
+
+
+def _clean(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}

@@ -1,0 +1,153 @@
+"""Query limits: depth, tokens, aliases (fragments included), deadline, error masking.
+
+Refused queries get a GraphQL error with `extensions.code`. Unexpected
+exceptions are masked: their text may hold anything, so clients only see a
+generic message; the gateway's own errors keep theirs (never patient data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    FieldNode,
+    GraphQLError,
+    OperationType,
+    ValidationContext,
+)
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.extensions.query_depth_limiter import create_validator
+
+from gateway.errors import GatewayError
+
+MAX_DEPTH = 12
+MAX_TOKENS = 5000
+MAX_ALIASES = 30
+DEADLINE_MARGIN_S = 3.0  # over the largest source timeout
+DEADLINE_CODE = "QUERY_DEADLINE_EXCEEDED"
+CACHE_SIZE = 256  # distinct documents whose parse and validation are kept
+
+
+class AliasLimit(ASTValidationRule):
+    """Counts every alias in the document, operations and fragment definitions alike."""
+
+    def __init__(self, context: ValidationContext) -> None:
+        super().__init__(context)
+        self.count = 0
+        self.reported = False
+
+    def enter_field(self, node: FieldNode, *_: Any) -> None:
+        """Count one aliased field."""
+        if node.alias is None:
+            return
+        self.count += 1
+        if self.count > MAX_ALIASES and not self.reported:
+            self.reported = True
+            self.report_error(
+                GraphQLError(
+                    f"too many aliases (more than {MAX_ALIASES})",
+                    node,
+                    extensions={"code": "QUERY_TOO_COMPLEX"},
+                )
+            )
+
+
+class QueryDeadline(SchemaExtension):
+    """Stops a query or mutation still running after its deadline, with QUERY_DEADLINE_EXCEEDED.
+
+    The deadline is `deadline_s` or, by default, the largest source timeout
+    plus `margin_s`: room for one fan-out that times out and the work around
+    it. Subscriptions are not bounded. The error names the limit only.
+    """
+
+    def __init__(
+        self, *, deadline_s: float | None = None, margin_s: float = DEADLINE_MARGIN_S
+    ) -> None:
+        super().__init__()
+        self.deadline_s = deadline_s
+        self.margin_s = margin_s
+
+    def seconds(self) -> float:
+        """This operation's deadline in seconds."""
+        if self.deadline_s is not None:
+            return self.deadline_s
+        runtime = getattr(self.execution_context.context, "runtime", None)
+        sources = runtime.settings.sources if runtime is not None else ()
+        return max((s.timeout_s for s in sources), default=0.0) + self.margin_s
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        """Run the operation under the deadline."""
+        if self.execution_context.operation_type is OperationType.SUBSCRIPTION:
+            yield
+            return
+        seconds = self.seconds()
+        scope = asyncio.timeout(seconds)
+        try:
+            async with scope:
+                yield
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise GraphQLError(
+                f"query deadline exceeded ({seconds:g} s)", extensions={"code": DEADLINE_CODE}
+            ) from None
+
+
+def _visible(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is None or isinstance(original, GatewayError | GraphQLError)
+
+
+class ErrorCodes(SchemaExtension):
+    """Adds `extensions.code` to errors that lack one."""
+
+    def on_operation(self) -> Any:
+        """Post-process the result's errors."""
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        for err in result.errors:
+            ext = dict(err.extensions or {})
+            if "code" not in ext:
+                original = err.original_error
+                if isinstance(original, GatewayError):
+                    ext["code"] = original.code
+                elif isinstance(original, GraphQLError) and original.extensions:
+                    ext.update(original.extensions)
+                elif original is None:
+                    ext["code"] = "GRAPHQL_VALIDATION_FAILED"
+                else:
+                    ext["code"] = "INTERNAL_SERVER_ERROR"
+                err.extensions = ext
+
+
+# Built once: a rule class made per request (as QueryDepthLimiter does) defeats the cache.
+DepthLimit = create_validator(MAX_DEPTH, None)
+
+
+def extensions(deadline_s: float | None = None) -> list[Any]:
+    """Schema extensions in the order they must run (`deadline_s`: see `QueryDeadline`).
+
+    Parsing and validation are cached per document (validation is ~6 ms of a
+    request otherwise); the token limit is part of the parse cache's key.
+    """
+    return [
+        lambda: QueryDeadline(deadline_s=deadline_s),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: AddValidationRules([DepthLimit, AliasLimit]),
+        lambda: ValidationCache(maxsize=CACHE_SIZE),
+        lambda: MaskErrors(should_mask_error=lambda e: not _visible(e)),
+        ErrorCodes,
+    ]

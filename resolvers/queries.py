@@ -1,0 +1,252 @@
+"""Root query fields of the read side."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gateway.federation.fanout import fan_out
+from gateway.federation.merge import Merged, merge_patients, merge_studies
+from gateway.sources.base import PatientQuery, StudyQuery
+from resolvers.common import (
+    PageInfo,
+    Presence,
+    SourceResult,
+    choose_sources,
+    encode_cursor,
+    keep,
+    page,
+    source_results,
+)
+from resolvers.comparisons import PatientComparison, StudyComparison
+from resolvers.context import Info
+from resolvers.federated import Patient, Study, StudyFilter
+from resolvers.loaders import group
+from resolvers.types import Source
+
+
+@strawberry.input
+class PatientFilter:
+    """Patient-level filter."""
+
+    patient_id: str | None = None
+    name: str | None = None
+    birth_date: str | None = None
+    sources: list[strawberry.ID] | None = None
+    presence: Presence | None = Presence.ANY
+
+
+@strawberry.type
+class PatientEdge:
+    """One patient of a page."""
+
+    node: Patient
+    cursor: str
+
+
+@strawberry.type
+class PatientConnection:
+    """A page of federated patients."""
+
+    edges: list[PatientEdge]
+    page_info: PageInfo
+    total_count: int
+    source_results: list[SourceResult]
+
+
+@strawberry.type
+class StudyEdge:
+    """One study of a page."""
+
+    node: Study
+    cursor: str
+
+
+@strawberry.type
+class StudyConnection:
+    """A page of federated studies."""
+
+    edges: list[StudyEdge]
+    page_info: PageInfo
+    total_count: int
+    source_results: list[SourceResult]
+
+
+def _page_info(items: list[Merged[object]], has_next: bool) -> PageInfo:
+    return PageInfo(
+        has_next_page=has_next, end_cursor=encode_cursor(items[-1].key) if items else None
+    )
+
+
+@strawberry.type
+class Query:
+    """Read side of the API."""
+
+    @strawberry.field
+    def sources(self, info: Info) -> list[Source]:
+        """Every configured source, in configuration order."""
+        return [Source(config=c) for c in info.context.runtime.settings.sources]
+
+    @strawberry.field
+    async def patients(
+        self,
+        info: Info,
+        filter: PatientFilter | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> PatientConnection:
+        """Patients in every source, merged on PatientID, in PatientID order."""
+        ctx = info.context
+        first = 50 if first is None else first
+        f = filter or PatientFilter()
+        queried, skipped = choose_sources(ctx, f.sources)
+        query = PatientQuery(patient_id=f.patient_id, name=f.name, birth_date=f.birth_date)
+        outcomes = await fan_out(
+            ctx.runtime.sources, lambda s: s.find_patients(query), queried, skipped, ctx.strikes
+        )
+        merged = [
+            m
+            for m in merge_patients({o.source: o.value or [] for o in outcomes if o.ok})
+            if keep(m, f.presence)
+        ]
+        items, has_next = page(merged, first, after)
+        loader = ctx.loaders.studies_by_patient
+        loader.only = queried
+        loader.hint = StudyQuery(patient_id=f.patient_id, patient_name=f.name)
+        return PatientConnection(
+            edges=[PatientEdge(node=Patient(m=m), cursor=encode_cursor(m.key)) for m in items],
+            page_info=_page_info(items, has_next),  # type: ignore[arg-type]
+            total_count=len(merged),
+            source_results=source_results(ctx, outcomes),
+        )
+
+    @strawberry.field
+    async def patient(self, info: Info, patient_id: str) -> Patient | None:
+        """One patient by exact PatientID."""
+        ctx = info.context
+        query = PatientQuery(patient_id=patient_id)
+        outcomes = await fan_out(
+            ctx.runtime.sources,
+            lambda s: s.find_patients(query),
+            ctx.query_sources,
+            strikes=ctx.strikes,
+        )
+        merged = merge_patients({o.source: o.value or [] for o in outcomes if o.ok})
+        match = [m for m in merged if m.key == patient_id]
+        return Patient(m=match[0]) if match else None
+
+    @strawberry.field
+    async def studies(
+        self,
+        info: Info,
+        filter: StudyFilter | None = None,
+        first: int | None = 50,
+        after: str | None = None,
+    ) -> StudyConnection:
+        """Studies in every source, merged on StudyInstanceUID, in UID order."""
+        ctx = info.context
+        first = 50 if first is None else first
+        f = filter or StudyFilter()
+        queried, skipped = choose_sources(ctx, f.sources)
+        query = f.to_query()
+        outcomes = await fan_out(
+            ctx.runtime.sources, lambda s: s.find_studies(query), queried, skipped, ctx.strikes
+        )
+        merged = [
+            m
+            for m in merge_studies({o.source: o.value or [] for o in outcomes if o.ok})
+            if keep(m, f.presence)
+        ]
+        items, has_next = page(merged, first, after)
+        return StudyConnection(
+            edges=[StudyEdge(node=Study(m=m), cursor=encode_cursor(m.key)) for m in items],
+            page_info=_page_info(items, has_next),  # type: ignore[arg-type]
+            total_count=len(merged),
+            source_results=source_results(ctx, outcomes),
+        )
+
+    @strawberry.field
+    async def study(self, info: Info, study_instance_uid: str) -> Study | None:
+        """One study by UID."""
+        fed = await info.context.loaders.studies_by_uid.load(study_instance_uid)
+        merged = merge_studies(fed.answered)
+        return Study(m=merged[0]) if merged else None
+
+    @strawberry.field
+    async def compare_study(self, info: Info, study_instance_uid: str) -> StudyComparison:
+        """The study in every source, compared down to instance level."""
+        fed = await info.context.loaders.studies_by_uid.load(study_instance_uid)
+        return StudyComparison(study_instance_uid=study_instance_uid, fed=fed)
+
+    @strawberry.field
+    async def compare_patient(self, info: Info, patient_id: str) -> PatientComparison:
+        """Every study of the patient, compared across sources."""
+        ctx = info.context
+        query = StudyQuery(patient_id=patient_id)
+        outcomes = await fan_out(
+            ctx.runtime.sources,
+            lambda s: s.find_studies(query),
+            ctx.query_sources,
+            strikes=ctx.strikes,
+        )
+        uids = sorted({r.study_uid for o in outcomes if o.ok for r in o.value or []})
+        feds = group(uids, outcomes, lambda r: r.study_uid)
+        return PatientComparison(
+            patient_id=patient_id,
+            outcomes=outcomes,
+            studies=[
+                StudyComparison(study_instance_uid=u, fed=f)
+                for u, f in zip(uids, feds, strict=True)
+            ],
+        )
+
+
+EXAMPLES = """\
+# PACS gateway: one query, every archive.
+# Pick an operation with the run button. Patient data shown here is audited later;
+# error messages never contain any.
+
+# Federated search by name: DICOM wildcards (* and ?), case-insensitive.
+# sourceResults says how each archive answered (OK, ERROR, TIMEOUT, SKIPPED).
+query SearchPatientsByName {
+  patients(filter: { name: "SMITH*" }, first: 20) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    sourceResults { source { id } status latencyMs count error }
+    edges {
+      node {
+        patientId
+        name
+        birthDate
+        sex
+        presentIn { id }
+        missingFrom { id }
+        conflicts { field values { source { id } value } }
+        studies { studyInstanceUid studyDate description modalities presentIn { id } }
+      }
+    }
+  }
+}
+
+# A study compared down to instance level in every archive that holds it.
+# Paste a StudyInstanceUID from the search above.
+query CompareStudy {
+  compareStudy(studyInstanceUid: "1.2.826.0.1.3680043.8.498.1") {
+    studyInstanceUid
+    inSync
+    sources { source { id } present series instances status latencyMs }
+    missing { level uid missingFrom { id } presentIn { id } }
+    conflicts { field values { source { id } value } }
+  }
+}
+
+# The configured archives and a live check of each.
+query SourcesHealth {
+  sources {
+    id
+    name
+    kind
+    roles
+    health { up latencyMs checkedAt error }
+  }
+}
+"""

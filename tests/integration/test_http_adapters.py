@@ -1,0 +1,430 @@
+"""The HTTP adapters against real Orthanc servers: Orthanc REST and DICOMweb (dcm4chee dialect).
+
+The same files go into both archives of a private stack; every query is run
+through both adapters (and the DICOMweb adapter in its "orthanc" dialect over
+Orthanc's own plugin), which must return the expected records and identical
+records. Streaming a 500-instance study (peak memory) is tested for every
+adapter in test_adapter_memory.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from io import BytesIO
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from gateway.errors import NotFound
+from gateway.settings import SourceConfig
+from gateway.sources import build_source
+from gateway.sources import dicomjson as dj
+from gateway.sources import normalize as n
+from gateway.sources import orthanc_records as rec
+from gateway.sources.base import (
+    InstanceQuery,
+    PacsSource,
+    PatientQuery,
+    PatientRecord,
+    SeriesQuery,
+    StudyQuery,
+)
+from gateway.sources.dicomweb import DicomWebSource
+from gateway.sources.orthanc import OrthancSource
+from gateway.stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+CT, MR, US = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.6.1"
+SOP_CLASS = {"CT": CT, "MR": MR, "US": US}
+ROOT = "1.2.826.0.1.3680043.10.1009"
+
+
+def instance(
+    patient: tuple[str, str, str, str],
+    study: tuple[str, str, str, str],
+    series: tuple[str, str, int],
+    number: int,
+    rows: int = 8,
+) -> bytes:
+    """A small Part 10 file (UTF-8 character set, explicit VR little endian)."""
+    pid, name, birth, sex = patient
+    study_key, date, desc, accession = study
+    series_key, modality, series_number = series
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = pid, name, birth, sex
+    ds.StudyInstanceUID = f"{ROOT}.{study_key}"
+    ds.SeriesInstanceUID = f"{ROOT}.{study_key}.{series_key}"
+    ds.SOPInstanceUID = f"{ROOT}.{study_key}.{series_key}.{number}"
+    ds.SOPClassUID = SOP_CLASS[modality]
+    ds.StudyDate, ds.StudyTime, ds.StudyDescription = date, "101500", desc
+    ds.AccessionNumber, ds.StudyID, ds.Modality = accession, "1", modality
+    ds.SeriesNumber, ds.InstanceNumber = series_number, number
+    ds.SeriesDescription = f"{modality} series {series_number}"
+    ds.Rows = ds.Columns = rows
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelData = ((np.arange(rows * rows) + number) % 65536).astype(np.uint16).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+P1 = ("P001", "Müller^Jürgen", "19800101", "M")
+P2 = ("P002", "SMITH^John", "19700505", "M")
+P3 = ("P003", "smithers^anna", "19900909", "F")
+P4 = ("P004", "Smith^Jane", "19851212", "F")
+P5 = ("P005", "Ωμέγα^Άλφα", "20000229", "O")
+P6 = ("P006", "O'Brien^Pat Rick", "19750101", "M")
+S1 = ("1", "20200115", "CT Thorax", "A001")
+S2 = ("2", "20210315", "MR Brain", "A002")
+S3 = ("3", "20230101", "CT Head", "A003")
+S4 = ("4", "20220101", "US Abdomen", "A004")
+S5 = ("5", "20191231", "CT Abdomen", "A005")
+S6 = ("6", "20200229", "PET CT", "B006")
+S7 = ("7", "20200601", "CT HEAD NECK", "B007")
+LAYOUT = [  # patient, study, series (key, modality, number), instances
+    (P1, S1, ("1", "CT", 1), 2),
+    (P1, S1, ("2", "MR", 2), 1),
+    (P2, S2, ("1", "MR", 1), 1),
+    (P2, S3, ("1", "CT", 1), 1),
+    (P3, S4, ("1", "US", 1), 1),
+    (P4, S5, ("1", "CT", 1), 1),
+    (P5, S6, ("1", "CT", 1), 1),
+    (P6, S7, ("1", "CT", 1), 1),
+]
+FILES = [instance(p, s, se, n) for p, s, se, count in LAYOUT for n in range(1, count + 1)]
+
+
+def uid(study: str, *rest: str) -> str:
+    """The UID the layout gives a study, series or instance."""
+    return ".".join([ROOT, study, *rest])
+
+
+def sop_uid(data: bytes) -> str:
+    """The SOP Instance UID of a Part 10 file."""
+    return str(dcmread(BytesIO(data), stop_before_pixels=True).SOPInstanceUID)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def sources(private_stack: LocalStack) -> AsyncIterator[dict[str, PacsSource]]:
+    """Both adapters on a private stack, each archive loaded through its adapter."""
+    info = private_stack.info
+    assert info is not None
+    configs = [
+        SourceConfig(id="orthanc", kind="orthanc", url=info.orthanc_url, timeout_s=30),
+        SourceConfig(
+            id="dcm4chee", kind="dicomweb", dialect="dcm4chee", url=info.dcm4chee_url, timeout_s=30
+        ),
+    ]
+    built = {c.id: build_source(c) for c in configs}
+    assert isinstance(built["orthanc"], OrthancSource)
+    assert isinstance(built["dcm4chee"], DicomWebSource)
+    for source in built.values():
+        result = await source.store(FILES)
+        assert result.stored == tuple(sop_uid(f) for f in FILES)
+        assert result.failed == ()
+        assert result.bytes == sum(len(f) for f in FILES)
+    # Orthanc's own DICOMweb plugin (dialect "orthanc") over the data stored through REST.
+    plugin = SourceConfig(
+        id="orthanc-dicomweb",
+        kind="dicomweb",
+        dialect="orthanc",
+        url=info.orthanc_url + "/dicom-web",
+        timeout_s=30,
+    )
+    built[plugin.id] = build_source(plugin)
+    yield built
+    for source in built.values():
+        await source.aclose()
+
+
+ADAPTERS = ["orthanc", "dcm4chee"]
+READERS = [*ADAPTERS, "orthanc-dicomweb"]
+
+PATIENT_CASES = [
+    (PatientQuery(), ["P001", "P002", "P003", "P004", "P005", "P006"]),
+    (PatientQuery(name="smith"), ["P002", "P004"]),
+    (PatientQuery(name="smith*"), ["P002", "P003", "P004"]),
+    (PatientQuery(name="SMITH^J*"), ["P002", "P004"]),
+    (PatientQuery(name="sm?th^ja?e"), ["P004"]),
+    (PatientQuery(name="müller"), ["P001"]),
+    (PatientQuery(name="MÜLLER^JÜRGEN"), ["P001"]),
+    (PatientQuery(name="ωμέγα*"), ["P005"]),
+    (PatientQuery(name="o'brien^pat rick"), ["P006"]),
+    (PatientQuery(patient_id="P001"), ["P001"]),
+    (PatientQuery(patient_id="p001"), []),
+    (PatientQuery(patient_id="P00?"), ["P001", "P002", "P003", "P004", "P005", "P006"]),
+    (PatientQuery(birth_date="19800101"), ["P001"]),
+    (PatientQuery(birth_date="-19791231"), ["P002", "P006"]),
+    (PatientQuery(birth_date="19850101-19901231"), ["P003", "P004"]),
+    (PatientQuery(birth_date="20000101-"), ["P005"]),
+    (PatientQuery(name="smith*", birth_date="19800101-"), ["P003", "P004"]),
+    (PatientQuery(limit=2, offset=1), ["P002", "P003"]),
+    (PatientQuery(limit=0), []),
+    (PatientQuery(offset=10), []),
+]
+
+STUDY_CASES = [
+    (StudyQuery(), ["1", "2", "3", "4", "5", "6", "7"]),
+    (StudyQuery(study_uids=(uid("5"), uid("1"), uid("99"))), ["1", "5"]),
+    (StudyQuery(study_date="20200101-20201231"), ["1", "6", "7"]),
+    (StudyQuery(study_date="20221231-"), ["3"]),
+    (StudyQuery(study_date="-20191231"), ["5"]),
+    (StudyQuery(modality="MR"), ["1", "2"]),
+    (StudyQuery(modality="US"), ["4"]),
+    (StudyQuery(patient_name="smith*"), ["2", "3", "4", "5"]),
+    (StudyQuery(patient_name="SMITH"), ["2", "3", "5"]),
+    (StudyQuery(patient_id="P002"), ["2", "3"]),
+    (StudyQuery(description="CT*"), ["1", "3", "5", "7"]),
+    (StudyQuery(description="CT HEAD NECK"), ["7"]),
+    (StudyQuery(description="ct head"), []),
+    (StudyQuery(accession_number="B00?"), ["6", "7"]),
+    (StudyQuery(modality="CT", study_date="20200101-", patient_name="s*"), ["3"]),
+    (StudyQuery(limit=3, offset=2), ["3", "4", "5"]),
+    (StudyQuery(modality="CT", limit=2, offset=1), ["3", "5"]),
+]
+
+
+@pytest.mark.parametrize("adapter", READERS)
+@pytest.mark.parametrize(("query", "expected"), PATIENT_CASES, ids=str)
+async def test_find_patients(
+    sources: dict[str, PacsSource], adapter: str, query: PatientQuery, expected: list[str]
+) -> None:
+    found = await sources[adapter].find_patients(query)
+    assert [p.patient_id for p in found] == expected
+
+
+@pytest.mark.parametrize("adapter", READERS)
+@pytest.mark.parametrize(("query", "expected"), STUDY_CASES, ids=str)
+async def test_find_studies(
+    sources: dict[str, PacsSource], adapter: str, query: StudyQuery, expected: list[str]
+) -> None:
+    found = await sources[adapter].find_studies(query)
+    assert [s.study_uid for s in found] == [uid(k) for k in expected]
+
+
+@pytest.mark.parametrize("adapter", READERS)
+async def test_records_are_normalised(sources: dict[str, PacsSource], adapter: str) -> None:
+    source = sources[adapter]
+    [patient] = await source.find_patients(PatientQuery(patient_id="P001"))
+    assert (patient.name, patient.birth_date, patient.sex, patient.studies) == (
+        "Müller^Jürgen",
+        "19800101",
+        "M",
+        1,
+    )
+    [study] = await source.find_studies(StudyQuery(study_uids=(uid("1"),)))
+    assert study.patient_name == "Müller^Jürgen"
+    assert (study.study_date, study.study_time, study.description) == (
+        "20200115",
+        "101500",
+        "CT Thorax",
+    )
+    assert (study.modalities, study.series_count, study.instance_count) == (("CT", "MR"), 2, 3)
+    [p2] = await source.find_patients(PatientQuery(patient_id="P002"))
+    assert p2.studies == 2
+
+
+@pytest.mark.parametrize("adapter", READERS)
+async def test_find_series(sources: dict[str, PacsSource], adapter: str) -> None:
+    source = sources[adapter]
+    one = await source.find_series(SeriesQuery(study_uids=(uid("1"),)))
+    assert [(s.series_uid, s.modality, s.series_number, s.instance_count) for s in one] == [
+        (uid("1", "1"), "CT", 1, 2),
+        (uid("1", "2"), "MR", 2, 1),
+    ]
+    assert one[1].description == "MR series 2" and one[1].study_uid == uid("1")
+    several = await source.find_series(SeriesQuery(study_uids=(uid("3"), uid("1"), uid("2"))))
+    assert [s.series_uid for s in several] == [
+        uid("1", "1"),
+        uid("1", "2"),
+        uid("2", "1"),
+        uid("3", "1"),
+    ]
+    assert [s.study_uid for s in several] == [uid("1"), uid("1"), uid("2"), uid("3")]
+    ct = await source.find_series(SeriesQuery(study_uids=(uid("1"), uid("2")), modality="CT"))
+    assert [s.series_uid for s in ct] == [uid("1", "1")]
+    picked = await source.find_series(
+        SeriesQuery(study_uids=(uid("1"), uid("2")), series_uids=(uid("1", "2"), uid("2", "1")))
+    )
+    assert [s.series_uid for s in picked] == [uid("1", "2"), uid("2", "1")]
+    assert await source.find_series(SeriesQuery(study_uids=(uid("99"),))) == []
+
+
+@pytest.mark.parametrize("adapter", READERS)
+async def test_find_instances(sources: dict[str, PacsSource], adapter: str) -> None:
+    source = sources[adapter]
+    found = await source.find_instances(InstanceQuery(study_uid=uid("1")))
+    assert [(i.sop_instance_uid, i.series_uid, i.instance_number) for i in found] == [
+        (uid("1", "1", "1"), uid("1", "1"), 1),
+        (uid("1", "1", "2"), uid("1", "1"), 2),
+        (uid("1", "2", "1"), uid("1", "2"), 1),
+    ]
+    assert [i.sop_class_uid for i in found] == [CT, CT, MR]
+    assert {i.study_uid for i in found} == {uid("1")}
+    by_series = await source.find_instances(
+        InstanceQuery(study_uid=uid("1"), series_uids=(uid("1", "2"),))
+    )
+    assert [i.sop_instance_uid for i in by_series] == [uid("1", "2", "1")]
+    by_sop = await source.find_instances(
+        InstanceQuery(study_uid=uid("1"), sop_instance_uids=(uid("1", "1", "2"),))
+    )
+    assert [i.sop_instance_uid for i in by_sop] == [uid("1", "1", "2")]
+    assert await source.find_instances(InstanceQuery(study_uid=uid("99"))) == []
+
+
+@pytest.mark.parametrize("other", ["dcm4chee", "orthanc-dicomweb"])
+async def test_adapters_return_identical_records(
+    sources: dict[str, PacsSource], other: str
+) -> None:
+    orthanc, dicomweb = sources["orthanc"], sources[other]
+    for pquery, _ in PATIENT_CASES:
+        assert await orthanc.find_patients(pquery) == await dicomweb.find_patients(pquery), pquery
+    for squery, _ in STUDY_CASES:
+        assert await orthanc.find_studies(squery) == await dicomweb.find_studies(squery), squery
+    all_studies = tuple(uid(k) for k in "1234567")
+    series_query = SeriesQuery(study_uids=all_studies)
+    assert await orthanc.find_series(series_query) == await dicomweb.find_series(series_query)
+    for key in "1234567":
+        iquery = InstanceQuery(study_uid=uid(key))
+        assert await orthanc.find_instances(iquery) == await dicomweb.find_instances(iquery)
+
+
+def _same_dataset(a: bytes, b: bytes) -> None:
+    left, right = dcmread(BytesIO(a)), dcmread(BytesIO(b))
+    assert left == right
+    assert left.file_meta.TransferSyntaxUID == right.file_meta.TransferSyntaxUID
+    assert left.PixelData == right.PixelData
+
+
+@pytest.mark.parametrize("adapter", READERS)
+async def test_retrieve_instance_round_trip(sources: dict[str, PacsSource], adapter: str) -> None:
+    source = sources[adapter]
+    original = FILES[1]
+    chunks = [
+        c async for c in source.retrieve_instance(uid("1"), uid("1", "1"), uid("1", "1", "2"))
+    ]
+    _same_dataset(b"".join(chunks), original)
+    with pytest.raises(NotFound):
+        async for _ in source.retrieve_instance(uid("1"), uid("1", "1"), uid("1", "1", "9")):
+            pass
+
+
+@pytest.mark.parametrize("adapter", READERS)
+async def test_retrieve_study_round_trip(sources: dict[str, PacsSource], adapter: str) -> None:
+    source = sources[adapter]
+    originals = {sop_uid(f): f for f in FILES}
+    got = {sop_uid(f): f for f in [f async for f in source.retrieve_study(uid("1"))]}
+    assert sorted(got) == [uid("1", "1", "1"), uid("1", "1", "2"), uid("1", "2", "1")]
+    for key, data in got.items():
+        _same_dataset(data, originals[key])
+    one_series = [sop_uid(f) async for f in source.retrieve_study(uid("1"), [uid("1", "2")])]
+    assert one_series == [uid("1", "2", "1")]
+    with pytest.raises(NotFound):
+        async for _ in source.retrieve_study(uid("99")):
+            pass
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+async def test_store_again_and_garbage(sources: dict[str, PacsSource], adapter: str) -> None:
+    source = sources[adapter]
+    result = await source.store([FILES[0], b"not a dicom file", FILES[2]])
+    assert result.stored == (sop_uid(FILES[0]), sop_uid(FILES[2]))
+    assert result.failed == ("#1",)
+    assert await source.store([]) == type(result)(stored=())
+
+
+@pytest.mark.parametrize("adapter", READERS)
+async def test_invalid_uids_match_nothing(sources: dict[str, PacsSource], adapter: str) -> None:
+    source = sources[adapter]
+    assert await source.find_studies(StudyQuery(study_uids=("1.2.*",))) == []
+    mixed = await source.find_studies(StudyQuery(study_uids=("../x", uid("2"))))
+    assert [s.study_uid for s in mixed] == [uid("2")]
+    assert await source.find_series(SeriesQuery(study_uids=("../x",))) == []
+    assert await source.find_series(SeriesQuery(study_uids=(uid("1"),), series_uids=("*",))) == []
+    assert await source.find_instances(InstanceQuery(study_uid="*")) == []
+    with pytest.raises(NotFound):
+        async for _ in source.retrieve_instance(uid("1"), uid("1", "1"), "*"):
+            pass
+    with pytest.raises(NotFound):
+        async for _ in source.retrieve_study("1.2/../3"):
+            pass
+
+
+@pytest.mark.parametrize("adapter", READERS)
+async def test_ping(sources: dict[str, PacsSource], adapter: str) -> None:
+    latency = await sources[adapter].ping()
+    assert 0 < latency < 5000
+    stats = sources[adapter].guard.stats  # type: ignore[attr-defined]
+    assert stats.calls > 0 and stats.median_ms() is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        " ",
+        "A",
+        " A",
+        "A ",
+        "A\x00",
+        "Doe^John",
+        "Doe^John^^",
+        "Doe^John=Ή^Ά",
+        "Ωμέγα",
+        {"Alphabetic": "Doe^John"},
+        {"Alphabetic": "Doe^ "},
+        {"Ideographic": "X"},
+        [{"Alphabetic": "A"}],
+        "20240101",
+        "2024-01-01",
+        "2024.01.01",
+        "10:15:00",
+        "101500.5",
+        ["A", "B"],
+        7,
+        "7",
+        " 7 ",
+    ],
+)
+def test_fast_normalisers_agree_with_normalize(value: object) -> None:
+    """The fast normalisers of `dicomjson` (both HTTP adapters) give what `normalize` gives."""
+    assert dj.text(value) == n.text(value)
+    assert dj.person_name(value) == n.person_name(value)
+    assert dj.date(value) == n.date(value)
+    assert dj.time_(value) == n.time_(value)
+    assert dj.integer(value) == n.integer(value)
+
+
+def test_orthanc_records_are_reused_only_for_identical_values() -> None:
+    records = rec.Records()
+    tags = {"PatientID": "P1", "PatientName": "Doe^John "}
+    item = {"ID": "a1", "MainDicomTags": tags, "Studies": ["s1"]}
+    first = records.patient(item)
+    assert first == PatientRecord(patient_id="P1", name="Doe^John", studies=1)
+    assert records.patient({**item, "MainDicomTags": dict(tags)}) is first
+    renamed = records.patient({**item, "MainDicomTags": {**tags, "PatientName": "Doe^Jane"}})
+    assert renamed.name == "Doe^Jane"
+    assert records.patient({**item, "Studies": ["s1", "s2"]}).studies == 2
+    assert records.patient({**item, "ID": None}) == first  # no id: built, not kept
+    odd = {"ID": "a2", "MainDicomTags": {"PatientID": ["P1", "P2"]}}
+    assert records.patient(odd).patient_id == "P1\\P2"
+
+    study = {"ID": "st", "MainDicomTags": {"StudyInstanceUID": "1.2"}, "Series": ["se"]}
+    series = {"se": {"ID": "se", "MainDicomTags": {"Modality": "CT"}, "Instances": ["i1"]}}
+    one = records.study(study, series)
+    assert (one.modalities, one.series_count, one.instance_count) == (("CT",), 1, 1)
+    assert records.study(dict(study), {"se": dict(series["se"])}) is one
+    grown = {"se": {**series["se"], "Instances": ["i1", "i2"]}}
+    assert records.study(study, grown).instance_count == 2

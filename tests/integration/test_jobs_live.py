@@ -1,0 +1,156 @@
+"""Live progress over real WebSockets, from two gateway processes; cancel and retry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import JobEnv
+from tests.jobs_support import (
+    JOB_FIELDS,
+    GatewayProcess,
+    big_study,
+    gql_data,
+    store_files,
+    subscribe,
+    wait_job,
+)
+
+SYNC = f"mutation($input: SyncInput!) {{ syncStudies(input: $input) {{ {JOB_FIELDS} }} }}"
+PROGRESS = """subscription($id: ID!) {
+  jobProgress(id: $id) { jobId at status progress phase message }
+}"""
+ALL_EVENTS = "subscription { jobEvents(kinds: [SYNC]) { jobId status progress } }"
+
+
+@pytest.fixture(scope="module")
+def gateways(job_env: JobEnv) -> Iterator[list[GatewayProcess]]:
+    """Two gateway processes on the same database and Redis."""
+    procs = [
+        GatewayProcess(job_env.config, job_env.env, job_env.workdir / f"gw{i}.log").start()
+        for i in range(2)
+    ]
+    yield procs
+    for p in procs:
+        p.stop()
+
+
+def test_every_event_in_order_from_two_gateways_and_late(
+    job_env: JobEnv, gateways: list[GatewayProcess]
+) -> None:
+    study, files = big_study(150, seed=11)
+    asyncio.run(store_files(job_env.settings, "orthanc", files))
+    with job_env.client() as client:
+        job = gql_data(
+            client, SYNC, input={"from": "orthanc", "to": "dcm4chee", "studyInstanceUids": [study]}
+        )["syncStudies"]
+
+    async def scenario() -> tuple[list[list[dict]], list[dict]]:
+        subs = [
+            asyncio.create_task(subscribe(g.ws_url, PROGRESS, {"id": job["id"]})) for g in gateways
+        ]
+        everything = asyncio.create_task(_collect_all(gateways[0].ws_url, job["id"]))
+        await asyncio.sleep(1.0)  # subscribed while the job is still queued: no worker yet
+        worker = job_env.worker("live-worker").start()
+        try:
+            streams = await asyncio.gather(*subs)
+        finally:
+            worker.stop()
+        return list(streams), await everything
+
+    streams, firehose = asyncio.run(scenario())
+    for stream in streams:
+        events = [p["data"]["jobProgress"] for p in stream]
+        statuses = [e["status"] for e in events]
+        assert statuses[0] == "QUEUED", "the current state comes first"
+        assert statuses[-1] == "SUCCEEDED", "the terminal event comes last"
+        assert "RUNNING" in statuses
+        assert statuses.count("SUCCEEDED") == 1
+        times = [e["at"] for e in events]
+        assert times == sorted(times), "in order"
+        running = [e["progress"] for e in events if e["status"] == "RUNNING"]
+        assert len(running) >= 3, "progress is streamed, not only start and end"
+    assert streams[0] == streams[1], "both gateway processes deliver the same events"
+    assert firehose[-1]["status"] == "SUCCEEDED"
+
+    late = asyncio.run(subscribe(gateways[1].ws_url, PROGRESS, {"id": job["id"]}))
+    assert [p["data"]["jobProgress"]["status"] for p in late] == ["SUCCEEDED"]
+
+
+async def _collect_all(url: str, job_id: str) -> list[dict]:
+    """jobEvents until the job's terminal event."""
+    import json
+
+    import websockets
+
+    out: list[dict] = []
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init"}))
+        await ws.recv()
+        await ws.send(
+            json.dumps({"id": "a", "type": "subscribe", "payload": {"query": ALL_EVENTS}})
+        )
+        async with asyncio.timeout(120):
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg["type"] != "next":
+                    continue
+                ev = msg["payload"]["data"]["jobEvents"]
+                if ev["jobId"] == job_id:
+                    out.append(ev)
+                    if ev["status"] == "SUCCEEDED":
+                        return out
+
+
+def test_unknown_job_subscription_is_an_error(gateways: list[GatewayProcess]) -> None:
+    payloads = asyncio.run(subscribe(gateways[0].ws_url, PROGRESS, {"id": "nope"}, limit_s=10))
+    assert len(payloads) == 1
+    error = payloads[0]["errors"][0]
+    assert "no job with id" in error["message"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_cancel_running_then_retry(job_env: JobEnv) -> None:
+    study, files = big_study(600, seed=12)
+    asyncio.run(store_files(job_env.settings, "orthanc", files))
+    body = {"from": "orthanc", "to": "dcm4chee", "studyInstanceUids": [study]}
+    worker = job_env.worker("cancel-worker").start()
+    try:
+        with job_env.client() as client:
+            job = gql_data(client, SYNC, input=body)["syncStudies"]
+            wait_job(client, job["id"], until=lambda j: j["phase"] == "transfer")
+            cancelled = gql_data(
+                client, "mutation($id: ID!) { cancelJob(id: $id) { id status } }", id=job["id"]
+            )["cancelJob"]
+            assert cancelled["status"] in ("RUNNING", "CANCELLED")
+            final = wait_job(client, job["id"])
+            assert final["status"] == "CANCELLED", final
+            assert final["progress"] < 0.9, "it stopped before the end"
+            retried = gql_data(
+                client, "mutation($id: ID!) { retryJob(id: $id) { id status } }", id=job["id"]
+            )["retryJob"]
+            assert retried["status"] == "QUEUED"
+            done = wait_job(client, job["id"])
+            assert done["status"] == "SUCCEEDED", done
+            assert done["result"]["verified"] is True
+            assert done["attempts"] == 2
+    finally:
+        worker.stop()
+
+
+def test_no_patient_data_in_the_gateways_log(
+    job_env: JobEnv, gateways: list[GatewayProcess]
+) -> None:
+    import httpx
+
+    query = '{ patients(filter: {name: "BIG*"}) { edges { node { patientId name } } } }'
+    base = f"http://127.0.0.1:{gateways[0].port}/graphql"
+    answer = httpx.get(base, params={"query": query}, headers={"Accept": "application/json"})
+    assert "BIG-0001" in answer.text, "the query did find the patient"
+    httpx.post(base, json={"query": query})
+    log = (job_env.workdir / "gw0.log").read_text()
+    assert "graphql" in log.lower() or "Uvicorn" in log, "the log was written"
+    for secret in ("BIG-0001", "BIG^STUDY", "BIG*", "BIG%2A"):
+        assert secret not in log

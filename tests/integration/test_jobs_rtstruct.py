@@ -1,0 +1,95 @@
+"""RT-STRUCT via the API: mutation, worker, rtStructResults, files over HTTP; auto-detection."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.cli import seed
+from gateway.jobs.service import JobService
+from gateway.jobs.store import JobStore
+from gateway.runtime import Runtime
+from gateway.seed import GroundTruth, build_demo
+from tests.conftest import JobEnv
+from tests.jobs_support import JOB_FIELDS, gql, gql_data, wait_job
+from workers.jobs import rtstruct
+from workers.settings import watch_rtstructs
+
+PROCESS = (
+    f"mutation($input: RtStructInput!) {{ processRtStruct(input: $input) {{ {JOB_FIELDS} }} }}"
+)
+RESULTS = """query($uid: String!) {
+  rtStructResults(studyInstanceUid: $uid) {
+    jobId studyInstanceUid seriesInstanceUid referencedSeriesInstanceUid processingSeconds
+    summaryUrl warnings
+    rois { number name volumeCc surfaceCm2 centroidMm sliceCount maskUrl meshUrl }
+  }
+}"""
+
+
+@pytest.fixture(scope="module")
+def seeded(job_env: JobEnv) -> tuple[JobEnv, GroundTruth]:
+    """The module's stack with the demo data, and its truth."""
+    asyncio.run(seed(job_env.settings, 42, 20, None))
+    ids = [s.id for s in job_env.settings.sources]
+    return job_env, build_demo(seed=42, patients=20, sources=ids).truth
+
+
+def test_process_through_the_api_and_download_files(seeded: tuple[JobEnv, GroundTruth]) -> None:
+    env, truth = seeded
+    [phantom] = truth.rtstructs
+    body = {"source": phantom.sources[0], "studyInstanceUid": phantom.study_uid}
+    worker = env.worker("rt-worker").start()
+    try:
+        with env.client() as client:
+            job = gql_data(client, PROCESS, input=body)["processRtStruct"]
+            done = wait_job(client, job["id"], timeout=180)
+            assert done["status"] == "SUCCEEDED", done
+            [result] = gql_data(client, RESULTS, uid=phantom.study_uid)["rtStructResults"]
+            assert result["jobId"] == job["id"]
+            assert result["seriesInstanceUid"] == phantom.rtstruct_series_uid
+            assert result["referencedSeriesInstanceUid"] == phantom.ct_series_uid
+            expected = {r.name: r for r in phantom.rois}
+            assert {r["name"] for r in result["rois"]} == set(expected)
+            for roi in result["rois"]:
+                truth_roi = expected[roi["name"]]
+                assert roi["volumeCc"] == pytest.approx(truth_roi.volume_cm3, rel=0.05)
+                for url in (roi["maskUrl"], roi["meshUrl"]):
+                    got = client.get(url)
+                    assert got.status_code == 200 and len(got.content) > 100
+            summary = client.get(result["summaryUrl"])
+            assert summary.status_code == 200 and summary.json()
+            assert client.get("/files/../gateway.toml").status_code == 404
+    finally:
+        worker.stop()
+
+
+def test_refuses_unknown_source(seeded: tuple[JobEnv, GroundTruth]) -> None:
+    env, _ = seeded
+    with env.client() as client:
+        answer = gql(client, PROCESS, input={"source": "nowhere", "studyInstanceUid": "1.2.3"})
+    assert answer["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_new_structure_sets_are_detected_once(seeded: tuple[JobEnv, GroundTruth]) -> None:
+    env, truth = seeded
+    [phantom] = truth.rtstructs
+
+    async def scenario() -> tuple[list[dict], int, list[dict]]:
+        runtime = await Runtime.create(env.settings, run_migrations=False)
+        try:
+            store = JobStore(runtime.sessions)
+            service = JobService(store, runtime.redis, runtime.keys)
+            found = await rtstruct.discover(runtime, phantom.sources[0], set())
+            await runtime.redis.delete(runtime.keys.tick("rtstruct"))
+            submitted = await watch_rtstructs(runtime, service)
+            return found, submitted, [asked for _, asked, _ in await store.of_kind("RTSTRUCT")]
+        finally:
+            await runtime.aclose()
+
+    found, submitted, asked = asyncio.run(scenario())
+    assert [f["seriesInstanceUid"] for f in found] == [phantom.rtstruct_series_uid]
+    assert found[0]["studyInstanceUid"] == phantom.study_uid
+    assert phantom.study_uid in {a["studyInstanceUid"] for a in asked}, "processed before"
+    assert submitted == 0, "a structure set already in a job is not submitted again"

@@ -1,0 +1,59 @@
+"""The local stack starts real servers and leaves no orphan process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+
+from gateway.stack import LocalStack, StackInfo, port_open
+
+CHILD = """
+import json, sys, time
+from gateway.stack import LocalStack
+stack = LocalStack()
+info = stack.start()
+pids = [s.proc.pid for s in stack.services.values()]
+print(json.dumps({"pids": pids, "port": info.legacy_port}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_stack_serves_every_archive(stack: StackInfo) -> None:
+    assert httpx.get(f"{stack.orthanc_url}/system").json()["Name"] == "orthanc"
+    assert httpx.get(f"{stack.dcm4chee_rest}/system").json()["Name"] == "dcm4chee"
+    assert httpx.get(f"{stack.dcm4chee_url}/studies").status_code in (200, 204)
+    assert port_open("127.0.0.1", stack.legacy_port)
+
+
+def test_killed_parent_leaves_no_orphans() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    info = json.loads(proc.stdout.readline())
+    pids = info["pids"]
+    assert all(psutil.pid_exists(p) for p in pids)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 15
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+        time.sleep(0.2)
+    assert alive == []
+    assert not port_open("127.0.0.1", info["port"])
+
+
+def test_stop_is_clean_and_removes_temporary_storage() -> None:
+    stack = LocalStack()
+    stack.start()
+    workdir = stack.workdir
+    pids = [s.proc.pid for s in stack.services.values() if s.proc]
+    stack.stop()
+    assert not workdir.exists()
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)

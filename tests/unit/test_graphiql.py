@@ -1,0 +1,36 @@
+"""GraphiQL opens on example operations that are valid against the schema."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from graphql import parse, validate
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from gateway.app import GatewayGraphQL
+from gateway.settings import Settings
+from resolvers.queries import EXAMPLES
+from resolvers.schema import schema
+
+OPERATIONS = ("SearchPatientsByName", "CompareStudy", "SourcesHealth")
+
+
+def test_examples_are_valid_named_operations() -> None:
+    document = parse(EXAMPLES)
+    names = [d.name.value for d in document.definitions if d.name]  # type: ignore[attr-defined]
+    assert names == list(OPERATIONS)
+    assert validate(schema._schema, document) == []
+
+
+def test_graphiql_opens_on_the_examples() -> None:
+    runtime = SimpleNamespace(settings=Settings(sources=()), sources={})
+    graphql = GatewayGraphQL(lambda conn: runtime)
+    client = TestClient(Starlette(routes=[Route("/graphql", graphql, methods=["GET"])]))
+    r = client.get("/graphql", headers={"Accept": "text/html"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    for name in OPERATIONS:
+        assert f"query {name} {{" in r.text
+    assert 'patients(filter: { name: \\"SMITH*\\" }' in r.text
+    assert "Welcome to GraphiQL" not in r.text

@@ -1,0 +1,41 @@
+"""Refused queries: depth, tokens and aliases (inside fragments too), with a code."""
+
+from __future__ import annotations
+
+from resolvers.limits import MAX_ALIASES
+from resolvers.schema import schema
+
+
+async def _errors(query: str) -> list[dict[str, object]]:
+    result = await schema.execute(query)
+    assert result.errors, "expected the query to be refused"
+    return [e.formatted for e in result.errors]
+
+
+async def test_aliases_counted_inside_fragments() -> None:
+    fields = " ".join(f"a{i}: sources {{ id }}" for i in range(MAX_ALIASES + 1))
+    errors = await _errors(f"query {{ ...F }} fragment F on Query {{ {fields} }}")
+    assert any(e["extensions"]["code"] == "QUERY_TOO_COMPLEX" for e in errors)  # type: ignore[index]
+
+
+async def test_aliases_split_over_fragments() -> None:
+    half = (MAX_ALIASES // 2) + 1
+    f1 = " ".join(f"a{i}: sources {{ id }}" for i in range(half))
+    f2 = " ".join(f"b{i}: sources {{ id }}" for i in range(half))
+    query = f"{{ ...F ...G }} fragment F on Query {{ {f1} }} fragment G on Query {{ {f2} }}"
+    errors = await _errors(query)
+    assert any("aliases" in str(e["message"]) for e in errors)
+
+
+async def test_depth_limit() -> None:
+    nested = "studies { patient { studies { patient { studies { patient { studies { patient { "
+    nested += (
+        "studies { patient { studies { patient { studies { patientId } } } } } } } } } } } } }"
+    )
+    errors = await _errors(f"{{ patients {{ edges {{ node {{ {nested} }} }} }} }}")
+    assert any("depth" in str(e["message"]) for e in errors)
+
+
+async def test_unknown_field_has_a_code() -> None:
+    errors = await _errors("{ nope }")
+    assert errors[0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"  # type: ignore[index]

@@ -1,0 +1,126 @@
+"""The overall query deadline, and a failed source not asked again within one request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import strawberry
+from graphql import OperationType
+
+from gateway.runtime import Runtime
+from gateway.settings import Settings, SourceConfig
+from gateway.sources.base import PatientQuery, PatientRecord, StudyQuery, StudyRecord
+from resolvers.context import make_context
+from resolvers.limits import DEADLINE_CODE, QueryDeadline, extensions
+from resolvers.queries import Query
+
+NAME = "Müller^Jürgen"
+
+
+@dataclass
+class FakeSource:
+    """An archive answering after `delay_s` (forever when None)."""
+
+    config: SourceConfig
+    delay_s: float | None = 0.0
+    calls: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    async def _wait(self, op: str) -> None:
+        self.calls.append(op)
+        await asyncio.sleep(3600 if self.delay_s is None else self.delay_s)
+
+    async def find_patients(self, query: PatientQuery) -> list[PatientRecord]:
+        await self._wait("find_patients")
+        return [PatientRecord("P1", name=NAME)]
+
+    async def find_studies(self, query: StudyQuery) -> list[StudyRecord]:
+        await self._wait("find_studies")
+        return [StudyRecord("1.2.3", patient_id="P1", patient_name=NAME)]
+
+
+@dataclass
+class FakeRuntime:
+    settings: Settings
+    sources: dict[str, Any]
+
+
+def runtime(*sources: FakeSource) -> Runtime:
+    settings = Settings(sources=tuple(s.config for s in sources))
+    return cast(Runtime, FakeRuntime(settings, {s.id: s for s in sources}))
+
+
+def source(id: str, timeout_s: float = 5.0, delay_s: float | None = 0.0) -> FakeSource:
+    return FakeSource(SourceConfig(id=id, kind="orthanc", timeout_s=timeout_s), delay_s)
+
+
+PATIENTS = """query($name: String) {
+  patients(filter: {name: $name}) {
+    totalCount
+    sourceResults { source { id } status error }
+    edges { node { patientId studies { studyInstanceUid } } }
+  }
+}"""
+
+
+async def run(rt: Runtime, deadline_s: float | None = None) -> tuple[Any, float]:
+    schema = strawberry.Schema(query=Query, extensions=extensions(deadline_s))
+    start = time.monotonic()
+    result = await schema.execute(
+        PATIENTS, variable_values={"name": "Müller*"}, context_value=make_context(rt)
+    )
+    return result, time.monotonic() - start
+
+
+async def test_deadline_stops_the_query_with_a_code() -> None:
+    rt = runtime(source("a"), source("hang", timeout_s=5, delay_s=None))
+    result, elapsed = await run(rt, deadline_s=0.2)
+    assert elapsed < 1.0  # the deadline, not the 5 s source timeout
+    assert result.data is None
+    assert [e.extensions["code"] for e in result.errors] == [DEADLINE_CODE]
+    message = result.errors[0].formatted["message"]
+    assert message == "query deadline exceeded (0.2 s)"
+    assert "Müller" not in str(result.errors[0].formatted)
+
+
+async def test_default_deadline_is_largest_source_timeout_plus_margin() -> None:
+    ext = QueryDeadline(margin_s=2.5)
+    ext.execution_context = cast(Any, type("E", (), {}))()
+    ext.execution_context.context = make_context(runtime(source("a", 1), source("b", 7)))
+    assert ext.seconds() == 9.5
+    assert QueryDeadline(deadline_s=1.5).seconds() == 1.5
+
+
+async def test_a_source_timeout_is_data_not_a_deadline_error() -> None:
+    rt = runtime(source("a"), source("hang", timeout_s=0.2, delay_s=None))
+    result, elapsed = await run(rt)
+    assert result.errors is None
+    statuses = {r["source"]["id"]: r["status"] for r in result.data["patients"]["sourceResults"]}
+    assert statuses == {"a": "OK", "hang": "TIMEOUT"}
+    assert result.data["patients"]["edges"][0]["node"]["studies"] == [{"studyInstanceUid": "1.2.3"}]
+    assert elapsed < 0.2 + 0.3  # the source timeout, not the 8 s query deadline
+
+
+async def test_a_timed_out_source_is_not_asked_again_in_the_same_request() -> None:
+    hang = source("hang", timeout_s=0.2, delay_s=None)
+    rt = runtime(source("a"), hang)
+    await run(rt)
+    assert hang.calls == ["find_patients"]  # the nested studies level skipped it
+    await run(rt)
+    assert hang.calls == ["find_patients"] * 2  # the next request asks again
+
+
+async def test_subscriptions_are_not_bounded() -> None:
+    ext = QueryDeadline(deadline_s=0.01)
+    ext.execution_context = cast(Any, type("E", (), {}))()
+    ext.execution_context.operation_type = OperationType.SUBSCRIPTION
+    hook = ext.on_execute()
+    await hook.__anext__()
+    await asyncio.sleep(0.05)  # would be cancelled at 0.01 s if the deadline applied
+    await hook.aclose()

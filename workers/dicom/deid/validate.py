@@ -1,0 +1,79 @@
+"""Checking a de-identified output (DICOM PS3.15 E.1.1: the result must remain a valid IOD).
+
+`process_instance` is what the job runs in the process pool: de-identify, re-read
+the output with pydicom (pixel data included), check the attributes every
+composite instance needs (PS3.3 C.12.1 SOP Common, C.7.1.1 Patient, C.7.2.1
+General Study, C.7.3.1 General Series), and, when Debian's dicom3tools is
+installed, run `dciodvfy` on the original and on the output and refuse errors the
+original did not have. Failure raises `ValueError` with a message that holds no
+attribute values.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from io import BytesIO
+from pathlib import Path
+
+from pydicom import dcmread
+
+from workers.dicom.deid.engine import DeidConfig, DeidReport, deidentify_bytes
+
+REQUIRED = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "PatientID",
+    "Modality",
+)
+_VALUE = re.compile(r"\s*=.*$|<[^>]*>|\"[^\"]*\"")
+
+
+def check_output(data: bytes) -> None:
+    """Re-read `data` fully; `ValueError` when it does not parse or lacks a required attribute."""
+    try:
+        ds = dcmread(BytesIO(data))
+        ds.get("PixelData")  # force parsing to the end
+        if ds.file_meta.MediaStorageSOPInstanceUID != ds.SOPInstanceUID:
+            raise ValueError("file meta does not match the SOP Instance UID")
+    except ValueError:
+        raise
+    except Exception as exc:  # any parse failure: the type is enough, values stay out
+        raise ValueError(f"output does not re-read ({type(exc).__name__})") from None
+    missing = [k for k in REQUIRED if k not in ds]
+    if missing:
+        raise ValueError(f"output lacks {', '.join(missing)}")
+
+
+def dciodvfy_errors(data: bytes) -> set[str] | None:
+    """dciodvfy's error lines for `data`, values removed; None when dicom3tools is absent."""
+    tool = shutil.which("dciodvfy")
+    if tool is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "i.dcm"
+        path.write_bytes(data)
+        proc = subprocess.run(
+            [tool, str(path)], capture_output=True, text=True, errors="replace", timeout=60
+        )
+    lines = (proc.stdout + proc.stderr).splitlines()
+    return {_VALUE.sub("", line).strip() for line in lines if line.startswith("Error")}
+
+
+def process_instance(
+    data: bytes, config: DeidConfig
+) -> tuple[bytes | None, DeidReport, dict[str, str]]:
+    """De-identify one Part 10 instance and validate the output (see module doc)."""
+    out, report, identity = deidentify_bytes(data, config)
+    if out is not None:
+        check_output(out)
+        after = dciodvfy_errors(out)
+        if after:
+            new = after - (dciodvfy_errors(data) or set())
+            if new:
+                raise ValueError("dciodvfy: " + "; ".join(sorted(new)[:3]))
+    return out, report, identity

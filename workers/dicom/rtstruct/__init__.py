@@ -1,0 +1,35 @@
+"""RT-STRUCT engine: structure sets to masks, measures and NIfTI/STL/JSON exports.
+
+Pure code (datasets and arrays in, arrays and measures out); only `export`
+writes files, into a directory it is given. See `pipeline.process`.
+
+The pipeline (SimpleITK, VTK, OpenCV) is imported on first use, so that
+importing the job registry (the gateway validating inputs) stays light.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from workers.dicom.rtstruct.model import RoiResult, RtStructError, StructureSet
+from workers.dicom.rtstruct.parse import parse_structure_set
+
+if TYPE_CHECKING:
+    from workers.dicom.rtstruct.pipeline import Outcome, process, process_files
+
+__all__ = [
+    "Outcome",
+    "RoiResult",
+    "RtStructError",
+    "StructureSet",
+    "parse_structure_set",
+    "process",
+    "process_files",
+]
+_PIPELINE = ("Outcome", "process", "process_files")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PIPELINE:
+        from workers.dicom.rtstruct import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(name)

@@ -1,0 +1,254 @@
+"""ANONYMIZE job: one study from a source, de-identified (PS3.15 Annex E), into a destination.
+
+Phases: "fetch" (stream the study, one instance at a time), "anonymize" (in the
+process pool, each output re-read, and checked with `dciodvfy` when dicom3tools
+is installed), "store" (in batches; an XNAT-like destination gets its import
+service with project, subject = pseudonym and session label), "verify" (the
+destination lists the new study), then the optional encrypted mapping and an
+audit event. New UIDs and pseudonyms are keyed hashes, so a re-run stores the
+same instances again: idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from sqlalchemy import select
+
+from gateway.db.models import AuditEvent
+from gateway.deid import load_cipher, save_mapping
+from gateway.errors import ConfigError, InvalidInput, JobError, NotFound, SourceError
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.sources.base import InstanceQuery, PacsSource
+from workers.dicom.deid import EDITION, DeidConfig, DeidReport, parse_options
+from workers.dicom.deid.validate import process_instance
+from workers.jobs.base import JobHandle
+
+BATCH = 25
+WINDOW = 4  # instances in the process pool at once
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+DEFAULT_PROJECT = "default"
+
+
+@runtime_checkable
+class ProjectImporter(Protocol):
+    """A destination that imports a session into a project (XNAT's import service)."""
+
+    async def import_study(
+        self, files: Sequence[bytes], project: str, subject: str, label: str
+    ) -> Any:
+        """Import de-identified Part 10 files as one session."""
+        ...
+
+
+def validate(input: dict[str, Any], settings: Settings) -> None:
+    """Refuse a bad ANONYMIZE input with `InvalidInput` naming the field."""
+    ids = {s.id: s for s in settings.sources}
+    source, destination = input.get("source"), input.get("destination")
+    if source not in ids:
+        raise InvalidInput("source: unknown source")
+    if not ids[str(source)].has_role("retrieve"):
+        raise InvalidInput("source: the source does not have the role 'retrieve'")
+    if destination not in ids:
+        raise InvalidInput("destination: unknown source")
+    dest = ids[str(destination)]
+    if not (dest.has_role("research") or dest.has_role("store")):
+        raise InvalidInput("destination: needs the role 'research' or 'store'")
+    uid = input.get("studyInstanceUid")
+    if not isinstance(uid, str) or not uid or len(uid) > 64 or not _UID.match(uid):
+        raise InvalidInput("studyInstanceUid: a DICOM UID is required")
+    options = input.get("options") or []
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        raise InvalidInput("options: a list of option names is required")
+    parse_options(options)
+    project = input.get("project")
+    if project is not None and (not isinstance(project, str) or not project.strip()):
+        raise InvalidInput("project: must be a non-empty string")
+    if dest.kind == "xnat" and not project:
+        raise InvalidInput("project: an XNAT destination needs a project")
+    if not isinstance(input.get("keepMapping", False), bool):
+        raise InvalidInput("keepMapping: must be a boolean")
+
+
+async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[str, Any]:
+    """De-identify one study into the destination; the result as in the contract."""
+    started = time.monotonic()
+    validate(input, runtime.settings)
+    key = runtime.settings.deid_key
+    if not key:
+        raise JobError("de-identification key is not configured (GATEWAY_DEID_KEY)")
+    cipher = None
+    if input.get("keepMapping"):
+        try:
+            cipher = load_cipher(runtime.settings.mapping_key)
+        except ConfigError as exc:
+            raise JobError(f"keepMapping: {exc}") from None
+    options = parse_options(input.get("options") or [])
+    project = str(input.get("project") or DEFAULT_PROJECT)
+    config = DeidConfig(key, project, options)
+    source = runtime.sources[input["source"]]
+    dest = runtime.sources[input["destination"]]
+    study_uid = str(input["studyInstanceUid"])
+
+    total = await _count(source, study_uid)
+    await job.progress(0.0, "fetch", "retrieving the study")
+    run_ = _Run(job, runtime, config, dest, total)
+    try:
+        await run_.consume(source.retrieve_study(study_uid))
+    except NotFound:
+        raise JobError("the source does not hold this study") from None
+    await run_.flush()
+    if run_.instances == 0:
+        if not run_.quarantined:
+            raise JobError("the source returned no instance of this study")
+        raise JobError("every instance of the study was quarantined (possible burned-in text)")
+
+    await job.checkpoint()
+    await job.progress(0.95, "verify", "checking the destination")
+    verified = await _verify(dest, run_.new_study_uid, run_.instances)
+    if cipher is not None and run_.identity:
+        await save_mapping(
+            runtime.sessions, cipher, project, run_.pseudonym, run_.new_study_uid, run_.identity
+        )
+    result = {
+        "anonymizedPatientId": run_.pseudonym,
+        "anonymizedStudyInstanceUid": run_.new_study_uid,
+        "destination": dest.id,
+        "project": project,
+        "instances": run_.instances,
+        "quarantined": run_.quarantined,
+        "durationSeconds": round(time.monotonic() - started, 3),
+        "options": sorted(options),
+        "profile": f"{EDITION} Annex E Basic Application Level Confidentiality Profile",
+        "actions": dict(sorted(run_.actions.items())),
+        "verified": verified,
+        "mappingKept": cipher is not None,
+    }
+    await _audit(runtime, job.id, input, result)
+    await job.progress(1.0, "done", f"{run_.instances} instances de-identified")
+    return result
+
+
+class _Run:
+    """The streaming pipeline of one run: pool window, batches, counters."""
+
+    def __init__(
+        self, job: JobHandle, runtime: Runtime, config: DeidConfig, dest: PacsSource, total: int
+    ) -> None:
+        self.job, self.runtime, self.config, self.dest = job, runtime, config, dest
+        self.total = max(total, 1)
+        self.pending: list[asyncio.Future[tuple[bytes | None, DeidReport, dict[str, str]]]] = []
+        self.batch: list[bytes] = []
+        self.instances = 0
+        self.quarantined: list[dict[str, str]] = []
+        self.actions: Counter[str] = Counter()
+        self.identity: dict[str, str] = {}
+        self.pseudonym = ""
+        self.new_study_uid = ""
+        self.done = 0
+
+    async def consume(self, files: Any) -> None:
+        """Feed every retrieved instance through the pool, keeping `WINDOW` in flight."""
+        loop = asyncio.get_running_loop()
+        pool = self.runtime.cpu_pool()
+        async for data in files:
+            await self.job.checkpoint()
+            self.pending.append(loop.run_in_executor(pool, process_instance, data, self.config))
+            if len(self.pending) >= WINDOW:
+                await self._collect(self.pending.pop(0))
+
+    async def flush(self) -> None:
+        """Collect what is still in the pool and store the last batch."""
+        while self.pending:
+            await self._collect(self.pending.pop(0))
+        await self._store()
+
+    async def _collect(self, future: asyncio.Future[Any]) -> None:
+        try:
+            out, report, identity = await future
+        except ValueError as exc:  # the output did not re-read or validate
+            raise JobError(f"validation failed: {exc}") from None
+        self.done += 1
+        if not self.identity:
+            self.identity = identity
+        if out is None:
+            item = {"anonymizedSopInstanceUid": report.sop_uid, "reason": report.quarantined or ""}
+            self.quarantined.append(item)
+        else:
+            self.instances += 1
+            self.actions.update(report.actions)
+            self.pseudonym = self.pseudonym or report.patient_pseudonym
+            self.new_study_uid = self.new_study_uid or report.study_uid
+            self.batch.append(out)
+        fraction = 0.9 * self.done / max(self.total, self.done)
+        await self.job.progress(fraction, "anonymize", f"{self.done} of {self.total} instances")
+        if len(self.batch) >= BATCH:
+            await self._store()
+
+    async def _store(self) -> None:
+        if not self.batch:
+            return
+        batch, self.batch = self.batch, []
+        await self.job.checkpoint()
+        await self.job.progress(0.9 * self.done / self.total, "store", f"{len(batch)} instances")
+        if isinstance(self.dest, ProjectImporter):
+            label = f"{self.pseudonym}_{self.new_study_uid[-8:]}"
+            await self.dest.import_study(batch, self.config.project, self.pseudonym, label)
+            return
+        result = await self.dest.store(batch)
+        if result.failed:
+            raise JobError(f"destination refused {len(result.failed)} of {len(batch)} instances")
+
+
+async def _count(source: PacsSource, study_uid: str) -> int:
+    try:
+        return len(await source.find_instances(InstanceQuery(study_uid)))
+    except SourceError:
+        return 0  # progress only; retrieval says whether the study exists
+
+
+async def _verify(dest: PacsSource, study_uid: str, expected: int) -> bool | None:
+    """True when the destination lists every stored instance; None when it cannot be asked."""
+    if not dest.config.has_role("query"):
+        return None
+    try:
+        found = await dest.find_instances(InstanceQuery(study_uid))
+    except SourceError:
+        return None
+    if len(found) < expected:
+        raise JobError(f"destination lists {len(found)} of {expected} stored instances")
+    return True
+
+
+async def _audit(
+    runtime: Runtime, job_id: str, input: dict[str, Any], result: dict[str, Any]
+) -> None:
+    """One audit event per job, not per attempt; no patient data, the new study UID as reference."""
+    actor, ref = f"job:{job_id}", result["anonymizedStudyInstanceUid"]
+    detail = {
+        "source": input["source"],
+        "destination": result["destination"],
+        "project": result["project"],
+        "profile": result["profile"],
+        "options": result["options"],
+        "instances": result["instances"],
+        "quarantined": len(result["quarantined"]),
+        "actions": result["actions"],
+        "mappingKept": result["mappingKept"],
+    }
+    async with runtime.sessions() as session, session.begin():
+        seen = await session.scalar(
+            select(AuditEvent.id).where(
+                AuditEvent.actor == actor,
+                AuditEvent.action == "anonymize",
+                AuditEvent.object_ref == ref,
+            )
+        )
+        if seen is None:
+            session.add(AuditEvent(actor=actor, action="anonymize", object_ref=ref, detail=detail))

@@ -1,0 +1,174 @@
+"""The RT-STRUCT job: fetch a structure set and its image series, measure, export, record.
+
+Input (contract `RtStructInput`): {"source", "studyInstanceUid", "seriesInstanceUid"?}.
+Without a series UID every RTSTRUCT series of the study is processed: the result
+then holds "structureSets" (one entry each) and its top-level fields are the
+first entry's. Files go to `<results_dir>/rtstruct/<job id>/` (one sub-directory
+per structure set after the first), served as `/files/rtstruct/<job id>/...`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from gateway.errors import InvalidInput, JobError
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.sources.base import InstanceQuery, PacsSource, SeriesQuery, StudyQuery
+from workers.dicom import rtstruct as engine  # its pipeline loads on first use
+from workers.dicom.rtstruct import RtStructError, parse_structure_set
+from workers.jobs.base import JobHandle
+
+KIND = "rtstruct"
+URL_ROOT = "/files/rtstruct"
+PHASES = ("parse", "masks", "metrics", "exports")
+
+
+def validate(input: dict[str, Any], settings: Settings) -> None:
+    """Refuse an unknown source, a missing study UID or a non-text series UID."""
+    source = input.get("source")
+    if not isinstance(source, str) or source not in {s.id for s in settings.sources}:
+        raise InvalidInput("source: unknown source id")
+    study = input.get("studyInstanceUid")
+    if not isinstance(study, str) or not study.strip():
+        raise InvalidInput("studyInstanceUid: required")
+    series = input.get("seriesInstanceUid")
+    if series is not None and (not isinstance(series, str) or not series.strip()):
+        raise InvalidInput("seriesInstanceUid: must be a UID when given")
+
+
+async def _download(source: PacsSource, study: str, series: str, target: Path) -> list[Path]:
+    await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
+    paths: list[Path] = []
+    async for data in source.retrieve_study(study, [series]):
+        path = target / f"{len(paths):05d}.dcm"
+        await asyncio.to_thread(path.write_bytes, data)
+        paths.append(path)
+    return paths
+
+
+def _references(path: Path) -> tuple[tuple[str, ...], int]:
+    ss = parse_structure_set(pydicom.dcmread(path))
+    return ss.referenced_series_uids, len(ss.referenced_image_uids)
+
+
+async def _fetch_one(
+    source: PacsSource, study: str, rt_series: str, work: Path
+) -> tuple[Path, list[Path]]:
+    """The structure set file and the files of the image series it references."""
+    rt_files = await _download(source, study, rt_series, work / "rtstruct")
+    if not rt_files:
+        raise JobError("the RTSTRUCT series has no instances in the source")
+    try:
+        referenced, image_count = await asyncio.to_thread(_references, rt_files[0])
+    except (RtStructError, pydicom.errors.InvalidDicomError) as exc:
+        raise JobError(f"the RTSTRUCT instance cannot be read: {exc}") from exc
+    if not referenced:
+        raise JobError("the structure set references no image series")
+    ref = referenced[0]
+    held = await source.find_instances(InstanceQuery(study_uid=study, series_uids=(ref,)))
+    if not held:
+        raise JobError("the image series the structure set references is not in the source")
+    if len(held) < image_count:
+        raise JobError(
+            f"the referenced image series is incomplete in the source: {len(held)} of "
+            f"{image_count} images"
+        )
+    images = await _download(source, study, ref, work / "images")
+    return rt_files[0], images
+
+
+async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[str, Any]:
+    """Process the requested structure set(s); the result dict is the job's result."""
+    validate(input, runtime.settings)
+    start = time.perf_counter()
+    source = runtime.sources[input["source"]]
+    study = input["studyInstanceUid"].strip()
+    wanted = input.get("seriesInstanceUid")
+    await job.progress(0.0, "fetch", "looking for RTSTRUCT series")
+    series = await source.find_series(SeriesQuery(study_uids=(study,), modality="RTSTRUCT"))
+    rt_uids = [s.series_uid for s in series if s.modality in (None, "RTSTRUCT")]
+    if wanted:
+        rt_uids = [u for u in rt_uids if u == wanted.strip()]
+    if not rt_uids:
+        raise JobError("no such RTSTRUCT series in the study on this source")
+    base = runtime.settings.results_dir / KIND / job.id
+    await asyncio.to_thread(shutil.rmtree, base, True)  # idempotent: a re-run starts clean
+    work = base / ".input"
+    sets = []
+    try:
+        for n, rt_uid in enumerate(rt_uids):
+            share = 1 / len(rt_uids)
+            await job.progress(n * share, "fetch", f"structure set {n + 1} of {len(rt_uids)}")
+            rt_file, images = await _fetch_one(source, study, rt_uid, work / str(n))
+            await job.checkpoint()
+            await job.progress((n + 0.4) * share, "parse", f"{len(images)} images")
+            out = base if n == 0 else base / f"set{n + 1}"
+            crop = not input.get("fullGridMasks")  # bounding-box masks unless asked otherwise
+            call = functools.partial(
+                engine.process_files, rt_file, images, out, threads=2, crop=crop
+            )
+            try:
+                outcome = await asyncio.get_running_loop().run_in_executor(runtime.cpu_pool(), call)
+            except RtStructError as exc:
+                raise JobError(str(exc)) from exc
+            for i, phase in enumerate(PHASES[1:], start=1):
+                seconds = outcome["timings"].get(phase, 0.0)
+                await job.progress((n + 0.4 + 0.15 * i) * share, phase, f"{seconds:.2f} s")
+            sets.append(_result(job.id, out.relative_to(base), outcome))
+            await job.checkpoint()
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
+    await job.progress(1.0, "record", f"{sum(len(s['rois']) for s in sets)} ROIs")
+    result = dict(sets[0])
+    result["processingSeconds"] = round(time.perf_counter() - start, 3)
+    if len(sets) > 1 or not wanted:
+        result["structureSets"] = sets
+    return result
+
+
+def _url(job_id: str, sub: Path, name: str | None) -> str | None:
+    if name is None:
+        return None
+    return f"{URL_ROOT}/{job_id}/{(sub / name).as_posix()}"
+
+
+def _result(job_id: str, sub: Path, outcome: dict[str, Any]) -> dict[str, Any]:
+    rois = []
+    for roi in outcome["rois"]:
+        entry = {k: v for k, v in roi.items() if k not in ("maskFile", "meshFile")}
+        entry["maskUrl"] = _url(job_id, sub, roi["maskFile"])
+        entry["meshUrl"] = _url(job_id, sub, roi["meshFile"])
+        rois.append(entry)
+    return {
+        "studyInstanceUid": outcome["studyInstanceUid"],
+        "seriesInstanceUid": outcome["seriesInstanceUid"],
+        "referencedSeriesInstanceUid": outcome["referencedSeriesInstanceUid"],
+        "rois": rois,
+        "warnings": outcome["warnings"],
+        "processingSeconds": outcome["timings"].get("total", 0.0),
+        "summaryUrl": _url(job_id, sub, outcome["summaryFile"]),
+    }
+
+
+async def discover(runtime: Runtime, source_id: str, seen: set[str]) -> list[dict[str, Any]]:
+    """RtStructInput dicts for the source's RTSTRUCT series not in `seen` (two queries)."""
+    source = runtime.sources[source_id]
+    studies = await source.find_studies(StudyQuery(modality="RTSTRUCT"))
+    if not studies:
+        return []
+    series = await source.find_series(
+        SeriesQuery(study_uids=tuple(s.study_uid for s in studies), modality="RTSTRUCT")
+    )
+    return [
+        {"source": source_id, "studyInstanceUid": s.study_uid, "seriesInstanceUid": s.series_uid}
+        for s in series
+        if s.series_uid not in seen and s.modality in (None, "RTSTRUCT")
+    ]

@@ -1,0 +1,140 @@
+"""Streamed transfer of instances from one PACS to another, with bounded concurrency.
+
+Fetch lanes stream Part 10 files from the source into a small queue; store
+lanes take them in batches and store them in the destination. At most
+`lanes × batch` instances and `MEMORY_BYTES` are held at once, whatever the
+study's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.sources.base import InstanceRecord, PacsSource
+
+Tick = Callable[[int], Awaitable[None]]
+LINGER_S = 0.02  # how long a store lane waits to fill its batch
+MEMORY_BYTES = 64 * 1024 * 1024  # fetched but not yet stored, at most
+
+
+@dataclass
+class Transferred:
+    """Counts of one transfer."""
+
+    stored: int = 0
+    failed: int = 0
+    bytes: int = 0
+
+
+class ByteBudget:
+    """Bounds the bytes fetched but not yet stored (an oversized file still passes alone)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    async def take(self, size: int) -> None:
+        """Wait until `size` more bytes fit."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used == 0 or self.used + size <= self.limit)
+            self.used += size
+
+    async def give(self, size: int) -> None:
+        """Return bytes once stored."""
+        async with self._changed:
+            self.used -= size
+            self._changed.notify_all()
+
+
+async def run_all(coros: Sequence[Coroutine[Any, Any, None]]) -> None:
+    """Run concurrently; the first failure cancels the rest and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coro in coros:
+                group.create_task(coro)
+    except BaseExceptionGroup as eg:
+        raise eg.exceptions[0] from None
+
+
+async def transfer(
+    source: PacsSource,
+    destination: PacsSource,
+    study_uid: str,
+    instances: Sequence[InstanceRecord],
+    whole_series: Sequence[str] = (),
+    *,
+    lanes: int = 6,
+    batch: int = 16,
+    tick: Tick | None = None,
+) -> Transferred:
+    """Copy `instances` of one study; series in `whole_series` are streamed as a whole.
+
+    `tick(n)` is awaited after each stored batch of n instances (progress and
+    cancellation checkpoints go there).
+    """
+    whole = set(whole_series)
+    work: list[tuple[str, InstanceRecord | None]] = [(s, None) for s in sorted(whole)]
+    work += [(i.series_uid, i) for i in instances if i.series_uid not in whole]
+    files: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=lanes * batch)
+    budget = ByteBudget(MEMORY_BYTES)
+    out = Transferred()
+
+    async def put(data: bytes) -> None:
+        await budget.take(len(data))
+        await files.put(data)
+
+    async def fetch() -> None:
+        while work:
+            series_uid, inst = work.pop(0)
+            if inst is None:
+                async for data in source.retrieve_study(study_uid, [series_uid]):
+                    await put(data)
+            else:
+                chunks = [
+                    c
+                    async for c in source.retrieve_instance(
+                        study_uid, series_uid, inst.sop_instance_uid
+                    )
+                ]
+                await put(b"".join(chunks))
+
+    async def store() -> None:
+        while True:
+            first = await files.get()
+            if first is None:
+                return
+            group = [first]
+            linger = asyncio.get_running_loop().time() + LINGER_S
+            while len(group) < batch:  # fill the batch, waiting a moment for more files
+                try:
+                    left = linger - asyncio.get_running_loop().time()
+                    nxt = (
+                        files.get_nowait()
+                        if left <= 0
+                        else await asyncio.wait_for(files.get(), left)
+                    )
+                except (asyncio.QueueEmpty, TimeoutError):
+                    break
+                if nxt is None:
+                    await files.put(None)  # leave the end mark for the next lane
+                    break
+                group.append(nxt)
+            result = await destination.store(group)
+            await budget.give(sum(len(f) for f in group))
+            out.stored += len(result.stored)
+            out.failed += len(result.failed)
+            out.bytes += result.bytes or sum(len(f) for f in group)
+            if tick is not None:
+                await tick(len(group))
+
+    async def fetch_all() -> None:
+        await run_all([fetch() for _ in range(max(1, min(lanes, len(work))))])
+        for _ in range(lanes):
+            await files.put(None)
+
+    await run_all([fetch_all(), *(store() for _ in range(lanes))])
+    return out

@@ -1,0 +1,206 @@
+"""The one arq function: run a job from its DB row, under a lease, reporting progress."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from gateway.errors import InvalidInput, JobCancelled, JobError, SourceTimeout, SourceUnavailable
+from gateway.jobs import queue
+from gateway.jobs.service import JobService
+from gateway.jobs.store import ACTIVE, Change, JobStore
+from gateway.runtime import Runtime
+from workers.jobs.base import JobHandle
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[JobHandle, Runtime, dict[str, Any]], Awaitable[dict[str, Any]]]
+Watch = Callable[[float, str | None, str | None], None]
+MAX_ATTEMPTS = 3
+RETRY_DELAY_S = 2.0
+PUBLISH_EVERY_S = 0.2
+CHECK_EVERY_S = 0.2
+
+
+class LeaseLost(Exception):
+    """Another worker took over the job (this one was presumed dead)."""
+
+
+class DbJobHandle:
+    """A running job's handle: events recorded in the DB and published on Redis."""
+
+    def __init__(
+        self, service: JobService, job_id: str, attempt: int, watch: Watch | None = None
+    ) -> None:
+        self._service = service
+        self._watch = watch
+        self._id = job_id
+        self._attempt = attempt
+        self._last: tuple[float, str | None, str | None] = (-1.0, None, None)
+        self._last_at = 0.0
+        self._checked_at = 0.0
+        self.lease_lost = False
+
+    @property
+    def id(self) -> str:
+        """The job id."""
+        return self._id
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run."""
+        return self._attempt
+
+    async def progress(
+        self, fraction: float, phase: str | None = None, message: str | None = None
+    ) -> None:
+        """Record and publish, coalesced: a new phase at once, other changes every 0.2 s."""
+        fraction = max(0.0, min(1.0, fraction))
+        if self._watch is not None:
+            self._watch(fraction, phase, message)
+        last_fraction, last_phase, last_message = self._last
+        now = time.monotonic()
+        if phase == last_phase and (
+            now - self._last_at < PUBLISH_EVERY_S
+            or (fraction == last_fraction and message == last_message)
+        ):
+            return
+        self._last, self._last_at = (fraction, phase, message), now
+        await self._service.record(
+            self._id, Change(progress=fraction, phase=phase, message=message)
+        )
+
+    async def checkpoint(self) -> None:
+        """Raise `JobCancelled` when cancelling was requested, `LeaseLost` when taken over."""
+        if self.lease_lost:
+            raise LeaseLost(self._id)
+        now = time.monotonic()
+        if now - self._checked_at < CHECK_EVERY_S:
+            return
+        self._checked_at = now
+        service = self._service
+        if await service.redis.exists(service.keys.cancel(self._id)) or (
+            await service.store.cancel_requested(self._id)
+        ):
+            raise JobCancelled("cancelled on request")
+
+
+@contextlib.asynccontextmanager
+async def _leased(
+    service: JobService, job_id: str, token: str, attempt: int, watch: Watch | None = None
+) -> AsyncIterator[DbJobHandle | None]:
+    """The job's handle while this process holds its lease (renewed meanwhile); None when
+    another live worker holds it."""
+    if not await queue.take_lease(service.redis, service.keys, job_id, token):
+        yield None
+        return
+    handle = DbJobHandle(service, job_id, attempt, watch)
+    renewer = asyncio.create_task(_renew(service, handle, token))
+    try:
+        yield handle
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(BaseException):
+            await renewer
+        with contextlib.suppress(Exception):
+            await queue.drop_lease(service.redis, service.keys, job_id, token)
+
+
+async def run_job(ctx: dict[str, Any], job_id: str) -> str:
+    """Run one job to a final state; a duplicate run of a live or finished job does nothing."""
+    runtime: Runtime = ctx["runtime"]
+    runners: dict[str, Runner] = ctx["runners"]
+    service = JobService(JobStore(runtime.sessions), runtime.redis, runtime.keys)
+    job = await service.store.get(job_id)
+    if job is None or job.status not in ACTIVE:
+        return "not active"
+    attempt = (job.attempts or 0) + 1
+    async with _leased(service, job_id, ctx["worker_token"], attempt) as handle:
+        if handle is None:
+            return "held by another worker"
+        return await _execute(runtime, service, handle, runners.get(job.kind), job.input)
+
+
+async def run_here(
+    runtime: Runtime,
+    kind: str,
+    input: dict[str, Any],
+    runner: Runner,
+    requested_by: str,
+    watch: Watch | None = None,
+) -> str:
+    """Run a new job in this process (the CLI): recorded and published like any other.
+
+    Returns the job id; the job is never put on the queue, so no worker takes it.
+    """
+    service = JobService(JobStore(runtime.sessions), runtime.redis, runtime.keys)
+    job, _ = await service.store.create(kind, input, requested_by)
+    attempt = (job.attempts or 0) + 1
+    async with _leased(service, job.id, f"local-{job.id}", attempt, watch) as handle:
+        if handle is None:
+            raise JobError("the job is already running elsewhere")
+        await _execute(runtime, service, handle, runner, input, transient_retry=False)
+    return job.id
+
+
+async def _execute(
+    runtime: Runtime,
+    service: JobService,
+    handle: DbJobHandle,
+    runner: Runner | None,
+    input: dict[str, Any],
+    transient_retry: bool = True,
+) -> str:
+    job_id = handle.id
+
+    async def final(change: Change) -> str:
+        await service.record(job_id, change)
+        return change.status or ""
+
+    if await service.store.cancel_requested(job_id):
+        return await final(Change(status="CANCELLED", message="cancelled"))
+    started = Change(
+        status="RUNNING", started=True, new_attempt=True, progress=0.0, phase="start", error=None
+    )
+    if await service.record(job_id, started) is None:
+        return "not active"
+    if runner is None:
+        return await final(Change(status="FAILED", error="no worker function for this job kind"))
+    try:
+        result = await runner(handle, runtime, input)
+    except LeaseLost:
+        return "lease lost"
+    except JobCancelled:
+        return await final(Change(status="CANCELLED", message="cancelled"))
+    except JobError as exc:
+        change = Change(status="FAILED", error=str(exc), message="failed", result=exc.result)
+        return await final(change)
+    except InvalidInput as exc:
+        return await final(Change(status="FAILED", error=str(exc), message="failed"))
+    except (SourceUnavailable, SourceTimeout) as exc:
+        if transient_retry and handle.attempt < MAX_ATTEMPTS:
+            await service.requeue(job_id, f"retrying: {exc}", RETRY_DELAY_S * handle.attempt)
+            return "retrying"
+        return await final(Change(status="FAILED", error=str(exc), message="failed"))
+    except Exception as exc:  # anything unforeseen: recorded, never silently lost
+        log.error("job %s: unexpected %s", job_id, type(exc).__name__)
+        error = f"internal error ({type(exc).__name__})"
+        return await final(Change(status="FAILED", error=error, message="failed"))
+    return await final(
+        Change(status="SUCCEEDED", progress=1.0, phase="done", message="done", result=result)
+    )
+
+
+async def _renew(service: JobService, handle: DbJobHandle, token: str) -> None:
+    while True:
+        await asyncio.sleep(queue.LEASE_TTL_MS / 3000)
+        try:
+            if not await queue.take_lease(service.redis, service.keys, handle.id, token):
+                handle.lease_lost = True
+                return
+        except Exception:  # Redis briefly away: keep trying; reconciliation waits two passes
+            log.warning("job %s: could not renew its lease", handle.id)

@@ -1,0 +1,138 @@
+"""arq worker settings: startup builds the runtime, then reconciles and schedules.
+
+Background tasks of every worker: reconciliation (jobs the DB says are active
+but no queue or live worker holds are re-enqueued: a killed worker, a Redis
+restart), the periodic `[[sync]]` pairs, and, with `rtstruct_auto`, new
+structure sets (one worker of many starts each periodic task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+from arq.connections import RedisSettings
+
+from gateway.jobs.queue import Keys
+from gateway.jobs.service import JobService
+from gateway.jobs.store import JobStore
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from workers.jobs import KINDS, rtstruct
+from workers.runner import run_job
+
+log = logging.getLogger(__name__)
+RECONCILE_EVERY_S = 2.0
+
+
+async def ping(ctx: dict[str, Any]) -> str:
+    """A no-op job to check that workers are consuming the queue."""
+    return "pong"
+
+
+async def _every(seconds: float, name: str, fn: Any) -> None:
+    while True:
+        try:
+            await fn()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # keep the loop alive; the next pass retries
+            log.warning("%s: %s", name, type(exc).__name__)
+        await asyncio.sleep(seconds)
+
+
+async def periodic_sync(runtime: Runtime, service: JobService) -> None:
+    """Submit one SYNC job per `[[sync]]` pair, from one worker per interval."""
+    settings = runtime.settings
+    lock = runtime.keys.tick("sync")
+    interval_ms = int(settings.sync_interval_s * 1000)
+    if not settings.sync or not await runtime.redis.set(lock, "1", nx=True, px=interval_ms):
+        return
+    for pair in settings.sync:
+        body = {"from": pair.source, "to": pair.destination, "all": True, "periodic": True}
+        await service.submit("SYNC", body, "scheduler")
+
+
+async def watch_rtstructs(runtime: Runtime, service: JobService) -> int:
+    """Submit an RTSTRUCT job for each structure set not processed yet; how many were new.
+
+    One worker of many scans per interval; series already in a job are skipped.
+    """
+    lock = runtime.keys.tick("rtstruct")
+    every_ms = int(runtime.settings.rtstruct_poll_s * 1000)
+    if not await runtime.redis.set(lock, "1", nx=True, px=every_ms):
+        return 0
+    seen: set[str] = set()
+    busy: set[str] = set()  # studies a whole-study job is still working on
+    for status, asked, result in await service.store.of_kind("RTSTRUCT"):
+        if asked.get("seriesInstanceUid"):
+            seen.add(str(asked["seriesInstanceUid"]))
+        elif status in ("QUEUED", "RUNNING"):
+            busy.add(str(asked.get("studyInstanceUid")))
+        for part in result.get("structureSets") or [result]:
+            if part.get("seriesInstanceUid"):
+                seen.add(str(part["seriesInstanceUid"]))
+    submitted = 0
+    for cfg in runtime.settings.sources:
+        if not (cfg.has_role("query") and cfg.has_role("retrieve")):
+            continue
+        for body in await rtstruct.discover(runtime, cfg.id, seen):
+            if body["studyInstanceUid"] in busy:
+                continue  # found again once that job has finished
+            await service.submit("RTSTRUCT", body, "watcher")
+            seen.add(body["seriesInstanceUid"])
+            submitted += 1
+    return submitted
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `arq.worker.Worker`, bound to `settings`."""
+    keys = Keys.for_database(settings.database_url)
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        runtime = await Runtime.create(settings)
+        service = JobService(JobStore(runtime.sessions), runtime.redis, runtime.keys)
+        ctx.update(
+            runtime=runtime,
+            runners={kind: k.run for kind, k in KINDS.items()},
+            worker_token=uuid.uuid4().hex,
+        )
+        tasks = [asyncio.create_task(_every(RECONCILE_EVERY_S, "reconcile", service.reconcile))]
+        if settings.sync and settings.sync_interval_s > 0:
+            sync = asyncio.create_task(
+                _every(settings.sync_interval_s, "sync", lambda: periodic_sync(runtime, service))
+            )
+            tasks.append(sync)
+        if settings.rtstruct_auto:
+            watch = asyncio.create_task(
+                _every(
+                    settings.rtstruct_poll_s, "rtstruct", lambda: watch_rtstructs(runtime, service)
+                )
+            )
+            tasks.append(watch)
+        ctx["background"] = tasks
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        for task in ctx.get("background", []):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        runtime: Runtime | None = ctx.get("runtime")
+        if runtime is not None:
+            await runtime.aclose()
+
+    return {
+        "functions": [run_job, ping],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": keys.queue,
+        "max_jobs": 4,
+        "job_timeout": 24 * 3600,
+        "keep_result": 0,
+        "max_tries": 1000,
+        "handle_signals": True,
+    }
