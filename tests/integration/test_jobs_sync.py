@@ -213,6 +213,19 @@ def test_idle_periodic_run_costs_one_request(seeded: JobEnv) -> None:
     assert dst_calls == 0
 
 
+async def _all_stable(source: object, limit_s: float = 60.0) -> None:
+    """Wait until Orthanc calls every study stable (its StableStudy events are then logged)."""
+    http = source.http  # type: ignore[attr-defined]
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while True:
+        studies = (await http.request("test", "GET", "/studies?expand")).json()
+        if studies and all(study.get("IsStable") for study in studies):
+            await asyncio.sleep(0.2)
+            return
+        assert asyncio.get_running_loop().time() < deadline, "Orthanc never became stable"
+        await asyncio.sleep(0.25)
+
+
 def test_periodic_sync_follows_orthancs_change_feed(seeded: JobEnv) -> None:
     from gateway.jobs.store import JobStore
     from workers.jobs import sync
@@ -232,10 +245,10 @@ def test_periodic_sync_follows_orthancs_change_feed(seeded: JobEnv) -> None:
 
         try:
             src, dst = runtime.sources["orthanc"], runtime.sources["dcm4chee"]
-            await asyncio.sleep(3)  # the seeded studies' own StableStudy events are out
+            await _all_stable(src)  # the seeded studies' own StableStudy events are out
             await run_here(runtime, "SYNC", dict(body), sync.run, "scheduler")  # full, sets cursor
             assert not (await src.store(files)).failed
-            await asyncio.sleep(3)  # past Orthanc's StableAge: every event of the study is out
+            await _all_stable(src)  # every event of the new study is out, however slow the machine
             changed = await result(await run_here(runtime, "SYNC", dict(body), sync.run, "t"))
             before = (src.stats.calls, dst.stats.calls)
             idle = await result(await run_here(runtime, "SYNC", dict(body), sync.run, "t"))
