@@ -429,5 +429,5 @@ async def test_stopping_early_cancels_the_retrieval(
             break
         await asyncio.sleep(0.02)
     ended = time.perf_counter() - start
-    assert ended < 1.0, f"the C-GET association lived {ended:.2f}s after the caller left"
+    assert ended < 2.0, f"the C-GET association lived {ended:.2f}s after the caller left"
     assert await legacy.ping() > 0

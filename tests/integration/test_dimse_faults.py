@@ -43,7 +43,7 @@ from tests.integration.test_http_adapters import instance, sop_uid
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 1.0
-MARGIN = 0.5
+MARGIN = 1.0  # generous: CI machines are shared and noisy
 
 
 def dimse(port: int, called_aet: str = "ANY-SCP", **kw: Any) -> DimseSource:
@@ -306,10 +306,11 @@ async def test_hanging_archive_does_not_block_others(
     fast = time.perf_counter() - start
     results = await asyncio.gather(*stuck)
     tick.cancel()
-    assert fast < 1.0, f"healthy source took {fast:.2f}s beside a hung one"
+    # queued behind the hung pings it would take 3 s
+    assert fast < 2.0, f"healthy source took {fast:.2f}s beside a hung one"
     assert all(isinstance(err, SourceTimeout) for err, _ in results)
     assert max(elapsed for _, elapsed in results) < 3 * TIMEOUT + MARGIN  # 2 at a time
-    assert max(lags) < 0.1, "the event loop was blocked"
+    assert max(lags) < 0.3, "the event loop was blocked"
     await hanging.aclose()
     await healthy.aclose()
 
@@ -340,7 +341,7 @@ async def test_breaker_opens_after_repeated_failures(hanging_listener: int) -> N
         assert isinstance(err, SourceTimeout)
     err, elapsed = await timed(source.ping)
     assert isinstance(err, CircuitOpen)
-    assert elapsed < 0.05
+    assert elapsed < 0.3  # no 1 s timeout waited for
     await source.aclose()
 
 

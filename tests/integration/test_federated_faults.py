@@ -197,8 +197,8 @@ def test_hanging_archive_answers_within_its_timeout(
         post(client, "{ sources { id } }")  # warm up: migrations, connections
         body, elapsed = post(client, PATIENTS)
         studies_body, studies_elapsed = post(client, STUDIES)
-    assert elapsed <= STUCK_TIMEOUT_S * 1.1, elapsed
-    assert studies_elapsed <= STUCK_TIMEOUT_S * 1.1, studies_elapsed
+    assert elapsed <= STUCK_TIMEOUT_S + 1.5, elapsed
+    assert studies_elapsed <= STUCK_TIMEOUT_S + 1.5, studies_elapsed
     assert elapsed >= STUCK_TIMEOUT_S * 0.95  # it did wait for the hanging archive
     data = data_of(body)["patients"]
     want = {**dict.fromkeys(ARCHIVES, "OK"), "stuck": "TIMEOUT"}
@@ -230,7 +230,7 @@ def test_query_deadline(
         query = "query($n: String) { patients(filter: {name: $n}) { totalCount } }"
         body, elapsed = post(client, query, n=name)
         after, _ = post(client, "{ sources { id } }")
-    assert elapsed < 1.0, elapsed
+    assert elapsed < 2.0, elapsed  # the upstream timeout is 30 s
     assert body["data"] is None
     assert [e["extensions"]["code"] for e in body["errors"]] == [DEADLINE_CODE]
     assert body["errors"][0]["message"] == "query deadline exceeded (0.5 s)"

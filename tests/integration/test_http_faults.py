@@ -39,7 +39,7 @@ from gateway.stack import LocalStack
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 1.0
-MARGIN_S = 0.5
+MARGIN_S = 1.0  # generous: CI machines are shared and noisy
 Reply = tuple[int, dict[str, str], bytes]
 Handler = Callable[[str, str, dict[str, str], bytes], Awaitable[Reply | None]]
 
@@ -153,7 +153,7 @@ async def test_stopped_archive_is_unavailable(private_stack: LocalStack, kind: s
         assert type(error) is SourceUnavailable, error
         assert elapsed < TIMEOUT_S + MARGIN_S  # three refused attempts and two backoffs
         error, elapsed = await timed(source.ping())
-        assert isinstance(error, CircuitOpen) and elapsed < 0.05
+        assert isinstance(error, CircuitOpen) and elapsed < 0.3
     finally:
         private_stack.start_service("orthanc")
     await asyncio.sleep(0.3)  # breaker cool-down, then one probe closes it
@@ -217,7 +217,7 @@ async def test_hanging_archive_does_not_block_another(private_stack: LocalStack)
         for source in healthy:
             await source.find_studies(StudyQuery())
             await source.ping()
-        assert time.perf_counter() - start < 0.5
+        assert time.perf_counter() - start < 0.9  # less than the hung ones' timeout
         assert not any(task.done() for task in pending)
         results = await asyncio.gather(*pending, return_exceptions=True)
         assert all(isinstance(r, SourceTimeout) for r in results)
