@@ -8,7 +8,9 @@ Starts, on loopback and free ports with temporary storage:
 - Redis and PostgreSQL, unless reachable ones are given or found.
 
 Children get PR_SET_PDEATHSIG, so they die with the process that started them
-even when it is killed; `stop()` terminates them in order.
+even when it is killed; `stop()` terminates them in order. Each server runs in
+a process group of its own, and whatever it forked (dcmqrscp forks one child
+per association) is killed with its group once the server itself has exited.
 """
 
 from __future__ import annotations
@@ -55,9 +57,16 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
+def _own_group_dying_with_parent() -> None:
+    os.setpgid(0, 0)
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of a process group (children of a server that exited)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 @dataclass
@@ -81,26 +90,30 @@ class Service:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_own_group_dying_with_parent,
                 user=self.user,
             )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the process, killing it if it does not exit in time."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        _kill_group(self.proc.pid)
 
     def kill(self) -> None:
-        """SIGKILL the process (for fault tests)."""
+        """SIGKILL the process and its group (for fault tests)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        if self.proc is not None:
+            _kill_group(self.proc.pid)
 
     @property
     def running(self) -> bool:

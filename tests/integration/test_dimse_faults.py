@@ -218,8 +218,7 @@ async def test_archive_stopped_is_unavailable(private_stack: LocalStack) -> None
     try:
         err, elapsed = await timed(source.ping)
         assert isinstance(err, SourceUnavailable)
-        # refused, or, while a forked dcmqrscp child still holds the socket, aborted
-        assert "refused" in str(err) or "aborted" in str(err)
+        assert "refused" in str(err), err  # no forked dcmqrscp child outlived it
         assert elapsed < TIMEOUT + MARGIN
         err, _ = await timed(lambda: source.find_studies(StudyQuery()))
         assert isinstance(err, SourceUnavailable)

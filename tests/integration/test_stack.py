@@ -57,3 +57,29 @@ def test_stop_is_clean_and_removes_temporary_storage() -> None:
     stack.stop()
     assert not workdir.exists()
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+
+
+def test_stop_ends_the_servers_forked_children() -> None:
+    """dcmqrscp forks one child per association; none may outlive stop()."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    stack = LocalStack()
+    info = stack.start()
+    ae = AE(ae_title="TEST")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", info.legacy_port, ae_title="DCMQRSCP")
+    try:
+        assert assoc.is_established
+        legacy = stack.services["legacy"].proc
+        assert legacy is not None
+        children = psutil.Process(legacy.pid).children()
+        assert children, "dcmqrscp serves the association in a forked child"
+        stack.stop()
+        time.sleep(0.2)
+        assert not any(c.is_running() and c.status() != "zombie" for c in children)
+        assert not port_open("127.0.0.1", info.legacy_port)
+    finally:
+        assoc.abort()
+        ae.shutdown()
+        stack.stop()
