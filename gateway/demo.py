@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from gateway.settings import load_settings, service_urls_from_env
-from gateway.stack import LocalStack, StackInfo, _die_with_parent
+from gateway.stack import LocalStack, StackInfo, die_with_parent
 
 
 def _start_stack() -> tuple[LocalStack, StackInfo]:
@@ -107,14 +107,14 @@ def run_demo(host: str, port: int, patients: int, seed_value: int, workdir: Path
             subprocess.Popen(
                 [*cli, "worker", "--config", str(config)],
                 env=child_env,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         )
         procs.append(
             subprocess.Popen(
                 [*cli, "serve", "--config", str(config), "--host", host, "--port", str(port)],
                 env=child_env,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         )
         if _wait_http(f"http://{host}:{port}/health"):

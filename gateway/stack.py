@@ -57,10 +57,15 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _own_group_dying_with_parent() -> None:
-    os.setpgid(0, 0)
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the parent dies."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _own_group_dying_with_parent() -> None:
+    os.setpgid(0, 0)
+    die_with_parent()
 
 
 def _kill_group(pgid: int) -> None:
