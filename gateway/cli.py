@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def quiet_library_loggers() -> None:
     """Libraries that would log request URLs (query values are patient data) log warnings only."""
-    for name in ("alembic", "httpx", "httpcore", "uvicorn.access"):
+    for name in ("alembic", "httpx", "httpcore", "pynetdicom", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

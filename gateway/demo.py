@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -99,8 +100,6 @@ def run_demo(host: str, port: int, patients: int, seed_value: int, workdir: Path
         print(f"seeding {patients} patients into {', '.join(s.id for s in settings.sources)} ...")
         counts = asyncio.run(seed(settings, seed_value, patients, workdir / "truth.json"))
         print("seeded: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-        import os
-
         child_env = {**_demo_keys(workdir), **os.environ, **env}
         cli = [sys.executable, "-m", "gateway.cli"]
         procs.append(
@@ -108,6 +107,7 @@ def run_demo(host: str, port: int, patients: int, seed_value: int, workdir: Path
                 [*cli, "worker", "--config", str(config)],
                 env=child_env,
                 preexec_fn=die_with_parent,
+                process_group=0,  # Ctrl-C reaches this process only; it stops them
             )
         )
         procs.append(
@@ -115,6 +115,7 @@ def run_demo(host: str, port: int, patients: int, seed_value: int, workdir: Path
                 [*cli, "serve", "--config", str(config), "--host", host, "--port", str(port)],
                 env=child_env,
                 preexec_fn=die_with_parent,
+                process_group=0,  # Ctrl-C reaches this process only; it stops them
             )
         )
         if _wait_http(f"http://{host}:{port}/health"):
@@ -131,7 +132,7 @@ def run_demo(host: str, port: int, patients: int, seed_value: int, workdir: Path
     finally:
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                p.terminate()
         for p in procs:
             try:
                 p.wait(10)
