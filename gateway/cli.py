@@ -65,7 +65,7 @@ async def seed(
     from gateway.seed import build_demo, load_demo, write_truth
     from gateway.sources import build_source
 
-    ids = [s.id for s in settings.sources if s.has_role("store")]
+    ids = settings.ids_with_role("store")
     plan = build_demo(seed=seed_value, patients=patients, sources=ids)
     if truth is not None:
         await asyncio.to_thread(write_truth, plan.truth, truth)

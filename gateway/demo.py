@@ -17,7 +17,12 @@ from gateway.stack import LocalStack, StackInfo, die_with_parent
 
 def _start_stack() -> tuple[LocalStack, StackInfo]:
     redis_url, database_url = service_urls_from_env()
-    stack = LocalStack(redis_url=redis_url, database_url=database_url, database_name="pacs_gateway")
+    stack = LocalStack(
+        redis_url=redis_url,
+        database_url=database_url,
+        database_name="pacs_gateway",
+        research=True,
+    )
     info = stack.start()
     return stack, info
 

@@ -88,6 +88,10 @@ class Settings:
                 return s
         raise KeyError(source_id)
 
+    def ids_with_role(self, role: str) -> list[str]:
+        """Ids of the sources configured with `role`, in config order."""
+        return [s.id for s in self.sources if s.has_role(role)]
+
 
 _GATEWAY_KEYS: dict[str, tuple[type, ...]] = {
     "sync_interval_s": (int, float),

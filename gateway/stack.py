@@ -5,6 +5,8 @@ Starts, on loopback and free ports with temporary storage:
 - Orthanc "orthanc" (REST + DICOMweb, DICOM port on);
 - Orthanc "dcm4chee", its DICOMweb root at /dcm4chee-arc/aets/DCM4CHEE/rs/;
 - dcmtk `dcmqrscp` "legacy", DIMSE only;
+- optionally Orthanc "research", a research archive (role "research") that
+  de-identified studies go to;
 - Redis and PostgreSQL, unless reachable ones are given or found.
 
 Children get PR_SET_PDEATHSIG, so they die with the process that started them
@@ -145,6 +147,7 @@ class StackInfo:
     legacy_port: int
     redis_url: str
     database_url: str
+    research_http: int | None = None
 
     @property
     def orthanc_url(self) -> str:
@@ -161,8 +164,29 @@ class StackInfo:
         """The REST root of the Orthanc that plays DCM4CHEE (for direct checks)."""
         return f"http://127.0.0.1:{self.dcm4chee_http}"
 
+    @property
+    def research_url(self) -> str | None:
+        """REST root of the research Orthanc, when the stack has one."""
+        return f"http://127.0.0.1:{self.research_http}" if self.research_http else None
+
     def gateway_toml(self, results_dir: str = "var/results", sync_interval_s: int = 60) -> str:
         """A gateway.toml pointing at this stack."""
+        return self._clinical_toml(results_dir, sync_interval_s) + self._research_toml()
+
+    def _research_toml(self) -> str:
+        if not self.research_url:
+            return ""
+        return f"""
+[[sources]]
+id = "research"
+name = "Research archive"
+kind = "orthanc"
+url = "{self.research_url}"
+roles = ["research"]
+timeout_s = 5
+"""
+
+    def _clinical_toml(self, results_dir: str, sync_interval_s: int) -> str:
         return f"""# Written by `pacs-gateway` for the local stack in {self.workdir}
 [gateway]
 sync_interval_s = {sync_interval_s}
@@ -250,6 +274,7 @@ class LocalStack:
         database_url: str | None = None,
         database_name: str = "pacs_gateway",
         legacy_peers: dict[str, tuple[str, int]] | None = None,
+        research: bool = False,
     ) -> None:
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pacs-stack-"))
@@ -258,6 +283,7 @@ class LocalStack:
         self.database_url = database_url
         self.database_name = database_name
         self.legacy_peers = legacy_peers or {}
+        self.research = research
         self.services: dict[str, Service] = {}
         self.info: StackInfo | None = None
 
@@ -390,7 +416,7 @@ class LocalStack:
                 raise StackError(f"{tool} is not installed (run `make setup`)")
         if not ORTHANC_PLUGIN.exists():
             raise StackError("Orthanc's DICOMweb plugin is missing (run `make setup`)")
-        ports = {k: free_port() for k in ("oh", "od", "dh", "dd", "lg")}
+        ports = {k: free_port() for k in ("oh", "od", "dh", "dd", "lg", "rh", "rd")}
         try:
             self.services["orthanc"] = self._orthanc(
                 "orthanc", "ORTHANC", ports["oh"], ports["od"], "/dicom-web/"
@@ -399,6 +425,10 @@ class LocalStack:
                 "dcm4chee", "DCM4CHEE", ports["dh"], ports["dd"], DCM4CHEE_ROOT
             )
             self.services["legacy"] = self._dcmqrscp(ports["lg"])
+            if self.research:
+                self.services["research"] = self._orthanc(
+                    "research", "RESEARCH", ports["rh"], ports["rd"], "/dicom-web/"
+                )
             redis_url, redis_svc = self._redis()
             if redis_svc:
                 self.services["redis"] = redis_svc
@@ -416,6 +446,7 @@ class LocalStack:
                 legacy_port=ports["lg"],
                 redis_url=redis_url,
                 database_url=db_url,
+                research_http=ports["rh"] if self.research else None,
             )
             self.wait_ready()
             if pg_svc:
@@ -433,6 +464,7 @@ class LocalStack:
             "orthanc": lambda: _http_ok(f"{info.orthanc_url}/system"),
             "dcm4chee": lambda: _http_ok(f"{info.dcm4chee_rest}/system"),
             "legacy": lambda: port_open("127.0.0.1", info.legacy_port),
+            "research": lambda: _http_ok(f"{info.research_url}/system"),
             "redis": lambda: redis_reachable(info.redis_url),
             "postgres": lambda: postgres_reachable(info.database_url),
         }

@@ -25,13 +25,17 @@ from tests.jobs_support import WorkerProcess, drop_database
 
 
 def _running_stack(
-    tmp_path_factory: pytest.TempPathFactory, name: str, database: str = "pacs_gateway_test"
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    database: str = "pacs_gateway_test",
+    research: bool = False,
 ) -> Iterator[LocalStack]:
     stack = LocalStack(
         workdir=tmp_path_factory.mktemp(name),
         redis_url=os.environ.get("REDIS_URL"),
         database_url=os.environ.get("DATABASE_URL"),
         database_name=database,
+        research=research,
     )
     stack.start()
     try:
@@ -79,7 +83,7 @@ def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSta
 def truth(settings: Settings) -> GroundTruth:
     """The session stack, seeded once with the deterministic demo data (seed 42, 20 patients)."""
     counts = asyncio.run(seed(settings, 42, 20, None))
-    plan_truth = build_demo(seed=42, patients=20, sources=[s.id for s in settings.sources]).truth
+    plan_truth = build_demo(seed=42, patients=20, sources=settings.ids_with_role("store")).truth
     assert counts == plan_truth.instance_counts, "every archive must accept all its demo files"
     return plan_truth
 
@@ -108,7 +112,7 @@ def job_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobEnv]:
     """A module's own stack and database: jobs of one module never reach another's workers."""
     workdir = tmp_path_factory.mktemp("jobs")
     database = f"pacs_gw_jobs_{os.getpid()}_{workdir.name.replace('-', '_')}"
-    for stack in _running_stack(tmp_path_factory, "job-stack", database):
+    for stack in _running_stack(tmp_path_factory, "job-stack", database, research=True):
         info = stack.info
         assert info is not None
         config = workdir / "gateway.toml"

@@ -195,7 +195,7 @@ async def main(patients: int, repeat: int, prof: bool) -> None:
         settings = load_settings(path, env=env)
         start = time.perf_counter()
         counts = await seed(settings, 42, patients, None)
-        ids = [s.id for s in settings.sources]
+        ids = settings.ids_with_role("store")
         truth = build_demo(seed=42, patients=patients, sources=ids).truth
         assert counts == truth.instance_counts, (counts, truth.instance_counts)
         print(f"seeded {patients} patients ({counts}) in {time.perf_counter() - start:.0f}s")

@@ -125,7 +125,7 @@ async def test_study_is_imported_deidentified(setup: Setup) -> None:
     assert CONTRACT_KEYS <= set(result)
     assert result["destination"] == "xnat" and result["project"] == PROJECT
     assert result["instances"] == INSTANCES and result["quarantined"] == []
-    assert result["verified"] is None  # role "research" only: the job cannot list instances
+    assert result["verified"] is None  # XNAT does not index instances: nothing to list
     pseudonym, new_uid = result["anonymizedPatientId"], result["anonymizedStudyInstanceUid"]
     assert pseudonym and new_uid.startswith("2.25.") and new_uid != setup.study_uid
 

@@ -1,4 +1,4 @@
-"""ANONYMIZE job on the real stack: a seeded study in "orthanc" de-identified into "dcm4chee"."""
+"""ANONYMIZE job on the real stack: a seeded study in "orthanc" de-identified into "research"."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def settings(job_env: JobEnv) -> Settings:
 def truth(settings: Settings) -> GroundTruth:
     """The module's stack seeded like the shared one."""
     asyncio.run(seed(settings, 42, 20, None))
-    return build_demo(seed=42, patients=20, sources=[s.id for s in settings.sources]).truth
+    return build_demo(seed=42, patients=20, sources=settings.ids_with_role("store")).truth
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def study(truth: GroundTruth) -> StudyTruth:
 def job_input(study: StudyTruth, **extra: Any) -> dict[str, Any]:
     return {
         "source": "orthanc",
-        "destination": "dcm4chee",
+        "destination": "research",
         "studyInstanceUid": study.study_uid,
         "project": "research-1",
         "options": ["RetainLongitudinalTemporalInformationModifiedDates"],
@@ -103,13 +103,13 @@ async def test_study_is_deidentified_into_second_archive(
     result = await anonymize.run(handle, runtime, job_input(study))
     expected = sum(len(v) for v in study.instances["orthanc"].values())
     assert result["instances"] + len(result["quarantined"]) == expected
-    assert result["destination"] == "dcm4chee" and result["verified"] is True
+    assert result["destination"] == "research" and result["verified"] is True
     new_uid = result["anonymizedStudyInstanceUid"]
     assert new_uid.startswith("2.25.") and new_uid != study.study_uid
     phases = {p for _, p, _ in handle.events}
     assert {"fetch", "anonymize", "store", "verify"} <= phases
 
-    dest = runtime.sources["dcm4chee"]
+    dest = runtime.sources["research"]
     found = await dest.find_instances(InstanceQuery(new_uid))
     assert len(found) == result["instances"]
     patient = truth.patient(study.patient_id)

@@ -58,7 +58,7 @@ def base_settings(private_stack: LocalStack, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module")
 def truth(base_settings: Settings) -> GroundTruth:
-    ids = [s.id for s in base_settings.sources]
+    ids = base_settings.ids_with_role("store")
     counts = asyncio.run(seed(base_settings, SEED, PATIENTS_N, None))
     plan = build_demo(seed=SEED, patients=PATIENTS_N, sources=ids).truth
     assert counts == plan.instance_counts

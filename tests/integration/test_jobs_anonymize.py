@@ -26,7 +26,7 @@ async def _held(env: JobEnv, study_uid: str) -> tuple[list[str], list[str]]:
     """(patient ids, SOP instance UIDs) the destination holds for a study."""
     runtime = await Runtime.create(env.settings, run_migrations=False)
     try:
-        dest = runtime.sources["dcm4chee"]
+        dest = runtime.sources["research"]
         studies = await dest.find_studies(StudyQuery(study_uids=(study_uid,)))
         found = await dest.find_instances(InstanceQuery(study_uid=study_uid))
         return [s.patient_id or "" for s in studies], [i.sop_instance_uid for i in found]
@@ -50,7 +50,7 @@ def test_anonymize_through_the_api_then_reidentify(job_env: JobEnv) -> None:
     body = {
         "source": "orthanc",
         "studyInstanceUid": study,
-        "destination": "dcm4chee",
+        "destination": "research",
         "project": "TRIAL1",
         "keepMapping": True,
     }
@@ -105,7 +105,7 @@ def test_anonymize_refuses_bad_options(job_env: JobEnv) -> None:
     body = {
         "source": "orthanc",
         "studyInstanceUid": "1.2.3",
-        "destination": "dcm4chee",
+        "destination": "research",
         "options": ["RetainEverything"],
     }
     with job_env.client() as client:

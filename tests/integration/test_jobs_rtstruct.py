@@ -32,7 +32,7 @@ RESULTS = """query($uid: String!) {
 def seeded(job_env: JobEnv) -> tuple[JobEnv, GroundTruth]:
     """The module's stack with the demo data, and its truth."""
     asyncio.run(seed(job_env.settings, 42, 20, None))
-    ids = [s.id for s in job_env.settings.sources]
+    ids = job_env.settings.ids_with_role("store")
     return job_env, build_demo(seed=42, patients=20, sources=ids).truth
 
 

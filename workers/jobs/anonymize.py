@@ -215,8 +215,6 @@ async def _count(source: PacsSource, study_uid: str) -> int:
 
 async def _verify(dest: PacsSource, study_uid: str, expected: int) -> bool | None:
     """True when the destination lists every stored instance; None when it cannot be asked."""
-    if not dest.config.has_role("query"):
-        return None
     try:
         found = await dest.find_instances(InstanceQuery(study_uid))
     except SourceError:
