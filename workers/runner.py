@@ -7,7 +7,10 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from gateway.errors import InvalidInput, JobCancelled, JobError, SourceTimeout, SourceUnavailable
 from gateway.jobs import queue
@@ -70,9 +73,9 @@ class DbJobHandle:
         ):
             return
         self._last, self._last_at = (fraction, phase, message), now
-        await self._service.record(
-            self._id, Change(progress=fraction, phase=phase, message=message)
-        )
+        change = Change(progress=fraction, phase=phase, message=message, attempt=self._attempt)
+        if await self._service.record(self._id, change) is None:
+            self.lease_lost = True  # final, or taken over by a newer attempt: stop soon
 
     async def checkpoint(self) -> None:
         """Raise `JobCancelled` when cancelling was requested, `LeaseLost` when taken over."""
@@ -83,9 +86,11 @@ class DbJobHandle:
             return
         self._checked_at = now
         service = self._service
-        if await service.redis.exists(service.keys.cancel(self._id)) or (
-            await service.store.cancel_requested(self._id)
-        ):
+        try:
+            flagged = bool(await service.redis.exists(service.keys.cancel(self._id)))
+        except (RedisError, OSError):  # Redis away: the database still knows
+            flagged = False
+        if flagged or await service.store.cancel_requested(self._id):
             raise JobCancelled("cancelled on request")
 
 
@@ -158,7 +163,8 @@ async def _execute(
     job_id = handle.id
 
     async def final(change: Change) -> str:
-        await service.record(job_id, change)
+        if await service.record(job_id, replace(change, attempt=handle.attempt)) is None:
+            return "superseded"
         return change.status or ""
 
     if await service.store.cancel_requested(job_id):
@@ -183,7 +189,8 @@ async def _execute(
         return await final(Change(status="FAILED", error=str(exc), message="failed"))
     except (SourceUnavailable, SourceTimeout) as exc:
         if transient_retry and handle.attempt < MAX_ATTEMPTS:
-            await service.requeue(job_id, f"retrying: {exc}", RETRY_DELAY_S * handle.attempt)
+            delay = RETRY_DELAY_S * handle.attempt
+            await service.requeue(job_id, f"retrying: {exc}", delay, attempt=handle.attempt)
             return "retrying"
         return await final(Change(status="FAILED", error=str(exc), message="failed"))
     except Exception as exc:  # anything unforeseen: recorded, never silently lost

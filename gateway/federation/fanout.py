@@ -57,6 +57,9 @@ def _message(exc: SourceError) -> str:
     return f"{type(exc).__name__}: {exc.detail}"
 
 
+GUARD_MARGIN_S = 0.2
+
+
 async def call_one(
     source: PacsSource,
     call: Callable[[PacsSource], Awaitable[T]],
@@ -70,7 +73,8 @@ async def call_one(
     start = time.perf_counter()
     sticky = True
     try:
-        value = await asyncio.wait_for(call(source), deadline)
+        # the source's own guard times out first (and counts it); this bounds composite calls
+        value = await asyncio.wait_for(call(source), deadline + GUARD_MARGIN_S)
     except TimeoutError:
         out: Outcome[T] = Outcome(
             source.id, TIMEOUT, _ms(start), error=f"no answer within {deadline:g}s"

@@ -65,17 +65,29 @@ class JobService:
             raise InvalidInput(f"only FAILED or CANCELLED jobs can be retried, not {job.status}")
         await self.redis.delete(self.keys.cancel(job_id))
         change = Change(
-            status="QUEUED", progress=0.0, phase=None, message="retry requested", error=None
+            status="QUEUED",
+            progress=0.0,
+            phase=None,
+            message="retry requested",
+            error=None,
+            result=None,
+            reopen=True,
         )
-        await self.record(job_id, change)
+        if await self.record(job_id, change) is None:
+            raise InvalidInput("the job changed meanwhile; look at it again")
         job = await self._reload(job_id)
         await queue.enqueue(self.redis, self.keys, job)
         return job
 
-    async def requeue(self, job_id: str, message: str, defer_s: float = 0) -> None:
-        """Put a job back on the queue for its next attempt (transient failure, lost worker)."""
-        await self.record(job_id, Change(status="QUEUED", message=message))
-        await queue.enqueue(self.redis, self.keys, await self._reload(job_id), defer_s)
+    async def requeue(
+        self, job_id: str, message: str, defer_s: float = 0, attempt: int | None = None
+    ) -> bool:
+        """Put an active job back on the queue for its next attempt (transient failure, lost
+        worker); with `attempt`, only while that attempt is still the job's current one."""
+        if await self.record(job_id, Change(status="QUEUED", message=message, attempt=attempt)):
+            await queue.enqueue(self.redis, self.keys, await self._reload(job_id), defer_s)
+            return True
+        return False
 
     async def reconcile(self) -> list[str]:
         """Re-enqueue jobs the DB says are active but that no live worker or queue holds.
@@ -94,8 +106,8 @@ class JobService:
                     suspects.add(job.id)
                     continue
                 await queue.forget(self.redis, self.keys, f"{job.id}:{(job.attempts or 1) - 1}")
-                await self.requeue(job.id, "worker lost; re-queued")
-                fixed.append(job.id)
+                if await self.requeue(job.id, "worker lost; re-queued", attempt=job.attempts):
+                    fixed.append(job.id)
             elif job.status == "QUEUED" and not await queue.is_queued(self.redis, self.keys, job):
                 await queue.enqueue(self.redis, self.keys, job)
                 fixed.append(job.id)
@@ -108,7 +120,10 @@ class JobService:
         """Apply a change to the job row and publish its event; None if the job is final."""
         ev = await self.store.record(job_id, change)
         if ev is not None:
-            await publish(self.redis, self.keys, ev)
+            try:
+                await publish(self.redis, self.keys, ev)
+            except (RedisError, OSError):  # the row is the truth; subscribers re-read it
+                log.warning("job %s: event recorded but not published (Redis away)", job_id)
         return ev
 
     async def _reload(self, job_id: str) -> Job:

@@ -32,6 +32,8 @@ class Change:
     error: str | None = UNSET
     started: bool = False
     new_attempt: bool = False
+    attempt: int | None = None  # apply only while the job is still on this attempt
+    reopen: bool = False  # a retry: a final job back to QUEUED, its cancel request cleared
 
 
 def canonical(input: dict[str, Any]) -> str:
@@ -126,13 +128,16 @@ class JobStore:
     async def record(self, job_id: str, change: Change) -> Event | None:
         """Apply `change` and append its event; None when the job is unknown or already final.
 
-        A terminal job is never changed again, except back to QUEUED (retry).
+        A terminal job is never changed again, except by a retry (`reopen`); a change
+        made for an attempt that is no longer the job's current one is refused.
         """
         async with self.sessions() as session, session.begin():
             job = await session.get(Job, job_id, with_for_update=True)
             if job is None:
                 return None
-            if job.status in TERMINAL and change.status != "QUEUED":
+            if (job.status in TERMINAL) != (change.reopen and change.status == "QUEUED"):
+                return None
+            if change.attempt is not None and (job.attempts or 0) != change.attempt:
                 return None
             _apply(job, change)
             ev = self._event(job, None)
@@ -190,7 +195,8 @@ def _apply(job: Job, change: Change) -> None:
             job.finished_at = now
         elif change.status == "QUEUED":
             job.finished_at = None
-            job.cancel_requested = False
+    if change.reopen:
+        job.cancel_requested = False
     if change.progress is not None:
         job.progress = max(0.0, min(1.0, change.progress))
     for name in ("phase", "message", "result", "error"):

@@ -86,6 +86,10 @@ class CircuitBreaker:
         self.opened_at = None
         self._probing = False
 
+    def release(self) -> None:
+        """A call ended without an outcome (cancelled): let the next caller probe."""
+        self._probing = False
+
     def failure(self) -> None:
         """Record a failure: open the circuit at the threshold, or re-open after a failed probe."""
         self.failures += 1
@@ -171,6 +175,11 @@ class Guard:
                 if not upstream:
                     raise
                 err = exc
+            except asyncio.CancelledError:  # the caller gave up: no outcome, but no stuck probe
+                if upstream:
+                    self.stats.record(operation, (time.perf_counter() - start) * 1000, ok=False)
+                    self.breaker.release()
+                raise
             else:
                 self.stats.record(operation, (time.perf_counter() - start) * 1000, ok=True)
                 self.breaker.success()

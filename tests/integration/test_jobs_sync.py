@@ -16,7 +16,16 @@ from gateway.cli import seed
 from gateway.runtime import Runtime
 from gateway.sources.base import InstanceQuery, StudyQuery
 from tests.conftest import JobEnv
-from tests.jobs_support import JOB_FIELDS, WorkerProcess, big_study, gql, gql_data, wait_job
+from tests.jobs_support import (
+    JOB_FIELDS,
+    WorkerProcess,
+    big_study,
+    gql,
+    gql_data,
+    instance_uids,
+    store_files,
+    wait_job,
+)
 
 SYNC = f"mutation($input: SyncInput!) {{ syncStudies(input: $input) {{ {JOB_FIELDS} }} }}"
 
@@ -262,3 +271,58 @@ def test_periodic_sync_follows_orthancs_change_feed(seeded: JobEnv) -> None:
     assert changed[0]["transferred"] == 3
     assert idle == []
     assert (src_calls, dst_calls) == (1, 0), "an idle run reads the change feed once"
+
+
+def _redescribed(files: list[bytes], description: str) -> list[bytes]:
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    out = []
+    for blob in files:
+        ds = dcmread(BytesIO(blob))
+        ds.StudyDescription = description
+        buf = BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        out.append(buf.getvalue())
+    return out
+
+
+def test_conflict_strategies_skip_then_report(seeded: JobEnv) -> None:
+    from gateway.jobs.store import JobStore
+    from workers.jobs import sync
+    from workers.runner import run_here
+
+    study, files = big_study(3, seed=51)
+    asyncio.run(store_files(seeded.settings, "orthanc", files))
+    asyncio.run(store_files(seeded.settings, "dcm4chee", _redescribed(files[:2], "OTHER")))
+    body = {"from": "orthanc", "to": "dcm4chee", "studyInstanceUids": [study]}
+
+    async def run(strategy: str) -> tuple[str, dict]:
+        runtime = await Runtime.create(seeded.settings, run_migrations=False)
+        try:
+            job_id = await run_here(
+                runtime, "SYNC", {**body, "conflictStrategy": strategy}, sync.run, "t"
+            )
+            job = await JobStore(runtime.sessions).get(job_id)
+            assert job is not None
+            return job.status, job.result or {}
+        finally:
+            await runtime.aclose()
+
+    status, skipped = asyncio.run(run("SKIP"))
+    assert status == "SUCCEEDED", skipped
+    (outcome,) = skipped["studies"]
+    assert outcome["outcome"] == "SKIPPED" and outcome["transferred"] == 0
+    assert outcome["missing"] == 1 and outcome["missingAfter"] == 1
+    assert outcome["conflicts"] == 2 and outcome["skipped"] == 3
+    assert len(asyncio.run(instance_uids(seeded.settings, "dcm4chee", study))) == 2
+
+    status, reported = asyncio.run(run("REPORT_ONLY"))
+    assert status == "SUCCEEDED", reported
+    (outcome,) = reported["studies"]
+    assert outcome["outcome"] == "SYNCED" and outcome["transferred"] == 1
+    assert outcome["conflicts"] == 2 and "description" in outcome["conflictFields"]
+    assert outcome["missingAfter"] == 0 and outcome["verified"] is True
+    assert reported["verified"] is True
+    assert len(asyncio.run(instance_uids(seeded.settings, "dcm4chee", study))) == 3

@@ -227,3 +227,23 @@ def test_source_at_fault() -> None:
     assert source_at_fault(SourceProtocolError("s", "C-FIND: AttributeError"))
     assert not source_at_fault(SourceProtocolError("s", "find: HTTP 422"))
     assert not source_at_fault(NotFound("s", "x"))
+
+
+async def test_a_cancelled_probe_does_not_lock_the_source_out() -> None:
+    g = _guard(retries=0, breaker_threshold=1, breaker_cooldown_s=0.01, timeout_s=5)
+
+    async def down() -> None:
+        raise SourceUnavailable("s", "refused")
+
+    with pytest.raises(SourceUnavailable):
+        await g.call("find", down)
+    await asyncio.sleep(0.02)  # half-open: the next call is the one probe
+    with pytest.raises(TimeoutError):  # the caller's own, shorter deadline cancels the probe
+        await asyncio.wait_for(g.call("find", lambda: asyncio.sleep(5)), 0.05)
+    assert g.stats.errors == 2, "the cancelled call is counted"
+
+    async def up() -> str:
+        return "ok"
+
+    assert await g.call("find", up) == "ok"
+    assert g.breaker.state == "closed"

@@ -28,7 +28,7 @@ from gateway.sources.base import (
 from gateway.sources.dicomjson import is_uid
 from workers.jobs.base import JobHandle
 from workers.jobs.changes import detect, load_cursor, save_cursor
-from workers.jobs.sync_plan import STRATEGIES, StudyPlan, missing_after, plan_study
+from workers.jobs.sync_plan import STRATEGIES, StudyPlan, extra_in, missing_after, plan_study
 from workers.jobs.transfer import transfer
 
 STUDY_CONCURRENCY = 4
@@ -143,17 +143,18 @@ async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[s
                 src, dst, plan.study_uid, plan.to_send, plan.whole_series, tick=tick
             )
             outcome.update(transferred=moved.stored, failed=moved.failed, bytes=moved.bytes)
-        if verify and not dry_run:
-            outcome["missingAfter"] = missing_after(
-                source_list, await _instances(dst, plan.study_uid)
-            )
+        if verify and not dry_run and not plan.skipped:
+            now_held = await _instances(dst, plan.study_uid)
+            outcome["missingAfter"] = missing_after(source_list, now_held)
+            outcome["extraInDestination"] = extra_in(source_list, now_held)
             outcome["verified"] = outcome["missingAfter"] == 0 and not outcome["failed"]
         outcomes.append(outcome)
     await job.progress(0.95, "record", "recording the outcome")
     result = _result(input, outcomes, not_found, dry_run, verify, time.monotonic() - start)
     await _record(runtime, job.id, input, outcomes)
-    if verify and not dry_run and result["missingAfter"]:
-        raise JobError(f"{result['missingAfter']} instance(s) still missing after sync", result)
+    unsynced = sum(o["missingAfter"] or 0 for o in outcomes if o["outcome"] != "SKIPPED")
+    if verify and not dry_run and unsynced:
+        raise JobError(f"{unsynced} instance(s) still missing after sync", result)
     if cursor is not None and not dry_run:
         await save_cursor(runtime, input["from"], input["to"], cursor)
     return result
@@ -171,7 +172,8 @@ def _outcome(plan: StudyPlan) -> dict[str, Any]:
         "skipped": len(plan.conflicting) + (len(plan.missing) if plan.skipped else 0),
         "failed": 0,
         "bytes": 0,
-        "missingAfter": len(plan.to_send) if plan.skipped else None,
+        "missingAfter": len(plan.missing) if plan.skipped else None,
+        "extraInDestination": None,
         "verified": None,
     }
 
@@ -200,7 +202,11 @@ def _result(
         "instancesFailed": total("failed"),
         "conflicts": total("conflicts"),
         "bytes": total("bytes"),
-        "verified": (not dry_run and verify and all(o["verified"] for o in outcomes)) or None,
+        "verified": (
+            all(o["verified"] for o in outcomes if o["outcome"] != "SKIPPED")
+            if verify and not dry_run
+            else None
+        ),
         "missingAfter": total("missingAfter") if verify and not dry_run else None,
         "durationSeconds": round(seconds, 3),
     }

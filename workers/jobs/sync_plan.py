@@ -103,3 +103,9 @@ def missing_after(source: Sequence[InstanceRecord], destination: Sequence[Instan
     """How many source instances the destination still lacks."""
     held = {i.sop_instance_uid for i in destination}
     return sum(1 for i in source if i.sop_instance_uid not in held)
+
+
+def extra_in(source: Sequence[InstanceRecord], destination: Sequence[InstanceRecord]) -> int:
+    """How many instances of the study the destination holds that the source does not."""
+    sent = {i.sop_instance_uid for i in source}
+    return len({i.sop_instance_uid for i in destination} - sent)
