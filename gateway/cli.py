@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.errors import ConfigError
+from gateway.quiet import quiet_libraries
 from gateway.settings import Settings, load_settings
 
 log = logging.getLogger("pacs_gateway")
@@ -212,19 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_library_loggers() -> None:
-    """Libraries that would log request URLs (query values are patient data) log warnings only."""
-    for name in ("alembic", "httpx", "httpcore", "pynetdicom", "uvicorn.access"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: configuration problems print one line and exit 2."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    quiet_library_loggers()
+    quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

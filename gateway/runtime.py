@@ -23,6 +23,7 @@ from gateway import __version__
 from gateway.db.engine import make_engine, migrate, ping, sessionmaker
 from gateway.errors import SourceError
 from gateway.jobs.queue import Keys
+from gateway.quiet import quiet_libraries
 from gateway.settings import Settings
 from gateway.sources import build_source
 from gateway.sources.base import PacsSource
@@ -71,7 +72,9 @@ class Runtime:
     def cpu_pool(self) -> Executor:
         """The process pool for CPU-heavy DICOM work, created on first use."""
         if self._cpu_pool is None:
-            self._cpu_pool = ProcessPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+            self._cpu_pool = ProcessPoolExecutor(
+                max_workers=max(1, min(4, os.cpu_count() or 1)), initializer=quiet_libraries
+            )
         return self._cpu_pool
 
     async def aclose(self) -> None:

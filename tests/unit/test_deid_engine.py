@@ -182,3 +182,45 @@ def test_identity_in_the_preamble_is_wiped(seeded: list[Dataset]) -> None:
     assert out is not None
     assert out[:128] == b"\x00" * 128
     assert b"PHI-PREAMBLE" not in out
+
+
+def _implicit(ds: Dataset) -> bytes:
+    """A dataset's elements in Implicit VR Little Endian, as an archive would keep an unknown."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, True
+    write_dataset(buf, ds)
+    return buf.getvalue()
+
+
+def test_un_encoded_elements_are_deidentified_too(seeded: list[Dataset]) -> None:
+    """Elements an archive stored with VR UN (sequences, UIDs) are decoded and processed."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    def raw_un(tag: int, value: bytes) -> RawDataElement:
+        return RawDataElement(Tag(tag), "UN", len(value), value, 0, False, True)
+
+    ds = copy.deepcopy(seeded[0])
+    inner = Dataset()
+    inner.SeriesInstanceUID = "1.2.3.4.999"
+    inner.PatientName = "UNSEQ^MARKER"
+    item = _implicit(inner)
+    # one item of undefined length, then the sequence delimiter
+    seq = (
+        b"\xfe\xff\x00\xe0"
+        + len(item).to_bytes(4, "little")
+        + item
+        + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    )
+    ds[0x00081115] = raw_un(0x00081115, seq)  # type: ignore[assignment]  # Referenced Series Seq
+    ds[0x00081155] = raw_un(0x00081155, b"1.2.3.4.998\x00")  # type: ignore[assignment]
+    raw = BytesIO()
+    ds.save_as(raw, enforce_file_format=True)
+    assert b"UNSEQ^MARKER" in raw.getvalue()
+    out, _, _ = deidentify_bytes(raw.getvalue(), DeidConfig(KEY, "proj"))
+    assert out is not None
+    assert b"UNSEQ" not in out and b"MARKER" not in out
+    assert b"1.2.3.4.999" not in out and b"1.2.3.4.998" not in out

@@ -81,7 +81,7 @@ class Walker:
                 action: str | None = "X"
             else:
                 action = self.actions.lookup(tag)
-            if action is None and not dummy_mode and vr not in ("UI", "SQ", None):
+            if action is None and not dummy_mode and vr not in ("UI", "SQ", "UN", None):
                 continue  # kept as read: the common case, and the cheap one
             if action == "X":
                 del ds[tag]  # removed: no need to decode the value first
