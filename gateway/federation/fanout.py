@@ -57,7 +57,7 @@ def _message(exc: SourceError) -> str:
     return f"{type(exc).__name__}: {exc.detail}"
 
 
-GUARD_MARGIN_S = 0.2
+GUARD_MARGIN = 0.05  # of the deadline: well inside the "timeout + 10%" promise
 
 
 async def call_one(
@@ -74,7 +74,7 @@ async def call_one(
     sticky = True
     try:
         # the source's own guard times out first (and counts it); this bounds composite calls
-        value = await asyncio.wait_for(call(source), deadline + GUARD_MARGIN_S)
+        value = await asyncio.wait_for(call(source), deadline * (1 + GUARD_MARGIN))
     except TimeoutError:
         out: Outcome[T] = Outcome(
             source.id, TIMEOUT, _ms(start), error=f"no answer within {deadline:g}s"

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 ARCHIVES = ["orthanc", "dcm4chee", "legacy"]
 SEED, PATIENTS_N = 7, 8
-STUCK_TIMEOUT_S = 3.0
+STUCK_TIMEOUT_S = 5.0  # long enough that its 10% covers a noisy machine
 
 
 @pytest.fixture(scope="module")
@@ -197,14 +197,14 @@ def test_hanging_archive_answers_within_its_timeout(
         post(client, "{ sources { id } }")  # warm up: migrations, connections
         body, elapsed = post(client, PATIENTS)
         studies_body, studies_elapsed = post(client, STUDIES)
-    assert elapsed <= STUCK_TIMEOUT_S + 1.5, elapsed
-    assert studies_elapsed <= STUCK_TIMEOUT_S + 1.5, studies_elapsed
+    assert elapsed <= STUCK_TIMEOUT_S * 1.1, elapsed  # the source timeout plus 10%
+    assert studies_elapsed <= STUCK_TIMEOUT_S * 1.1, studies_elapsed
     assert elapsed >= STUCK_TIMEOUT_S * 0.95  # it did wait for the hanging archive
     data = data_of(body)["patients"]
     want = {**dict.fromkeys(ARCHIVES, "OK"), "stuck": "TIMEOUT"}
     assert statuses(data["sourceResults"]) == want
     stuck = next(r for r in data["sourceResults"] if r["source"]["id"] == "stuck")
-    assert stuck["count"] is None and "within 3s" in stuck["error"]
+    assert stuck["count"] is None and f"within {STUCK_TIMEOUT_S:g}s" in stuck["error"]
     got = {e["node"]["patientId"]: [s["id"] for s in e["node"]["presentIn"]] for e in data["edges"]}
     assert got == expected_patients(truth, ARCHIVES)
     for e in data["edges"]:  # the nested level did not wait for the hanging archive again
