@@ -61,6 +61,8 @@ def test_process_through_the_api_and_download_files(seeded: tuple[JobEnv, Ground
             summary = client.get(result["summaryUrl"])
             assert summary.status_code == 200 and summary.json()
             assert client.get("/files/../gateway.toml").status_code == 404
+        served = env.settings.results_dir / "rtstruct" / job["id"]
+        assert not list(served.rglob("*.dcm")), "no original DICOM file under /files"
     finally:
         worker.stop()
 

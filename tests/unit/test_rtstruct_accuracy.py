@@ -97,3 +97,13 @@ def test_seeded_phantom() -> None:
         assert np.allclose(roi.centroid_mm, expected.center_mm, atol=0.3)
         assert roi.slice_count == expected.contours
         assert roi.mean_value == roi.min_value == roi.max_value
+
+
+def test_a_mask_too_coarse_for_its_roi_is_flagged() -> None:
+    """A 4 mm sphere on a 2.5 mm grid: the voxel mask misses the contours' volume by > 5%."""
+    ct = ct_series()
+    out = process(rtstruct(ct, [("tiny", sphere(ct, CENTRE, 4.0))]), ct)
+    [roi] = out.rois
+    assert roi.voxel_volume_cc is not None and roi.planimetric_volume_cc
+    gap = abs(roi.voxel_volume_cc - roi.planimetric_volume_cc) / roi.planimetric_volume_cc
+    assert gap > 0.05 and roi.volume_mismatch

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ async def _fetch_one(
     try:
         referenced, image_count = await asyncio.to_thread(_references, rt_files[0])
     except (RtStructError, pydicom.errors.InvalidDicomError) as exc:
-        raise JobError(f"the RTSTRUCT instance cannot be read: {exc}") from exc
+        raise JobError(f"the RTSTRUCT instance cannot be read ({type(exc).__name__})") from exc
     if not referenced:
         raise JobError("the structure set references no image series")
     ref = referenced[0]
@@ -100,8 +101,10 @@ async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[s
     if not rt_uids:
         raise JobError("no such RTSTRUCT series in the study on this source")
     base = runtime.settings.results_dir / KIND / job.id
-    await asyncio.to_thread(shutil.rmtree, base, True)  # idempotent: a re-run starts clean
-    work = base / ".input"
+    # the original files never go under results_dir, which /files serves
+    work = Path(tempfile.gettempdir()) / "pacs-gateway-work" / job.id
+    for stale in (base, work):  # idempotent: a re-run starts clean
+        await asyncio.to_thread(shutil.rmtree, stale, True)
     sets = []
     try:
         for n, rt_uid in enumerate(rt_uids):

@@ -62,8 +62,9 @@ def roi_metrics(roi: RoiDef, raster: RoiRaster, stack: ImageStack, surface: Surf
         name=roi.name,
         volume_cc=_round(volume),
         planimetric_volume_cc=_round(planimetric),
+        # the mask (voxel count) against the contours: flags a mask too coarse to trust
         volume_mismatch=bool(
-            planimetric > 0 and abs(volume - planimetric) > MISMATCH * planimetric
+            planimetric > 0 and abs(voxel_mm3 / 1000 - planimetric) > MISMATCH * planimetric
         ),
         surface_cm2=_round(area_mm2(surface.mesh) / 100),
         centroid_mm=[_round(v, 3) for v in (moment / weight if weight else np.zeros(3))],
