@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
 from pathlib import Path
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
+from gateway.errors import GatewayError
 from resolvers.jobs import JobQuery, Mutation, Subscription
 from resolvers.limits import extensions
 from resolvers.queries import Query as ReadQuery
 
+log = logging.getLogger("resolvers")
+
+
+class GatewaySchema(strawberry.Schema):
+    """strawberry's schema, logging errors without the query text or any message.
+
+    strawberry's own logging prints each error with the query excerpt it points
+    at, and graphql-core's messages quote argument values: patient data.
+    """
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log each error's code; an unexpected exception with its type and stack only."""
+        for error in errors:
+            original = error.original_error
+            code = (error.extensions or {}).get("code", "")
+            if original is None or isinstance(original, GatewayError | GraphQLError):
+                log.info("request refused: %s", code or type(error).__name__)
+                continue
+            stack = "".join(traceback.format_tb(original.__traceback__))
+            log.error("unexpected %s in a resolver\n%s", type(original).__name__, stack)
+
+
 Query = merge_types("Query", (ReadQuery, JobQuery))
-schema = strawberry.Schema(
+schema = GatewaySchema(
     query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions()
 )
 

@@ -38,3 +38,15 @@ def test_pydicom_quotes_no_values(caplog: pytest.LogCaptureFixture) -> None:
             assert str(ds.StudyInstanceUID) == "1.2.3.SECRETUID"
     text = caplog.text + " ".join(str(w.message) for w in caught)
     assert "SECRET" not in text
+
+
+async def test_graphql_errors_are_logged_without_the_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from resolvers.schema import schema
+
+    with caplog.at_level(logging.DEBUG):
+        result = await schema.execute('{ patients(first: "SECRET^NAME") { totalCount } }')
+    assert result.errors, "the literal has the wrong type"
+    assert "SECRET" in result.errors[0].message, "the caller still sees what was wrong"
+    assert caplog.records and "SECRET" not in caplog.text
