@@ -114,22 +114,29 @@ class ErrorCodes(SchemaExtension):
     def on_operation(self) -> Any:
         """Post-process the result's errors."""
         yield
-        result = self.execution_context.result
-        if result is None or not result.errors:
-            return
-        for err in result.errors:
+        ctx = self.execution_context
+        errors = list(ctx.pre_execution_errors or [])
+        if ctx.result is not None and ctx.result.errors:
+            errors += [e for e in ctx.result.errors if e not in errors]
+        for err in errors:
             ext = dict(err.extensions or {})
             if "code" not in ext:
-                original = err.original_error
-                if isinstance(original, GatewayError):
-                    ext["code"] = original.code
-                elif isinstance(original, GraphQLError) and original.extensions:
-                    ext.update(original.extensions)
-                elif original is None:
-                    ext["code"] = "GRAPHQL_VALIDATION_FAILED"
-                else:
-                    ext["code"] = "INTERNAL_SERVER_ERROR"
+                ext["code"] = error_code(err)
                 err.extensions = ext
+
+
+def error_code(err: GraphQLError) -> str:
+    """The `extensions.code` for an error raised without one."""
+    original = err.original_error
+    if isinstance(original, GatewayError):
+        return original.code
+    if isinstance(original, GraphQLError) and original.extensions:
+        return str(original.extensions.get("code", "GRAPHQL_VALIDATION_FAILED"))
+    if original is not None:
+        return "INTERNAL_SERVER_ERROR"
+    if err.message.startswith("Syntax Error"):
+        return "QUERY_TOO_COMPLEX" if "tokens" in err.message else "GRAPHQL_PARSE_FAILED"
+    return "GRAPHQL_VALIDATION_FAILED"
 
 
 # Built once: a rule class made per request (as QueryDepthLimiter does) defeats the cache.

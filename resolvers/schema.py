@@ -13,7 +13,7 @@ from strawberry.types import ExecutionContext
 
 from gateway.errors import GatewayError
 from resolvers.jobs import JobQuery, Mutation, Subscription
-from resolvers.limits import extensions
+from resolvers.limits import error_code, extensions
 from resolvers.queries import Query as ReadQuery
 
 log = logging.getLogger("resolvers")
@@ -29,8 +29,10 @@ class GatewaySchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log each error's code; an unexpected exception with its type and stack only."""
+        """Give each error a code; log the code, an unexpected exception's type and stack."""
         for error in errors:
+            if "code" not in (error.extensions or {}):  # parse errors pass no extension hook
+                error.extensions = {**(error.extensions or {}), "code": error_code(error)}
             original = error.original_error
             code = (error.extensions or {}).get("code", "")
             if original is None or isinstance(original, GatewayError | GraphQLError):

@@ -39,3 +39,17 @@ async def test_depth_limit() -> None:
 async def test_unknown_field_has_a_code() -> None:
     errors = await _errors("{ nope }")
     assert errors[0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"  # type: ignore[index]
+
+
+async def test_token_limit_has_a_code() -> None:
+    from resolvers.limits import MAX_TOKENS
+
+    fields = " ".join(f"a{i}: sources {{ id }}" for i in range(MAX_TOKENS // 4))
+    errors = await _errors(f"{{ {fields} }}")
+    assert [e["extensions"] for e in errors] == [{"code": "QUERY_TOO_COMPLEX"}]
+    assert "tokens" in str(errors[0]["message"])
+
+
+async def test_syntax_error_has_a_code() -> None:
+    errors = await _errors("{ sources { id }")
+    assert [e["extensions"] for e in errors] == [{"code": "GRAPHQL_PARSE_FAILED"}]
