@@ -8,7 +8,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from gateway.errors import InvalidInput
+from gateway.errors import InvalidInput, JobError
 from gateway.jobs.store import JobStore
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -34,6 +34,9 @@ async def run_sync(settings: Settings, body: dict[str, Any], quiet: bool = False
     try:
         job_id = await run_here(runtime, "SYNC", body, sync.run, "cli", watch)
         job = await JobStore(runtime.sessions).get(job_id)
+    except JobError as exc:  # the same sync is already running in a worker
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         bar.close()
         await runtime.aclose()

@@ -172,3 +172,23 @@ async def test_missing_keys_fail_clearly(runtime: Runtime, study: StudyTruth) ->
     no_mapping = dataclasses.replace(runtime, settings=settings)
     with pytest.raises(JobError, match="GATEWAY_MAPPING_KEY"):
         await anonymize.run(RecordingHandle("anon-it-3"), no_mapping, job_input(study))
+
+
+async def test_a_run_stopped_after_storing_is_audited(
+    runtime: Runtime, study: StudyTruth
+) -> None:
+    from gateway.errors import JobCancelled
+
+    body = job_input(study, project="research-audit")
+    counting = RecordingHandle("anon-audit-count")
+    await anonymize.run(counting, runtime, body)
+    last = counting._checkpoints  # the final checkpoint comes after every store
+    with pytest.raises(JobCancelled):
+        await anonymize.run(RecordingHandle("anon-audit-1", cancel_after=last - 1), runtime, body)
+    async with runtime.sessions() as session:
+        events = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.actor == "job:anon-audit-1"))
+        ).all()
+    assert [e.action for e in events] == ["anonymize-incomplete"]
+    assert events[0].detail is not None and events[0].detail["failure"] == "JobCancelled"
+    assert events[0].detail["instances"] > 0

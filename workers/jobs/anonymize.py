@@ -23,6 +23,7 @@ from sqlalchemy import select
 from gateway.db.models import AuditEvent
 from gateway.deid import load_cipher, save_mapping
 from gateway.errors import ConfigError, InvalidInput, JobError, NotFound, SourceError
+from gateway.jobs.store import JobStore
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sources.base import InstanceQuery, PacsSource
@@ -99,37 +100,45 @@ async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[s
     total = await _count(source, study_uid)
     await job.progress(0.0, "fetch", "retrieving the study")
     run_ = _Run(job, runtime, config, dest, total)
-    try:
-        await run_.consume(source.retrieve_study(study_uid))
-    except NotFound:
-        raise JobError("the source does not hold this study") from None
-    await run_.flush()
-    if run_.instances == 0:
-        if not run_.quarantined:
-            raise JobError("the source returned no instance of this study")
-        raise JobError("every instance of the study was quarantined (possible burned-in text)")
 
-    await job.checkpoint()
-    await job.progress(0.95, "verify", "checking the destination")
-    verified = await _verify(dest, run_.new_study_uid, run_.instances)
-    if cipher is not None and run_.identity:
-        await save_mapping(
-            runtime.sessions, cipher, project, run_.pseudonym, run_.new_study_uid, run_.identity
-        )
-    result = {
-        "anonymizedPatientId": run_.pseudonym,
-        "anonymizedStudyInstanceUid": run_.new_study_uid,
-        "destination": dest.id,
-        "project": project,
-        "instances": run_.instances,
-        "quarantined": run_.quarantined,
-        "durationSeconds": round(time.monotonic() - started, 3),
-        "options": sorted(options),
-        "profile": f"{EDITION} Annex E Basic Application Level Confidentiality Profile",
-        "actions": dict(sorted(run_.actions.items())),
-        "verified": verified,
-        "mappingKept": cipher is not None,
-    }
+    def result_of(verified: bool | None) -> dict[str, Any]:
+        return {
+            "anonymizedPatientId": run_.pseudonym,
+            "anonymizedStudyInstanceUid": run_.new_study_uid,
+            "destination": dest.id,
+            "project": project,
+            "instances": run_.instances,
+            "quarantined": run_.quarantined,
+            "durationSeconds": round(time.monotonic() - started, 3),
+            "options": sorted(options),
+            "profile": f"{EDITION} Annex E Basic Application Level Confidentiality Profile",
+            "actions": dict(sorted(run_.actions.items())),
+            "verified": verified,
+            "mappingKept": cipher is not None,
+        }
+
+    try:
+        try:
+            await run_.consume(source.retrieve_study(study_uid))
+        except NotFound:
+            raise JobError("the source does not hold this study") from None
+        await run_.flush()
+        if run_.instances == 0:
+            if not run_.quarantined:
+                raise JobError("the source returned no instance of this study")
+            raise JobError("every instance of the study was quarantined (possible burned-in text)")
+        await job.checkpoint()
+        await job.progress(0.95, "verify", "checking the destination")
+        verified = await _verify(dest, run_.new_study_uid, run_.instances)
+        if cipher is not None and run_.identity:
+            await save_mapping(
+                runtime.sessions, cipher, project, run_.pseudonym, run_.new_study_uid, run_.identity
+            )
+    except Exception as exc:
+        if run_.instances:  # de-identified data reached the destination: the trail says so
+            await _audit(runtime, job.id, input, result_of(None), type(exc).__name__)
+        raise
+    result = result_of(verified)
     await _audit(runtime, job.id, input, result)
     await job.progress(1.0, "done", f"{run_.instances} instances de-identified")
     return result
@@ -225,11 +234,20 @@ async def _verify(dest: PacsSource, study_uid: str, expected: int) -> bool | Non
 
 
 async def _audit(
-    runtime: Runtime, job_id: str, input: dict[str, Any], result: dict[str, Any]
+    runtime: Runtime,
+    job_id: str,
+    input: dict[str, Any],
+    result: dict[str, Any],
+    failure: str | None = None,
 ) -> None:
-    """One audit event per job, not per attempt; no patient data, the new study UID as reference."""
+    """One audit event per job and outcome, not per attempt; no patient data, the new study
+    UID as reference. A run that failed after storing is recorded as "anonymize-incomplete"."""
     actor, ref = f"job:{job_id}", result["anonymizedStudyInstanceUid"]
+    action = "anonymize" if failure is None else "anonymize-incomplete"
+    job = await JobStore(runtime.sessions).get(job_id)
     detail = {
+        "requestedBy": job.requested_by if job is not None else None,
+        "failure": failure,
         "source": input["source"],
         "destination": result["destination"],
         "project": result["project"],
@@ -244,9 +262,9 @@ async def _audit(
         seen = await session.scalar(
             select(AuditEvent.id).where(
                 AuditEvent.actor == actor,
-                AuditEvent.action == "anonymize",
+                AuditEvent.action == action,
                 AuditEvent.object_ref == ref,
             )
         )
         if seen is None:
-            session.add(AuditEvent(actor=actor, action="anonymize", object_ref=ref, detail=detail))
+            session.add(AuditEvent(actor=actor, action=action, object_ref=ref, detail=detail))
