@@ -174,9 +174,7 @@ async def test_missing_keys_fail_clearly(runtime: Runtime, study: StudyTruth) ->
         await anonymize.run(RecordingHandle("anon-it-3"), no_mapping, job_input(study))
 
 
-async def test_a_run_stopped_after_storing_is_audited(
-    runtime: Runtime, study: StudyTruth
-) -> None:
+async def test_a_run_stopped_after_storing_is_audited(runtime: Runtime, study: StudyTruth) -> None:
     from gateway.errors import JobCancelled
 
     body = job_input(study, project="research-audit")
