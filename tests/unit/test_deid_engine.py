@@ -224,3 +224,26 @@ def test_un_encoded_elements_are_deidentified_too(seeded: list[Dataset]) -> None
     assert out is not None
     assert b"UNSEQ" not in out and b"MARKER" not in out
     assert b"1.2.3.4.999" not in out and b"1.2.3.4.998" not in out
+
+
+def test_dciodvfy_sees_a_new_missing_attribute(seeded: list[Dataset]) -> None:
+    """The before/after comparison names the attribute, and quotes no value."""
+    from workers.dicom.deid.validate import dciodvfy_errors
+
+    ct = next(ds for ds in seeded if ds.Modality == "CT")
+
+    def errors(ds: Dataset) -> set[str]:
+        raw = BytesIO()
+        ds.save_as(raw, enforce_file_format=True)
+        found = dciodvfy_errors(raw.getvalue())
+        assert found is not None, "dicom3tools is installed by make setup"
+        return found
+
+    before = errors(ct)
+    broken = copy.deepcopy(ct)
+    del broken.FrameOfReferenceUID
+    del broken.ImagePositionPatient
+    new = errors(broken) - before
+    assert any("FrameOfReferenceUID" in line for line in new)
+    assert any("ImagePositionPatient" in line for line in new)
+    assert not any(str(ct.PatientName) in line for line in errors(broken))

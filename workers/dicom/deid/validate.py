@@ -30,7 +30,9 @@ REQUIRED = (
     "PatientID",
     "Modality",
 )
-_VALUE = re.compile(r"\s*=.*$|<[^>]*>|\"[^\"]*\"")
+# a value as dciodvfy quotes it (" = <value>", quoted text); the names in
+# "Element=<Name> Module=<Name>" stay, so different missing attributes stay different
+_VALUE = re.compile(r"\s+=\s+<[^>]*>|\s+=\s+[^<].*$|\"[^\"]*\"")
 
 
 def check_output(data: bytes) -> None:
