@@ -1,7 +1,7 @@
 """A PHI corpus of our own: every Table E.1-1 attribute with a marker value, then a scan.
 
 Markers: text "PHIMARK" (with multibyte letters), the date 19471113 in DA/DT form,
-UIDs under the root 1.2.999.4711, bytes b"PHIMARK!". Private elements, a private
+4711 in times, numbers and UIDs (root 1.2.999.4711), bytes b"PHIMARK!". Private elements, a private
 sequence and sequences three levels deep are added. After de-identification with
 the Basic Profile no marker may remain in the parsed output at any depth, nor in
 the raw bytes of the written file.
@@ -25,6 +25,7 @@ from workers.dicom.deid import DeidConfig, deidentify, rows
 MARK = "PHIMARK"
 MARK_DATE = "19471113"
 MARK_ROOT = "1.2.999.4711"
+MARK_TIME = "134711"  # numbers and times carry 4711
 NAME = "PHIMARK^Jörg=山田^太郎"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 KEY = "unit-test-key-0123456789abcdef"
@@ -42,9 +43,9 @@ def marker(vr: str, n: int) -> Any:
     if vr == "DA":
         return MARK_DATE
     if vr == "DT":
-        return MARK_DATE + "101010"
+        return MARK_DATE + MARK_TIME
     if vr == "TM":
-        return "101010"
+        return MARK_TIME
     if vr == "UI":
         return f"{MARK_ROOT}.{n}"
     if vr == "UR":
@@ -53,9 +54,13 @@ def marker(vr: str, n: int) -> Any:
         return b"PHIMARK!"
     if vr == "AS":
         return "047Y"
-    if vr in ("DS", "IS"):
-        return "47"
-    return 0
+    if vr == "DS":
+        return "4711.4711"
+    if vr == "IS":
+        return "4711"
+    if vr in ("FL", "FD"):
+        return 4711.4711
+    return 4711  # US, SS, UL, SL, ...
 
 
 def leaf_item(n: int, depth: int) -> Dataset:
@@ -127,7 +132,7 @@ def write(ds: Dataset) -> bytes:
 
 
 def leaks(text: str) -> list[str]:
-    found = re.findall(r"(?i)phimark|19471113|1\.2\.999\.4711|jörg|山田", text)
+    found = re.findall(r"(?i)phimark|19471113|4711|jörg|山田", text)
     return sorted(set(found))
 
 
@@ -196,3 +201,34 @@ def test_caller_dataset_unchanged(original: Dataset) -> None:
     before = write(original)
     deidentify(original, DeidConfig(KEY, "proj", frozenset({"CleanDescriptors"})))
     assert write(original) == before
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        frozenset(),
+        frozenset({"CleanDescriptors", "CleanStructuredContent"}),
+    ],
+)
+def test_the_job_path_leaks_nothing(original: Dataset, options: frozenset[str]) -> None:
+    """The bytes-in, bytes-out path the job runs (its own writer), with options on."""
+    from workers.dicom.deid import deidentify_bytes
+
+    out, _, _ = deidentify_bytes(write(original), DeidConfig(KEY, "proj", options))
+    assert out is not None
+    assert leaks(out.decode("latin-1")) == [] and leaks(out.decode("utf-8", "replace")) == []
+    assert leaks(" ".join(values_of(dcmread(BytesIO(out))))) == []
+
+
+def test_modified_dates_shift_every_date_and_keep_times(original: Dataset) -> None:
+    """PS3.15 E.3.6 with modified dates: dates move by one shift, times stay as they were."""
+    from workers.dicom.deid import deidentify_bytes
+
+    options = frozenset({"RetainLongitudinalTemporalInformationModifiedDates"})
+    out, _, _ = deidentify_bytes(write(original), DeidConfig(KEY, "proj", options))
+    assert out is not None
+    ds = dcmread(BytesIO(out))
+    text = " ".join(values_of(ds))
+    assert MARK_DATE not in text and MARK_DATE not in out.decode("latin-1")
+    assert ds.StudyTime == MARK_TIME and ds.StudyDate and ds.StudyDate != MARK_DATE
+    assert not [m for m in leaks(text) if m != "4711"], "nothing else survives"
