@@ -164,12 +164,14 @@ class Subscription:
             yield JobEvent.of(current)
             last = current
             while not last.terminal:
-                ev = await listener.next(IDLE_RECHECK_S)
-                if ev is None:  # quiet for a while: make sure nothing was missed
-                    ev = await store.last_event(str(id))
-                if ev is not None and ev.seq > last.seq:
+                # pub/sub only wakes us: the recorded events are the truth, so one published
+                # out of order (two writers) or lost (Redis away) is still delivered, in order
+                await listener.next(IDLE_RECHECK_S)
+                for ev in await store.events_after(str(id), last.seq):
                     yield JobEvent.of(ev)
                     last = ev
+                    if last.terminal:
+                        break
 
     @strawberry.subscription(description="Every job's events, for dashboards.")
     async def job_events(

@@ -90,6 +90,14 @@ class JobStore:
                 out[ev.job_id].append(as_event(kind, ev))
         return out
 
+    async def events_after(self, job_id: str, seq: int) -> list[Event]:
+        """A job's events recorded after the one numbered `seq`, in order."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                _EVENTS.where(JobEvent.job_id == job_id, JobEvent.id > seq).order_by(JobEvent.id)
+            )
+            return [as_event(kind, ev) for ev, kind in rows]
+
     async def page(
         self, kind: str | None, status: str | None, first: int, after: tuple[str, str] | None
     ) -> tuple[list[Job], bool, int]:

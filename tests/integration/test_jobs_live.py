@@ -73,6 +73,14 @@ def test_every_event_in_order_from_two_gateways_and_late(
         running = [e["progress"] for e in events if e["status"] == "RUNNING"]
         assert len(running) >= 3, "progress is streamed, not only start and end"
     assert streams[0] == streams[1], "both gateway processes deliver the same events"
+    with job_env.client() as client:
+        query = (
+            "query($id: ID!) { job(id: $id) { events { jobId at status progress phase message } } }"
+        )
+        recorded = gql_data(client, query, id=job["id"])["job"]["events"]
+    delivered = [p["data"]["jobProgress"] for p in streams[0]]
+    start = recorded.index(delivered[0])
+    assert delivered == recorded[start:], "every recorded event, in order, none skipped"
     assert firehose[-1]["status"] == "SUCCEEDED"
 
     late = asyncio.run(subscribe(gateways[1].ws_url, PROGRESS, {"id": job["id"]}))
