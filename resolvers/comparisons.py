@@ -23,6 +23,7 @@ from resolvers.common import (
 )
 from resolvers.context import Info
 from resolvers.loaders import Fed
+from resolvers.privacy import identity
 from resolvers.types import Source, SourceStatus
 
 
@@ -118,7 +119,8 @@ class StudyComparison:
     @strawberry.field(name="conflicts")
     async def field_conflicts(self, info: Info) -> list[FieldConflict]:
         """Attributes that differ, at every level."""
-        return conflicts(info.context, (await self.diff(info)).conflicts)
+        found = (await self.diff(info)).conflicts
+        return conflicts(info.context, identity(info, "conflicts", found))
 
 
 @strawberry.type

@@ -152,7 +152,7 @@ class Series:
     @strawberry.field
     def conflicts(self, info: Info) -> list[FieldConflict]:
         """Attributes that differ between sources."""
-        return conflicts(info.context, self.m.conflicts)
+        return conflicts(info.context, identity(info, "conflicts", self.m.conflicts))
 
     @strawberry.field
     async def instances(self, info: Info) -> list[Instance]:
@@ -255,7 +255,7 @@ class Study:
     @strawberry.field
     def conflicts(self, info: Info) -> list[FieldConflict]:
         """Attributes that differ between sources."""
-        return conflicts(info.context, self.m.conflicts)
+        return conflicts(info.context, identity(info, "conflicts", self.m.conflicts))
 
     @strawberry.field
     async def series(self, info: Info) -> list[Series]:

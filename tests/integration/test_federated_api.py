@@ -195,3 +195,27 @@ def test_page_of_patients_with_studies_costs_few_requests(
     after = {i: s.stats.calls for i, s in runtime.sources.items()}
     for i in before:
         assert after[i] - before[i] <= 3, (i, after[i] - before[i])
+
+
+def test_identity_goes_through_one_choke_point(
+    client: TestClient, truth: GroundTruth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refusing every identity field in `privacy.may_see` hides it from every query."""
+    from resolvers import privacy
+
+    monkeypatch.setattr(privacy, "may_see", lambda caller, field: False)
+    query = """{
+      patients(first: 500) { edges { node { patientId issuerOfPatientId name birthDate sex
+        conflicts { field values { value } }
+        studies { patientId patientName conflicts { field values { value } } } } } }
+      studies(first: 500) { edges { node { patientId patientName
+        conflicts { field values { value } } } } }
+    }"""
+    r = client.post("/graphql", json={"query": query})
+    assert r.status_code == 200 and "errors" not in r.json(), r.text
+    text = r.text
+    for p in truth.patients:
+        assert f'"{p.patient_id}"' not in text
+        assert p.birth_date not in text
+        for name in p.names.values():
+            assert name.split("^")[0] not in text
