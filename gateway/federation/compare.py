@@ -42,11 +42,13 @@ class StudyDiff:
     holdings: tuple[Holding, ...]
     missing: tuple[Missing, ...]
     conflicts: tuple[Conflict, ...]
+    incomplete: tuple[str, ...] = ()  # holders whose series or instance query failed
 
     @property
     def in_sync(self) -> bool:
-        """Every answering source holds the same series and instances, without conflicts."""
-        return not self.missing and not self.conflicts
+        """Every holder answered at every level with the same series and instances, and no
+        attribute conflicts."""
+        return not self.missing and not self.conflicts and not self.incomplete
 
 
 def compare_study(
@@ -57,7 +59,9 @@ def compare_study(
 ) -> StudyDiff:
     """Compare a study's records from every answering source (None: source lacks it).
 
-    Series and instances are compared only among the sources holding the study.
+    Series and instances are compared only among the sources holding the study and
+    answering at that level (`series` and `instances` hold the sources that answered):
+    a holder whose query failed is incomplete, never "missing" everything.
     """
     order = list(studies)
     holders = [s for s in order if studies[s] is not None]
@@ -67,13 +71,16 @@ def compare_study(
         missing.append(Missing("STUDY", study_uid, tuple(lacking), tuple(holders)))
     study_conflicts = merge_studies({s: [r] for s in holders if (r := studies[s]) is not None})
     conflicts = list(study_conflicts[0].conflicts) if study_conflicts else []
-    merged_series = merge_series({s: series.get(s, ()) for s in holders}, holders)
+    in_series = [s for s in holders if s in series]
+    in_instances = [s for s in holders if s in instances]
+    incomplete = tuple(s for s in holders if s not in in_series or s not in in_instances)
+    merged_series = merge_series({s: series[s] for s in in_series}, in_series)
     for m in merged_series:
         if m.missing_from:
             missing.append(Missing("SERIES", m.key, m.missing_from, m.present_in))
         conflicts.extend(m.conflicts)
     lacking_series = {m.key: set(m.missing_from) for m in merged_series}
-    for mi in merge_instances({s: instances.get(s, ()) for s in holders}, holders):
+    for mi in merge_instances({s: instances[s] for s in in_instances}, in_instances):
         series_uid = mi.first.series_uid
         # an instance of a whole missing series is reported once, at series level
         skip = lacking_series.get(series_uid, set())
@@ -85,9 +92,9 @@ def compare_study(
         Holding(
             s,
             studies[s] is not None,
-            len(series.get(s, ())) if studies[s] is not None else None,
-            len(instances.get(s, ())) if studies[s] is not None else None,
+            len(series[s]) if studies[s] is not None and s in series else None,
+            len(instances[s]) if studies[s] is not None and s in instances else None,
         )
         for s in order
     )
-    return StudyDiff(study_uid, holdings, tuple(missing), tuple(conflicts))
+    return StudyDiff(study_uid, holdings, tuple(missing), tuple(conflicts), incomplete)

@@ -77,6 +77,23 @@ def test_compare_identical_study_is_in_sync() -> None:
     assert diff.in_sync and diff.missing == ()
 
 
+def test_a_holder_whose_instance_query_failed_is_incomplete_not_missing() -> None:
+    inst = _instances("ST", "S1", ["i1", "i2"])
+    series = [SeriesRecord("S1", "ST")]
+    diff = compare_study(
+        "ST",
+        {"a": StudyRecord("ST"), "b": StudyRecord("ST")},
+        {"a": series, "b": series},
+        {"a": inst},  # b's instance query timed out
+    )
+    assert diff.missing == () and diff.incomplete == ("b",)
+    assert not diff.in_sync
+    assert [(h.source, h.series, h.instances) for h in diff.holdings] == [
+        ("a", 1, 2),
+        ("b", 1, None),
+    ]
+
+
 class _Fake:
     def __init__(self, ident: str, behaviour: str, timeout_s: float = 0.2) -> None:
         self.config = SourceConfig(id=ident, kind="orthanc", url="http://h", timeout_s=timeout_s)
