@@ -180,8 +180,8 @@ async def _execute(
         result = await runner(handle, runtime, input)
     except LeaseLost:
         return "lease lost"
-    except JobCancelled:
-        return await final(Change(status="CANCELLED", message="cancelled"))
+    except JobCancelled as exc:
+        return await final(Change(status="CANCELLED", message="cancelled", result=exc.result))
     except JobError as exc:
         change = Change(status="FAILED", error=str(exc), message="failed", result=exc.result)
         return await final(change)

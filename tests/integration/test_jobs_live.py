@@ -13,6 +13,7 @@ from tests.jobs_support import (
     GatewayProcess,
     big_study,
     gql_data,
+    instance_uids,
     store_files,
     subscribe,
     wait_job,
@@ -136,6 +137,10 @@ def test_cancel_running_then_retry(job_env: JobEnv) -> None:
             final = wait_job(client, job["id"])
             assert final["status"] == "CANCELLED", final
             assert final["progress"] < 0.9, "it stopped before the end"
+            [partial] = final["result"]["studies"]  # what it did before stopping is recorded
+            assert partial["outcome"] == "CANCELLED" and partial["studyInstanceUid"] == study
+            held = asyncio.run(instance_uids(job_env.settings, "dcm4chee", study))
+            assert 0 < len(held) < 600 and len(set(held)) == len(held), "whole instances only"
             retried = gql_data(
                 client, "mutation($id: ID!) { retryJob(id: $id) { id status } }", id=job["id"]
             )["retryJob"]

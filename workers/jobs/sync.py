@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete
 
 from gateway.db.models import SyncRun, utcnow
-from gateway.errors import InvalidInput, JobError, NotFound
+from gateway.errors import InvalidInput, JobCancelled, JobError, NotFound
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sources.base import (
@@ -139,9 +139,16 @@ async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[s
     for plan, source_list in planned:
         outcome = _outcome(plan)
         if not dry_run and plan.to_send:
-            moved = await transfer(
-                src, dst, plan.study_uid, plan.to_send, plan.whole_series, tick=tick
-            )
+            try:
+                moved = await transfer(
+                    src, dst, plan.study_uid, plan.to_send, plan.whole_series, tick=tick
+                )
+            except JobCancelled as exc:  # stopped between stored batches: say how far it got
+                outcomes.append({**outcome, "outcome": "CANCELLED", "transferred": None})
+                seconds = time.monotonic() - start
+                result = _result(input, outcomes, not_found, dry_run, False, seconds)
+                await _record(runtime, job.id, input, outcomes)
+                raise JobCancelled(str(exc), result) from None
             outcome.update(transferred=moved.stored, failed=moved.failed, bytes=moved.bytes)
         if verify and not dry_run and not plan.skipped:
             now_held = await _instances(dst, plan.study_uid)
@@ -226,7 +233,7 @@ async def _record(
                     destination=input["to"],
                     study_uid=o["studyInstanceUid"],
                     outcome="DRY_RUN" if input.get("dryRun") else o["outcome"],
-                    instances_transferred=o["transferred"],
+                    instances_transferred=o["transferred"] or 0,
                     instances_skipped=o["skipped"],
                     bytes=o["bytes"],
                     verified=bool(o["verified"]),
