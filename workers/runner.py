@@ -27,6 +27,9 @@ MAX_ATTEMPTS = 3
 RETRY_DELAY_S = 2.0
 PUBLISH_EVERY_S = 0.2
 CHECK_EVERY_S = 0.2
+# a lease lives LEASE_TTL_MS (6 s); renewed every second, so after a Redis restart it is
+# back well before reconciliation (2 passes, 2 s apart) would call the worker lost
+RENEW_EVERY_S = 1.0
 
 
 class LeaseLost(Exception):
@@ -204,7 +207,7 @@ async def _execute(
 
 async def _renew(service: JobService, handle: DbJobHandle, token: str) -> None:
     while True:
-        await asyncio.sleep(queue.LEASE_TTL_MS / 3000)
+        await asyncio.sleep(RENEW_EVERY_S)
         try:
             if not await queue.take_lease(service.redis, service.keys, handle.id, token):
                 handle.lease_lost = True

@@ -190,3 +190,25 @@ async def test_a_run_stopped_after_storing_is_audited(runtime: Runtime, study: S
     assert [e.action for e in events] == ["anonymize-incomplete"]
     assert events[0].detail is not None and events[0].detail["failure"] == "JobCancelled"
     assert events[0].detail["instances"] > 0
+
+
+async def test_burned_in_instances_are_quarantined_not_exported(runtime: Runtime) -> None:
+    from tests.jobs_support import big_study
+
+    study, files = big_study(3, seed=61)
+    flagged = dcmread(BytesIO(files[1]))
+    flagged.BurnedInAnnotation = "YES"
+    out = BytesIO()
+    flagged.save_as(out, enforce_file_format=True)
+    files[1] = out.getvalue()
+    assert not (await runtime.sources["orthanc"].store(files)).failed
+    body = {"source": "orthanc", "destination": "research", "studyInstanceUid": study}
+    result = await anonymize.run(RecordingHandle("anon-burned"), runtime, body)
+    assert result["instances"] == 2
+    [quarantined] = result["quarantined"]
+    assert "burned" in quarantined["reason"].lower()
+    held = await runtime.sources["research"].find_instances(
+        InstanceQuery(result["anonymizedStudyInstanceUid"])
+    )
+    assert len(held) == 2
+    assert quarantined["anonymizedSopInstanceUid"] not in {i.sop_instance_uid for i in held}
