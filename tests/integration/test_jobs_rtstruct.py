@@ -95,3 +95,40 @@ def test_new_structure_sets_are_detected_once(seeded: tuple[JobEnv, GroundTruth]
     assert found[0]["studyInstanceUid"] == phantom.study_uid
     assert phantom.study_uid in {a["studyInstanceUid"] for a in asked}, "processed before"
     assert submitted == 0, "a structure set already in a job is not submitted again"
+
+
+def test_a_second_instance_in_the_series_is_named_in_the_warnings(
+    seeded: tuple[JobEnv, GroundTruth],
+) -> None:
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    from workers.jobs.base import RecordingHandle
+
+    env, truth = seeded
+    [phantom] = truth.rtstructs
+
+    async def scenario() -> dict:
+        runtime = await Runtime.create(env.settings, run_migrations=False)
+        try:
+            source = runtime.sources[phantom.sources[0]]
+            stream = source.retrieve_study(phantom.study_uid, [phantom.rtstruct_series_uid])
+            [original] = [blob async for blob in stream]
+            ds = dcmread(BytesIO(original))
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID + ".2"
+            out = BytesIO()
+            ds.save_as(out, enforce_file_format=True)
+            assert not (await source.store([out.getvalue()])).failed
+            body = {
+                "source": phantom.sources[0],
+                "studyInstanceUid": phantom.study_uid,
+                "seriesInstanceUid": phantom.rtstruct_series_uid,
+            }
+            return await rtstruct.run(RecordingHandle("rt-two-instances"), runtime, body)
+        finally:
+            await runtime.aclose()
+
+    result = asyncio.run(scenario())
+    assert any("2 instances" in w for w in result["warnings"]), result["warnings"]
+    assert {r["name"] for r in result["rois"]} == {r.name for r in phantom.rois}

@@ -62,8 +62,9 @@ def _references(path: Path) -> tuple[tuple[str, ...], int]:
 
 async def _fetch_one(
     source: PacsSource, study: str, rt_series: str, work: Path
-) -> tuple[Path, list[Path]]:
-    """The structure set file and the files of the image series it references."""
+) -> tuple[Path, list[Path], list[str]]:
+    """The structure set file, the files of the image series it references, and warnings
+    about what was left aside (further instances or referenced series)."""
     rt_files = await _download(source, study, rt_series, work / "rtstruct")
     if not rt_files:
         raise JobError("the RTSTRUCT series has no instances in the source")
@@ -74,6 +75,11 @@ async def _fetch_one(
     if not referenced:
         raise JobError("the structure set references no image series")
     ref = referenced[0]
+    notes = []
+    if len(rt_files) > 1:
+        notes.append(f"the RTSTRUCT series holds {len(rt_files)} instances: the first was used")
+    if len(referenced) > 1:
+        notes.append(f"{len(referenced)} image series referenced: the first was used")
     held = await source.find_instances(InstanceQuery(study_uid=study, series_uids=(ref,)))
     if not held:
         raise JobError("the image series the structure set references is not in the source")
@@ -83,7 +89,7 @@ async def _fetch_one(
             f"{image_count} images"
         )
     images = await _download(source, study, ref, work / "images")
-    return rt_files[0], images
+    return rt_files[0], images, notes
 
 
 async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +116,7 @@ async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[s
         for n, rt_uid in enumerate(rt_uids):
             share = 1 / len(rt_uids)
             await job.progress(n * share, "fetch", f"structure set {n + 1} of {len(rt_uids)}")
-            rt_file, images = await _fetch_one(source, study, rt_uid, work / str(n))
+            rt_file, images, notes = await _fetch_one(source, study, rt_uid, work / str(n))
             await job.checkpoint()
             await job.progress((n + 0.4) * share, "parse", f"{len(images)} images")
             out = base if n == 0 else base / f"set{n + 1}"
@@ -125,6 +131,7 @@ async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[s
             for i, phase in enumerate(PHASES[1:], start=1):
                 seconds = outcome["timings"].get(phase, 0.0)
                 await job.progress((n + 0.4 + 0.15 * i) * share, phase, f"{seconds:.2f} s")
+            outcome["warnings"] = [*notes, *outcome["warnings"]]
             sets.append(_result(job.id, out.relative_to(base), outcome))
             await job.checkpoint()
     finally:
