@@ -23,6 +23,7 @@ from resolvers.common import (
     sources_of,
 )
 from resolvers.context import Info
+from resolvers.loaders import StudiesByPatient
 from resolvers.privacy import identity
 from resolvers.types import Source
 
@@ -271,6 +272,7 @@ class Patient:
     """One patient as every source holds them."""
 
     m: strawberry.Private[Merged[PatientRecord]]
+    loader: strawberry.Private[StudiesByPatient | None] = None  # the page's, when from a page
 
     @strawberry.field
     def patient_id(self, info: Info) -> str:
@@ -315,7 +317,8 @@ class Patient:
     @strawberry.field
     async def studies(self, info: Info, filter: StudyFilter | None = None) -> list[Study]:
         """The patient's studies in every source."""
-        fed = await info.context.loaders.studies_by_patient.load(self.m.key)
+        loader = self.loader or info.context.loaders.studies_by_patient
+        fed = await loader.load(self.m.key)
         merged = merge_studies(fed.answered)
         f = filter or StudyFilter()
         return [Study(m=m) for m in merged if f.matches(m.first) and keep(m, f.presence)]

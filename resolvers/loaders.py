@@ -7,6 +7,7 @@ every source answered plus how each source fared.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,14 +78,32 @@ class StudiesByPatient(_FedLoader):
     grouped locally: at most one upstream request per source.
     """
 
-    hint: StudyQuery = StudyQuery()
+    def __init__(
+        self,
+        sources: Mapping[str, PacsSource],
+        only: Sequence[str],
+        strikes: Strikes,
+        hint: StudyQuery | None = None,
+    ) -> None:
+        super().__init__(sources, only, strikes)
+        self.hint = hint
 
     async def batch_load_fn(self, keys: list[str]) -> list[Fed[StudyRecord]]:
-        """One study query per source."""
-        query = StudyQuery(patient_id=keys[0]) if len(keys) == 1 else self.hint
-        outcomes = await fan_out(
-            self.sources, lambda s: s.find_studies(query), self.only, strikes=self.strikes
-        )
+        """One study query per source with a hint; without one, one per patient."""
+        if len(keys) > 1 and self.hint is not None:
+            hint = self.hint
+            outcomes = await fan_out(
+                self.sources, lambda s: s.find_studies(hint), self.only, strikes=self.strikes
+            )
+            return group(keys, outcomes, lambda r: r.patient_id or "")
+
+        async def per_source(s: PacsSource) -> list[StudyRecord]:
+            answers = await asyncio.gather(
+                *(s.find_studies(StudyQuery(patient_id=k)) for k in keys)
+            )
+            return [r for a in answers for r in a]
+
+        outcomes = await fan_out(self.sources, per_source, self.only, strikes=self.strikes)
         return group(keys, outcomes, lambda r: r.patient_id or "")
 
 
@@ -117,7 +136,6 @@ class InstancesByStudy(_FedLoader):
 
     async def batch_load_fn(self, keys: list[str]) -> list[Fed[InstanceRecord]]:
         """Instance queries per source, the studies of one source concurrently."""
-        import asyncio
 
         async def per_source(s: PacsSource) -> list[InstanceRecord]:
             answers = await asyncio.gather(
@@ -137,6 +155,18 @@ class Loaders:
     studies_by_uid: StudiesByUid
     series_by_study: SeriesByStudy
     instances_by_study: InstancesByStudy
+    _scoped: dict[tuple[tuple[str, ...], StudyQuery], StudiesByPatient] = field(
+        default_factory=dict
+    )
+
+    def studies_of_page(self, only: Sequence[str], hint: StudyQuery) -> StudiesByPatient:
+        """The studies loader of one `patients` field (its sources and filter as the hint);
+        aliased fields with other filters get their own."""
+        key = (tuple(only), hint)
+        if key not in self._scoped:
+            base = self.studies_by_patient
+            self._scoped[key] = StudiesByPatient(base.sources, only, base.strikes, hint)
+        return self._scoped[key]
 
 
 def make_loaders(

@@ -109,11 +109,13 @@ class Query:
             if keep(m, f.presence)
         ]
         items, has_next = page(merged, first, after)
-        loader = ctx.loaders.studies_by_patient
-        loader.only = queried
-        loader.hint = StudyQuery(patient_id=f.patient_id, patient_name=f.name)
+        hint = StudyQuery(patient_id=f.patient_id, patient_name=f.name)
+        loader = ctx.loaders.studies_of_page(queried, hint)
         return PatientConnection(
-            edges=[PatientEdge(node=Patient(m=m), cursor=encode_cursor(m.key)) for m in items],
+            edges=[
+                PatientEdge(node=Patient(m=m, loader=loader), cursor=encode_cursor(m.key))
+                for m in items
+            ],
             page_info=_page_info(items, has_next),  # type: ignore[arg-type]
             total_count=len(merged),
             source_results=source_results(ctx, outcomes),

@@ -219,3 +219,20 @@ def test_identity_goes_through_one_choke_point(
         assert p.birth_date not in text
         for name in p.names.values():
             assert name.split("^")[0] not in text
+
+
+def test_aliased_pages_with_other_sources_keep_their_own_studies(
+    client: TestClient, truth: GroundTruth
+) -> None:
+    fields = "edges { node { patientId studies { studyInstanceUid presentIn { id } } } }"
+    query = f"""{{ only: patients(first: 500, filter: {{sources: ["orthanc"]}}) {{ {fields} }}
+                  every: patients(first: 500) {{ {fields} }} }}"""
+    data = gql(client, query)
+    only = [s for e in data["only"]["edges"] for s in e["node"]["studies"]]
+    assert only and all([p["id"] for p in s["presentIn"]] == ["orthanc"] for s in only)
+    every = {
+        s["studyInstanceUid"]: [p["id"] for p in s["presentIn"]]
+        for e in data["every"]["edges"]
+        for s in e["node"]["studies"]
+    }
+    assert every == {st.study_uid: ordered(st.sources) for st in truth.studies}
