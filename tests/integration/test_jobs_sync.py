@@ -326,3 +326,46 @@ def test_conflict_strategies_skip_then_report(seeded: JobEnv) -> None:
     assert outcome["missingAfter"] == 0 and outcome["verified"] is True
     assert reported["verified"] is True
     assert len(asyncio.run(instance_uids(seeded.settings, "dcm4chee", study))) == 3
+
+
+def test_the_scheduler_submits_each_pair_once_per_interval(seeded: JobEnv) -> None:
+    import contextlib
+    import dataclasses
+
+    from sqlalchemy import select
+
+    from gateway.db.models import Job
+    from gateway.errors import InvalidInput
+    from gateway.jobs.service import JobService
+    from gateway.jobs.store import JobStore
+    from workers.settings import periodic_sync
+
+    settings = dataclasses.replace(seeded.settings, sync_interval_s=60)
+    assert [(p.source, p.destination) for p in settings.sync] == [("dcm4chee", "orthanc")]
+
+    async def scheduled(rt: Runtime) -> dict[str, dict]:
+        async with rt.sessions() as session:
+            rows = await session.scalars(select(Job).where(Job.requested_by == "scheduler"))
+            return {j.id: j.input for j in rows}
+
+    async def scenario() -> list[dict]:
+        runtimes = [await Runtime.create(settings, run_migrations=False) for _ in range(2)]
+        first = runtimes[0]
+        service = JobService(JobStore(first.sessions), first.redis, first.keys)
+        try:
+            before = await scheduled(first)
+            await first.redis.delete(first.keys.tick("sync"))
+            for rt in runtimes:  # two workers wake up in the same interval
+                await periodic_sync(rt, JobService(JobStore(rt.sessions), rt.redis, rt.keys))
+            new = {k: v for k, v in (await scheduled(first)).items() if k not in before}
+            for job_id in new:  # leave nothing behind for the module's worker
+                with contextlib.suppress(InvalidInput):
+                    await service.cancel(job_id)
+            await first.redis.delete(first.keys.tick("sync"))
+            return list(new.values())
+        finally:
+            for rt in runtimes:
+                await rt.aclose()
+
+    inputs = asyncio.run(scenario())
+    assert inputs == [{"from": "dcm4chee", "to": "orthanc", "all": True, "periodic": True}]
