@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import strawberry
 
-from gateway.federation.merge import Merged, merge, merge_instances, merge_series, merge_studies
+from gateway.federation.merge import (
+    Merged,
+    merge,
+    merge_instances,
+    merge_series,
+    merge_studies,
+    split_key,
+)
 from gateway.sources.base import (
     InstanceRecord,
     PatientRecord,
@@ -277,7 +284,7 @@ class Patient:
     @strawberry.field
     def patient_id(self, info: Info) -> str:
         """Patient ID."""
-        return identity(info, "patientId", self.m.key)
+        return identity(info, "patientId", split_key(self.m.key)[0])
 
     @strawberry.field
     def issuer_of_patient_id(self, info: Info) -> str | None:
@@ -318,7 +325,13 @@ class Patient:
     async def studies(self, info: Info, filter: StudyFilter | None = None) -> list[Study]:
         """The patient's studies in every source."""
         loader = self.loader or info.context.loaders.studies_by_patient
-        fed = await loader.load(self.m.key)
-        merged = merge_studies(fed.answered)
+        patient_id, issuer = split_key(self.m.key)
+        fed = await loader.load(patient_id)
+        answered = fed.answered
+        if issuer is not None:  # one of several issuers of this ID: its studies only
+            answered = {
+                s: [r for r in rs if (r.issuer or "") == issuer] for s, rs in answered.items()
+            }
+        merged = merge_studies(answered)
         f = filter or StudyFilter()
         return [Study(m=m) for m in merged if f.matches(m.first) and keep(m, f.presence)]

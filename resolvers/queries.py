@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from gateway.federation.fanout import fan_out
-from gateway.federation.merge import Merged, merge_patients, merge_studies
+from gateway.federation.merge import Merged, merge_patients, merge_studies, split_key
 from gateway.sources.base import PatientQuery, StudyQuery
 from resolvers.common import (
     PageInfo,
@@ -133,7 +133,7 @@ class Query:
             strikes=ctx.strikes,
         )
         merged = merge_patients({o.source: o.value or [] for o in outcomes if o.ok})
-        match = [m for m in merged if m.key == patient_id]
+        match = [m for m in merged if split_key(m.key)[0] == patient_id]
         return Patient(m=match[0]) if match else None
 
     @strawberry.field

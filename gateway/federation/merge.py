@@ -140,9 +140,34 @@ def merge(
     return out
 
 
+ISSUER_SEP = "\x1f"
+
+
 def merge_patients(answered: Mapping[str, Sequence[PatientRecord]]) -> list[Merged[PatientRecord]]:
-    """Patients merged on PatientID."""
-    return merge(answered, lambda r: r.patient_id, PATIENT_FIELDS)
+    """Patients merged on PatientID and, where sources name several issuers for one ID,
+    IssuerOfPatientID: then each issuer is a patient of its own, keyed "ID<US>issuer",
+    and records without an issuer form one more (they cannot be told apart)."""
+    issuers: dict[str, set[str]] = {}
+    for records in answered.values():
+        for r in records:
+            if r.issuer:
+                issuers.setdefault(r.patient_id, set()).add(r.issuer)
+    return merge(answered, lambda r: patient_key(r.patient_id, r.issuer, issuers), PATIENT_FIELDS)
+
+
+def patient_key(patient_id: str, issuer: str | None, issuers: Mapping[str, set[str]]) -> str:
+    """The merge key of a patient record (see `merge_patients`)."""
+    if len(issuers.get(patient_id, ())) <= 1:
+        return patient_id
+    return f"{patient_id}{ISSUER_SEP}{issuer or ''}"
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """(PatientID, issuer) of a patient merge key; issuer None when the ID alone is the key."""
+    if ISSUER_SEP not in key:
+        return key, None
+    patient_id, issuer = key.split(ISSUER_SEP, 1)
+    return patient_id, issuer
 
 
 def merge_studies(answered: Mapping[str, Sequence[StudyRecord]]) -> list[Merged[StudyRecord]]:

@@ -31,6 +31,33 @@ def test_patients_merge_presence_and_conflicts() -> None:
     assert p2.missing_from == ("b", "c") and p2.conflicts == ()
 
 
+def test_patients_with_one_id_under_two_issuers_stay_apart() -> None:
+    from gateway.federation.merge import split_key
+
+    merged = merge_patients(
+        {
+            "a": [PatientRecord("P1", issuer="HOSP-A", name="A^One")],
+            "b": [PatientRecord("P1", issuer="HOSP-B", name="B^Two")],
+            "c": [PatientRecord("P1", name="C^Three"), PatientRecord("P2", name="X^Y")],
+        }
+    )
+    assert [split_key(m.key) for m in merged] == [
+        ("P1", ""),
+        ("P1", "HOSP-A"),
+        ("P1", "HOSP-B"),
+        ("P2", None),
+    ]
+    assert [m.present_in for m in merged[:3]] == [("c",), ("a",), ("b",)]
+    assert all(m.conflicts == () for m in merged)
+
+
+def test_a_missing_issuer_joins_the_only_issuer() -> None:
+    merged = merge_patients(
+        {"a": [PatientRecord("P1", issuer="HOSP-A")], "b": [PatientRecord("P1")]}
+    )
+    assert [m.key for m in merged] == ["P1"] and merged[0].present_in == ("a", "b")
+
+
 def test_studies_conflict_on_modalities_and_description() -> None:
     merged = merge_studies(
         {
