@@ -14,8 +14,12 @@ from typing import Any
 from graphql import (
     ASTValidationRule,
     FieldNode,
+    FragmentSpreadNode,
     GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
     OperationType,
+    SelectionSetNode,
     ValidationContext,
 )
 from strawberry.extensions import (
@@ -39,20 +43,16 @@ CACHE_SIZE = 256  # distinct documents whose parse and validation are kept
 
 
 class AliasLimit(ASTValidationRule):
-    """Counts every alias in the document, operations and fragment definitions alike."""
+    """Counts aliases as they would execute: a fragment's once per spread, nested spreads
+    expanded (memoised per fragment, so counting stays linear however deep the nesting)."""
 
     def __init__(self, context: ValidationContext) -> None:
         super().__init__(context)
-        self.count = 0
-        self.reported = False
+        self._memo: dict[str, int] = {}
 
-    def enter_field(self, node: FieldNode, *_: Any) -> None:
-        """Count one aliased field."""
-        if node.alias is None:
-            return
-        self.count += 1
-        if self.count > MAX_ALIASES and not self.reported:
-            self.reported = True
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+        """Count the operation's aliases, fragments expanded."""
+        if self._count(node.selection_set, frozenset()) > MAX_ALIASES:
             self.report_error(
                 GraphQLError(
                     f"too many aliases (more than {MAX_ALIASES})",
@@ -60,6 +60,24 @@ class AliasLimit(ASTValidationRule):
                     extensions={"code": "QUERY_TOO_COMPLEX"},
                 )
             )
+
+    def _count(self, selection_set: SelectionSetNode | None, visiting: frozenset[str]) -> int:
+        total = 0
+        for sel in selection_set.selections if selection_set else ():
+            if isinstance(sel, FieldNode):
+                total += (sel.alias is not None) + self._count(sel.selection_set, visiting)
+            elif isinstance(sel, InlineFragmentNode):
+                total += self._count(sel.selection_set, visiting)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in visiting:
+                name = sel.name.value
+                if name not in self._memo:
+                    fragment = self.context.get_fragment(name)
+                    inner = fragment.selection_set if fragment else None
+                    self._memo[name] = self._count(inner, visiting | {name})
+                total += self._memo[name]
+            if total > MAX_ALIASES:
+                break  # enough to refuse
+        return total
 
 
 class QueryDeadline(SchemaExtension):
