@@ -191,7 +191,9 @@ async def _execute(
     except InvalidInput as exc:
         return await final(Change(status="FAILED", error=str(exc), message="failed"))
     except (SourceUnavailable, SourceTimeout) as exc:
-        if transient_retry and handle.attempt < MAX_ATTEMPTS:
+        row = await service.store.get(job_id)
+        runs = handle.attempt - (row.attempts_before_retry or 0 if row is not None else 0)
+        if transient_retry and runs < MAX_ATTEMPTS:
             delay = RETRY_DELAY_S * handle.attempt
             await service.requeue(job_id, f"retrying: {exc}", delay, attempt=handle.attempt)
             return "retrying"

@@ -35,6 +35,8 @@ class Job(Base):
     phase: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # attempts made before the last retryJob: automatic retries count from there
+    attempts_before_retry: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)

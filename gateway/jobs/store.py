@@ -205,6 +205,7 @@ def _apply(job: Job, change: Change) -> None:
             job.finished_at = None
     if change.reopen:
         job.cancel_requested = False
+        job.attempts_before_retry = job.attempts or 0
     if change.progress is not None:
         job.progress = max(0.0, min(1.0, change.progress))
     for name in ("phase", "message", "result", "error"):

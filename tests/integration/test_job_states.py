@@ -63,3 +63,33 @@ def test_a_cancel_request_survives_a_requeue_and_retry_clears_it(job_env: JobEnv
             await runtime.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_retried_job_gets_its_automatic_retries_again(job_env: JobEnv) -> None:
+    from gateway.errors import SourceUnavailable
+    from workers.runner import MAX_ATTEMPTS, DbJobHandle, _execute
+
+    async def flaky(*_: object) -> dict:
+        raise SourceUnavailable("orthanc", "connection refused")
+
+    async def scenario() -> tuple[str, str, int]:
+        runtime = await Runtime.create(job_env.settings, run_migrations=False)
+        try:
+            service = JobService(JobStore(runtime.sessions), runtime.redis, runtime.keys)
+            job, _ = await service.store.create("SYNC", {"state-test": 3}, "test")
+            for attempt in range(1, MAX_ATTEMPTS + 1):  # every automatic retry used up
+                handle = DbJobHandle(service, job.id, attempt)
+                last = await _execute(runtime, service, handle, flaky, {})
+            assert last == "FAILED"
+            await service.retry(job.id)
+            handle = DbJobHandle(service, job.id, MAX_ATTEMPTS + 1)
+            again = await _execute(runtime, service, handle, flaky, {})
+            row = await service.store.get(job.id)
+            assert row is not None
+            await service.cancel(job.id)  # nothing left queued
+            return again, row.status, row.attempts_before_retry
+        finally:
+            await runtime.aclose()
+
+    again, status, base = asyncio.run(scenario())
+    assert (again, status, base) == ("retrying", "QUEUED", MAX_ATTEMPTS)
