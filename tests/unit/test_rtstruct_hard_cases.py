@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
@@ -124,6 +125,21 @@ def test_non_uniform_slice_spacing() -> None:
         stack.grid,
     )
     assert image.GetSpacing()[2] == pytest.approx(1.0, rel=0.01)
+    # resampled onto the finest spacing, the mask still sits where the contours are
+    mask = sitk.GetArrayFromImage(image)
+    kk, jj, ii = np.nonzero(mask)
+    points = np.array(
+        [
+            image.TransformIndexToPhysicalPoint((int(a), int(b), int(c)))
+            for a, b, c in zip(ii, jj, kk, strict=True)
+        ]
+    )
+    centre = np.array([0.0, 0.0, 2.0])
+    far = np.linalg.norm(points - centre, axis=1).max()
+    assert far <= 20.0 + 2.5  # half of the thickest (5 mm) slab at most
+    assert np.allclose(points.mean(axis=0), centre, atol=0.5)
+    voxel = float(np.prod(image.GetSpacing()))
+    assert mask.sum() * voxel / 1000 == pytest.approx(4 / 3 * math.pi * 8, rel=0.03)
 
 
 ROTATED = (math.cos(0.5), math.sin(0.5), 0.0, -math.sin(0.5), math.cos(0.5), 0.0)
