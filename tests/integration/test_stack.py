@@ -73,11 +73,28 @@ def test_stop_ends_the_servers_forked_children() -> None:
         assert assoc.is_established
         legacy = stack.services["legacy"].proc
         assert legacy is not None
+        deadline = time.monotonic() + 5
         children = psutil.Process(legacy.pid).children()
+        while not children and time.monotonic() < deadline:  # it forks right after accepting
+            time.sleep(0.05)
+            children = psutil.Process(legacy.pid).children()
         assert children, "dcmqrscp serves the association in a forked child"
         stack.stop()
-        time.sleep(0.2)
-        assert not any(c.is_running() and c.status() != "zombie" for c in children)
+
+        def alive() -> list[psutil.Process]:
+            out = []
+            for c in children:
+                try:
+                    if c.is_running() and c.status() != "zombie":
+                        out.append(c)
+                except psutil.NoSuchProcess:
+                    pass
+            return out
+
+        deadline = time.monotonic() + 5
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive()
         assert not port_open("127.0.0.1", info.legacy_port)
     finally:
         assoc.abort()
