@@ -50,12 +50,12 @@ class Context:
     @property
     def query_sources(self) -> list[str]:
         """Ids of the sources with role `query`, in configuration order."""
-        return [s.id for s in self.runtime.settings.sources if s.has_role("query")]
+        return self.runtime.settings.ids_with_role("query")
 
 
 def make_context(runtime: Runtime, request: Any = None, response: Any = None) -> Context:
     """A fresh context with fresh dataloaders."""
-    query = [s.id for s in runtime.settings.sources if s.has_role("query")]
+    query = runtime.settings.ids_with_role("query")
     strikes = Strikes()
     return Context(
         runtime=runtime,
