@@ -41,8 +41,7 @@ def store_of(ctx: Context) -> JobStore:
 
 def service_of(ctx: Context) -> JobService:
     """Job operations for this runtime."""
-    runtime = ctx.runtime
-    return JobService(store_of(ctx), runtime.redis, runtime.keys)
+    return JobService.of(ctx.runtime)
 
 
 class JobEventsLoader(DataLoader[str, list[JobEvent]]):

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from gateway.errors import InvalidInput, JobCancelled, JobError, SourceTimeout, SourceUnavailable
 from gateway.jobs import queue
 from gateway.jobs.service import JobService
-from gateway.jobs.store import ACTIVE, Change, JobStore
+from gateway.jobs.store import ACTIVE, Change
 from gateway.runtime import Runtime
 from workers.jobs.base import JobHandle
 
@@ -122,7 +122,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> str:
     """Run one job to a final state; a duplicate run of a live or finished job does nothing."""
     runtime: Runtime = ctx["runtime"]
     runners: dict[str, Runner] = ctx["runners"]
-    service = JobService(JobStore(runtime.sessions), runtime.redis, runtime.keys)
+    service = JobService.of(runtime)
     job = await service.store.get(job_id)
     if job is None or job.status not in ACTIVE:
         return "not active"
@@ -145,7 +145,7 @@ async def run_here(
 
     Returns the job id; the job is never put on the queue, so no worker takes it.
     """
-    service = JobService(JobStore(runtime.sessions), runtime.redis, runtime.keys)
+    service = JobService.of(runtime)
     job, _ = await service.store.create(kind, input, requested_by)
     attempt = (job.attempts or 0) + 1
     async with _leased(service, job.id, f"local-{job.id}", attempt, watch) as handle:

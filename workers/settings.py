@@ -18,7 +18,6 @@ from arq.connections import RedisSettings
 
 from gateway.jobs.queue import Keys
 from gateway.jobs.service import JobService
-from gateway.jobs.store import JobStore
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from workers.jobs import KINDS, rtstruct
@@ -94,7 +93,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
     async def startup(ctx: dict[str, Any]) -> None:
         runtime = await Runtime.create(settings)
-        service = JobService(JobStore(runtime.sessions), runtime.redis, runtime.keys)
+        service = JobService.of(runtime)
         ctx.update(
             runtime=runtime,
             runners={kind: k.run for kind, k in KINDS.items()},

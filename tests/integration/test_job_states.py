@@ -8,7 +8,7 @@ import pytest
 
 from gateway.errors import InvalidInput
 from gateway.jobs.service import JobService
-from gateway.jobs.store import Change, JobStore
+from gateway.jobs.store import Change
 from gateway.runtime import Runtime
 from tests.conftest import JobEnv
 
@@ -17,7 +17,7 @@ def test_a_stale_attempt_cannot_write_and_a_final_job_stays_final(job_env: JobEn
     async def scenario() -> None:
         runtime = await Runtime.create(job_env.settings, run_migrations=False)
         try:
-            service = JobService(JobStore(runtime.sessions), runtime.redis, runtime.keys)
+            service = JobService.of(runtime)
             job, _ = await service.store.create("SYNC", {"state-test": 1}, "test")
             start = Change(status="RUNNING", started=True, new_attempt=True)
             assert await service.store.record(job.id, start) is not None  # attempt 1
@@ -47,7 +47,7 @@ def test_a_cancel_request_survives_a_requeue_and_retry_clears_it(job_env: JobEnv
     async def scenario() -> None:
         runtime = await Runtime.create(job_env.settings, run_migrations=False)
         try:
-            service = JobService(JobStore(runtime.sessions), runtime.redis, runtime.keys)
+            service = JobService.of(runtime)
             job, _ = await service.store.create("SYNC", {"state-test": 2}, "test")
             start = Change(status="RUNNING", started=True, new_attempt=True)
             await service.store.record(job.id, start)
@@ -75,7 +75,7 @@ def test_a_retried_job_gets_its_automatic_retries_again(job_env: JobEnv) -> None
     async def scenario() -> tuple[str, str, int]:
         runtime = await Runtime.create(job_env.settings, run_migrations=False)
         try:
-            service = JobService(JobStore(runtime.sessions), runtime.redis, runtime.keys)
+            service = JobService.of(runtime)
             job, _ = await service.store.create("SYNC", {"state-test": 3}, "test")
             for attempt in range(1, MAX_ATTEMPTS + 1):  # every automatic retry used up
                 handle = DbJobHandle(service, job.id, attempt)

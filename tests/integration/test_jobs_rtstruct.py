@@ -8,7 +8,6 @@ import pytest
 
 from gateway.cli import seed
 from gateway.jobs.service import JobService
-from gateway.jobs.store import JobStore
 from gateway.runtime import Runtime
 from gateway.seed import GroundTruth, build_demo
 from tests.conftest import JobEnv
@@ -81,8 +80,8 @@ def test_new_structure_sets_are_detected_once(seeded: tuple[JobEnv, GroundTruth]
     async def scenario() -> tuple[list[dict], int, list[dict]]:
         runtime = await Runtime.create(env.settings, run_migrations=False)
         try:
-            store = JobStore(runtime.sessions)
-            service = JobService(store, runtime.redis, runtime.keys)
+            service = JobService.of(runtime)
+            store = service.store
             found = await rtstruct.discover(runtime, phantom.sources[0], set())
             await runtime.redis.delete(runtime.keys.tick("rtstruct"))
             submitted = await watch_rtstructs(runtime, service)

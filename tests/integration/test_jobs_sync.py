@@ -337,7 +337,6 @@ def test_the_scheduler_submits_each_pair_once_per_interval(seeded: JobEnv) -> No
     from gateway.db.models import Job
     from gateway.errors import InvalidInput
     from gateway.jobs.service import JobService
-    from gateway.jobs.store import JobStore
     from workers.settings import periodic_sync
 
     settings = dataclasses.replace(seeded.settings, sync_interval_s=60)
@@ -351,12 +350,12 @@ def test_the_scheduler_submits_each_pair_once_per_interval(seeded: JobEnv) -> No
     async def scenario() -> list[dict]:
         runtimes = [await Runtime.create(settings, run_migrations=False) for _ in range(2)]
         first = runtimes[0]
-        service = JobService(JobStore(first.sessions), first.redis, first.keys)
+        service = JobService.of(first)
         try:
             before = await scheduled(first)
             await first.redis.delete(first.keys.tick("sync"))
             for rt in runtimes:  # two workers wake up in the same interval
-                await periodic_sync(rt, JobService(JobStore(rt.sessions), rt.redis, rt.keys))
+                await periodic_sync(rt, JobService.of(rt))
             new = {k: v for k, v in (await scheduled(first)).items() if k not in before}
             for job_id in new:  # leave nothing behind for the module's worker
                 with contextlib.suppress(InvalidInput):
