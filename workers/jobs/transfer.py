@@ -74,7 +74,9 @@ async def transfer(
     """Copy `instances` of one study; series in `whole_series` are streamed as a whole.
 
     `tick(n)` is awaited after each stored batch of n instances (progress and
-    cancellation checkpoints go there).
+    cancellation checkpoints go there). When it raises (a cancel), no new batch is
+    fetched or stored, the batches already on their way to the destination finish,
+    and then its exception is raised: a stop never cuts a store request short.
     """
     whole = set(whole_series)
     work: list[tuple[str, InstanceRecord | None]] = [(s, None) for s in sorted(whole)]
@@ -82,16 +84,19 @@ async def transfer(
     files: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=lanes * batch)
     budget = ByteBudget(MEMORY_BYTES)
     out = Transferred()
+    stop: list[Exception] = []  # what tick raised: wind down, then raise it
 
     async def put(data: bytes) -> None:
         await budget.take(len(data))
         await files.put(data)
 
     async def fetch() -> None:
-        while work:
+        while work and not stop:
             series_uid, inst = work.pop(0)
             if inst is None:
                 async for data in source.retrieve_study(study_uid, [series_uid]):
+                    if stop:
+                        break
                     await put(data)
             else:
                 chunks = [
@@ -123,13 +128,19 @@ async def transfer(
                     await files.put(None)  # leave the end mark for the next lane
                     break
                 group.append(nxt)
+            if stop:  # stopping: drain what was fetched, store nothing more
+                await budget.give(sum(len(f) for f in group))
+                continue
             result = await destination.store(group)
             await budget.give(sum(len(f) for f in group))
             out.stored += len(result.stored)
             out.failed += len(result.failed)
             out.bytes += result.bytes or sum(len(f) for f in group)
-            if tick is not None:
-                await tick(len(group))
+            if tick is not None and not stop:
+                try:
+                    await tick(len(group))
+                except Exception as exc:  # a cancel: the safe point is here
+                    stop.append(exc)
 
     async def fetch_all() -> None:
         await run_all([fetch() for _ in range(max(1, min(lanes, len(work))))])
@@ -137,4 +148,6 @@ async def transfer(
             await files.put(None)
 
     await run_all([fetch_all(), *(store() for _ in range(lanes))])
+    if stop:
+        raise stop[0]
     return out
