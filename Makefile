@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := .tools/venv/bin/uv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql postgresql-client python3-venv libgl1 libglib2.0-0 dicom3tools
+DEB_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql postgresql-client python3-venv dicom3tools
 STAMP := $(VENV)/.installed
 
 .PHONY: help setup deb venv demo test lint format schema stack clean
@@ -36,7 +36,7 @@ $(UV):
 	.tools/venv/bin/pip install -q "uv==$(UV_VERSION)"
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev --python $(PYTHON)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev --group bench --python $(PYTHON)
 	@touch $(STAMP)
 
 venv: $(STAMP)

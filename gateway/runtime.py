@@ -20,13 +20,15 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from gateway import __version__
+from gateway.core.errors import SourceError
+from gateway.core.logs import quiet_libraries
+from gateway.core.settings import Settings
 from gateway.db.engine import make_engine, migrate, ping, sessionmaker
-from gateway.errors import SourceError
 from gateway.jobs.queue import Keys
-from gateway.quiet import quiet_libraries
-from gateway.settings import Settings
-from gateway.sources import build_source
+from gateway.jobs.service import JobService
+from gateway.jobs.store import JobStore
 from gateway.sources.base import PacsSource
+from gateway.sources.registry import build_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,10 @@ class Runtime:
         redis = ArqRedis(pool, default_queue_name=keys.queue)
         sources = {cfg.id: build_source(cfg) for cfg in settings.sources}
         return cls(settings, engine, sessionmaker(engine), redis, keys, sources)
+
+    def job_service(self) -> JobService:
+        """Job operations over this runtime's database and Redis."""
+        return JobService(JobStore(self.sessions), self.redis, self.keys)
 
     def cpu_pool(self) -> Executor:
         """The process pool for CPU-heavy DICOM work, created on first use."""

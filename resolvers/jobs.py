@@ -9,7 +9,7 @@ from typing import Any
 import strawberry
 from aiodataloader import DataLoader
 
-from gateway.errors import InvalidInput
+from gateway.core.errors import InvalidInput
 from gateway.jobs.events import Event, Listener
 from gateway.jobs.service import JobService
 from gateway.jobs.store import JobStore
@@ -41,7 +41,7 @@ def store_of(ctx: Context) -> JobStore:
 
 def service_of(ctx: Context) -> JobService:
     """Job operations for this runtime."""
-    return JobService.of(ctx.runtime)
+    return ctx.runtime.job_service()
 
 
 class JobEventsLoader(DataLoader[str, list[JobEvent]]):

@@ -32,7 +32,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.query_depth_limiter import create_validator
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 MAX_DEPTH = 12
 MAX_TOKENS = 5000

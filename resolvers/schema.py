@@ -11,7 +11,7 @@ from graphql import GraphQLError
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from resolvers.jobs import JobQuery, Mutation, Subscription
 from resolvers.limits import error_code, extensions
 from resolvers.queries import Query as ReadQuery

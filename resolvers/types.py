@@ -7,7 +7,7 @@ from enum import Enum
 
 import strawberry
 
-from gateway.settings import SourceConfig
+from gateway.core.settings import SourceConfig
 from resolvers.context import Info
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.cli import seed
+from gateway.core.settings import Settings, load_settings
 from gateway.db.engine import migrate
-from gateway.seed import GroundTruth, build_demo
-from gateway.settings import Settings, load_settings
-from gateway.stack import LocalStack, StackInfo
+from gateway.devstack.seed import GroundTruth, build_demo
+from gateway.devstack.seed.archives import seed_archives
+from gateway.devstack.stack import LocalStack, StackInfo
+from gateway.server.app import create_app
 from tests.jobs_support import WorkerProcess, drop_database
 
 
@@ -82,7 +82,7 @@ def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSta
 @pytest.fixture(scope="session")
 def truth(settings: Settings) -> GroundTruth:
     """The session stack, seeded once with the deterministic demo data (seed 42, 20 patients)."""
-    counts = asyncio.run(seed(settings, 42, 20, None))
+    counts = asyncio.run(seed_archives(settings, 42, 20, None))
     plan_truth = build_demo(seed=42, patients=20, sources=settings.ids_with_role("store")).truth
     assert counts == plan_truth.instance_counts, "every archive must accept all its demo files"
     return plan_truth

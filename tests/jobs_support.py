@@ -17,11 +17,11 @@ from urllib.parse import urlparse
 
 from starlette.testclient import TestClient
 
+from gateway.core.settings import Settings
+from gateway.devstack.seed.images import iter_series
+from gateway.devstack.seed.model import CopySpec, PatientSpec, SeriesSpec, StudySpec
+from gateway.devstack.seed.uids import derive_uid
 from gateway.runtime import Runtime
-from gateway.seed.images import iter_series
-from gateway.seed.model import CopySpec, PatientSpec, SeriesSpec, StudySpec
-from gateway.seed.uids import derive_uid
-from gateway.settings import Settings
 from gateway.sources.base import InstanceQuery
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"

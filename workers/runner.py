@@ -12,7 +12,13 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from gateway.errors import InvalidInput, JobCancelled, JobError, SourceTimeout, SourceUnavailable
+from gateway.core.errors import (
+    InvalidInput,
+    JobCancelled,
+    JobError,
+    SourceTimeout,
+    SourceUnavailable,
+)
 from gateway.jobs import queue
 from gateway.jobs.service import JobService
 from gateway.jobs.store import ACTIVE, Change
@@ -122,7 +128,7 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> str:
     """Run one job to a final state; a duplicate run of a live or finished job does nothing."""
     runtime: Runtime = ctx["runtime"]
     runners: dict[str, Runner] = ctx["runners"]
-    service = JobService.of(runtime)
+    service = runtime.job_service()
     job = await service.store.get(job_id)
     if job is None or job.status not in ACTIVE:
         return "not active"
@@ -145,7 +151,7 @@ async def run_here(
 
     Returns the job id; the job is never put on the queue, so no worker takes it.
     """
-    service = JobService.of(runtime)
+    service = runtime.job_service()
     job, _ = await service.store.create(kind, input, requested_by)
     attempt = (job.attempts or 0) + 1
     async with _leased(service, job.id, f"local-{job.id}", attempt, watch) as handle:

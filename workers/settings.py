@@ -16,10 +16,10 @@ from typing import Any
 
 from arq.connections import RedisSettings
 
+from gateway.core.settings import Settings
 from gateway.jobs.queue import Keys
 from gateway.jobs.service import JobService
 from gateway.runtime import Runtime
-from gateway.settings import Settings
 from workers.jobs import KINDS, rtstruct
 from workers.runner import run_job
 
@@ -93,7 +93,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
     async def startup(ctx: dict[str, Any]) -> None:
         runtime = await Runtime.create(settings)
-        service = JobService.of(runtime)
+        service = runtime.job_service()
         ctx.update(
             runtime=runtime,
             runners={kind: k.run for kind, k in KINDS.items()},

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from gateway.core.errors import ConfigError, GatewayError
 from gateway.db.models import DeidMapping
-from gateway.errors import ConfigError, GatewayError
 
 _NONCE = 12
 

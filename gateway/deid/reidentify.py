@@ -10,22 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from gateway.core.errors import InvalidInput
 from gateway.db.models import AuditEvent
 from gateway.deid.mapping import load_cipher, load_mappings
-from gateway.errors import InvalidInput
-from gateway.runtime import Runtime
 
 
-async def reidentify(runtime: Runtime, project: str, pseudonym: str, actor: str) -> dict[str, Any]:
+async def reidentify(
+    sessions: async_sessionmaker, mapping_key: str | None, project: str, pseudonym: str, actor: str
+) -> dict[str, Any]:
     """The original identities behind `pseudonym` in `project`, one per de-identified study.
 
     Writes an `AuditEvent` (action "reidentify") whether or not a mapping is found;
     `InvalidInput` when none is. `ConfigError` when no mapping key is configured.
     """
-    cipher = load_cipher(runtime.settings.mapping_key)
-    found = await load_mappings(runtime.sessions, cipher, project, pseudonym)
+    cipher = load_cipher(mapping_key)
+    found = await load_mappings(sessions, cipher, project, pseudonym)
     ref = "deid:" + cipher.lookup(project, pseudonym)[:32]
-    async with runtime.sessions() as session, session.begin():
+    async with sessions() as session, session.begin():
         session.add(
             AuditEvent(
                 actor=actor,

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from gateway.errors import SourceError, SourceTimeout, SourceUnavailable
+from gateway.core.errors import SourceError, SourceTimeout, SourceUnavailable
 from gateway.sources.base import PacsSource
 
 T = TypeVar("T")

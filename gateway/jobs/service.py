@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from gateway.core.errors import InvalidInput
 from gateway.db.models import Job
-from gateway.errors import InvalidInput
 from gateway.jobs import queue
 from gateway.jobs.events import TERMINAL, Event, publish
 from gateway.jobs.store import Change, JobStore
-
-if TYPE_CHECKING:
-    from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +25,6 @@ class JobService:
         self.redis = redis
         self.keys = keys
         self._suspects: set[str] = set()
-
-    @classmethod
-    def of(cls, runtime: Runtime) -> JobService:
-        """Job operations over a runtime's database and Redis."""
-        return cls(JobStore(runtime.sessions), runtime.redis, runtime.keys)
 
     async def submit(self, kind: str, input: dict[str, Any], requested_by: str) -> Job:
         """Write the job row, then enqueue it; an identical active job is returned instead.

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from gateway.settings import SourceConfig
+from gateway.core.settings import SourceConfig
 from gateway.sources.resilience import CallStats
 
 
@@ -125,7 +125,7 @@ class StoreResult:
 
 @runtime_checkable
 class PacsSource(Protocol):
-    """One PACS. Every method raises only `gateway.errors.SourceError` subclasses."""
+    """One PACS. Every method raises only `gateway.core.errors.SourceError` subclasses."""
 
     config: SourceConfig
 

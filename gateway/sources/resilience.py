@@ -1,7 +1,7 @@
 """Resilience shared by every adapter: deadline, concurrency, retries, breaker, timing.
 
 An adapter wraps each upstream call in `Guard.call`. The call itself must
-already translate library errors into `gateway.errors.SourceError`s; the guard
+already translate library errors into `gateway.core.errors.SourceError`s; the guard
 adds one overall deadline per call (covering the wait for a concurrency slot,
 every attempt and the backoff between them), retries idempotent reads on
 transient errors while time remains, opens the circuit after N consecutive
@@ -19,14 +19,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from gateway.errors import (
+from gateway.core.errors import (
     CircuitOpen,
     SourceError,
     SourceProtocolError,
     SourceTimeout,
     SourceUnavailable,
 )
-from gateway.settings import SourceConfig
+from gateway.core.settings import SourceConfig
 
 T = TypeVar("T")
 TRANSIENT = (SourceUnavailable, SourceTimeout)

@@ -42,14 +42,14 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from gateway.errors import SourceError
-from gateway.settings import SourceConfig
+from gateway.core.errors import SourceError
+from gateway.core.settings import SourceConfig
+from gateway.devstack.stack import LocalStack, StackInfo
 from gateway.sources.base import PatientQuery, StudyQuery
-from gateway.sources.dicomweb import DicomWebSource
-from gateway.sources.http import DEFAULT_HEADERS
-from gateway.sources.orthanc import OrthancSource
+from gateway.sources.dicomweb.source import DicomWebSource
+from gateway.sources.http.client import DEFAULT_HEADERS
+from gateway.sources.orthanc.source import OrthancSource
 from gateway.sources.resilience import CallStats
-from gateway.stack import LocalStack, StackInfo
 
 ROOT = "1.2.826.0.1.3680043.10.1011"
 # dcmqrscp's compile-time DB_UpperMaxStudies: past 500 studies it deletes the oldest, and
@@ -246,9 +246,9 @@ async def bench_http(info: StackInfo, patients: int, repeat: int) -> list[Row]:
 async def bench_dimse(stack: LocalStack, patients: int, repeat: int) -> list[Row]:
     """DIMSE adapter vs a raw pynetdicom C-FIND (skipped until the adapter exists)."""
     try:
-        dimse_source = import_module("gateway.sources.dimse").DimseSource
+        dimse_source = import_module("gateway.sources.dimse.source").DimseSource
     except (ImportError, AttributeError):
-        print("DIMSE: gateway.sources.dimse.DimseSource not available; hook: bench_dimse()")
+        print("DIMSE: gateway.sources.dimse.source.DimseSource not available; hook: bench_dimse()")
         return []
     from pynetdicom import AE  # imported here: only the DIMSE bench needs it
 

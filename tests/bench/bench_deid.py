@@ -33,7 +33,7 @@ from unittest import mock
 
 from pydicom import dcmread
 
-from gateway.seed import build_demo
+from gateway.devstack.seed import build_demo
 from workers.dicom.deid import DeidConfig, deidentify_bytes
 from workers.dicom.deid import validate as validate_mod
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import websockets
 
+from gateway.core.settings import load_settings
+from gateway.devstack.stack import LocalStack
 from gateway.jobs.events import Event, Listener, publish
 from gateway.runtime import Runtime
-from gateway.settings import load_settings
-from gateway.stack import LocalStack
 from tests.jobs_support import GatewayProcess
 
 QUERY = "subscription { jobEvents { jobId progress message } }"

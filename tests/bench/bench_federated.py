@@ -27,14 +27,14 @@ from typing import Any
 
 import httpx
 
-from gateway.app import create_app
-from gateway.cli import seed
+from gateway.core.settings import Settings, load_settings
+from gateway.devstack.seed import GroundTruth, build_demo
+from gateway.devstack.seed.archives import seed_archives
+from gateway.devstack.stack import LocalStack
 from gateway.runtime import Runtime
-from gateway.seed import GroundTruth, build_demo
-from gateway.settings import Settings, load_settings
-from gateway.sources import build_source
+from gateway.server.app import create_app
 from gateway.sources.base import PacsSource, PatientQuery, StudyQuery
-from gateway.stack import LocalStack
+from gateway.sources.registry import build_source
 
 Timed = Callable[[], Awaitable[Any]]
 BENCH_TIMEOUT_S = 30.0
@@ -199,7 +199,7 @@ async def main(patients: int, repeat: int, prof: bool) -> None:
         sources = tuple(dataclasses.replace(s, timeout_s=BENCH_TIMEOUT_S) for s in settings.sources)
         settings = dataclasses.replace(settings, sources=sources)
         start = time.perf_counter()
-        counts = await seed(settings, 42, patients, None)
+        counts = await seed_archives(settings, 42, patients, None)
         ids = settings.ids_with_role("store")
         truth = build_demo(seed=42, patients=patients, sources=ids).truth
         assert counts == truth.instance_counts, (counts, truth.instance_counts)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import httpx
 
+from gateway.core.settings import load_settings
+from gateway.devstack.stack import LocalStack, StackInfo
 from gateway.runtime import Runtime
-from gateway.settings import load_settings
-from gateway.stack import LocalStack, StackInfo
 from tests.jobs_support import big_study
 from workers.jobs import sync
 from workers.runner import run_here

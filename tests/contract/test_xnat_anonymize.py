@@ -26,9 +26,9 @@ import httpx
 import pytest
 from pydicom import dcmread
 
+from gateway.core.settings import Settings
 from gateway.runtime import Runtime
-from gateway.settings import Settings
-from gateway.sources.xnat import XnatSource
+from gateway.sources.xnat.source import XnatSource
 from tests.conftest import JobEnv
 from tests.contract.test_xnat_contract import FakeXnat, config, serve
 from tests.jobs_support import big_study

@@ -53,7 +53,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from gateway.errors import (
+from gateway.core.errors import (
     AuthError,
     NotFound,
     NotSupported,
@@ -61,8 +61,7 @@ from gateway.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from gateway.settings import SourceConfig
-from gateway.sources import build_source
+from gateway.core.settings import SourceConfig
 from gateway.sources.base import (
     InstanceQuery,
     PacsSource,
@@ -72,7 +71,8 @@ from gateway.sources.base import (
     StudyQuery,
     StudyRecord,
 )
-from gateway.sources.xnat import XnatSource
+from gateway.sources.registry import build_source
+from gateway.sources.xnat.source import XnatSource
 
 FIXTURES = Path(__file__).parent / "xnat_fixtures"
 USER, PASSWORD = "admin", "s3cret"

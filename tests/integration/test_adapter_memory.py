@@ -20,10 +20,10 @@ import psutil
 import pytest
 import pytest_asyncio
 
-from gateway.settings import SourceConfig
-from gateway.sources import build_source
+from gateway.core.settings import SourceConfig
+from gateway.devstack.stack import LocalStack
 from gateway.sources.base import PacsSource
-from gateway.stack import LocalStack
+from gateway.sources.registry import build_source
 from tests.integration.test_http_adapters import instance, uid
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,8 @@ import pytest
 import pytest_asyncio
 from pydicom import dcmread
 
-from gateway.settings import SourceConfig
-from gateway.sources import build_source
+from gateway.core.settings import SourceConfig
+from gateway.devstack.stack import LocalStack
 from gateway.sources.base import (
     InstanceQuery,
     InstanceRecord,
@@ -37,7 +37,7 @@ from gateway.sources.base import (
     SeriesRecord,
     StudyQuery,
 )
-from gateway.stack import LocalStack
+from gateway.sources.registry import build_source
 from tests.integration.test_http_adapters import FILES, PATIENT_CASES, STUDY_CASES, sop_uid, uid
 
 pytestmark = pytest.mark.integration

@@ -14,13 +14,13 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlalchemy import select
 
-from gateway.cli import seed
+from gateway.core.errors import InvalidInput, JobError
+from gateway.core.settings import Settings
 from gateway.db.models import AuditEvent
 from gateway.deid import reidentify
-from gateway.errors import InvalidInput, JobError
+from gateway.devstack.seed import GroundTruth, StudyTruth, build_demo
+from gateway.devstack.seed.archives import seed_archives
 from gateway.runtime import Runtime
-from gateway.seed import GroundTruth, StudyTruth, build_demo
-from gateway.settings import Settings
 from gateway.sources.base import InstanceQuery
 from tests.conftest import JobEnv
 from workers.jobs import anonymize
@@ -39,7 +39,7 @@ def settings(job_env: JobEnv) -> Settings:
 @pytest.fixture(scope="module")
 def truth(settings: Settings) -> GroundTruth:
     """The module's stack seeded like the shared one."""
-    asyncio.run(seed(settings, 42, 20, None))
+    asyncio.run(seed_archives(settings, 42, 20, None))
     return build_demo(seed=42, patients=20, sources=settings.ids_with_role("store")).truth
 
 
@@ -142,7 +142,13 @@ async def test_study_is_deidentified_into_second_archive(
     assert events[0].detail is not None and events[0].detail["instances"] == result["instances"]
     assert patient.patient_id not in str(events[0].detail)
 
-    back = await reidentify(runtime, "research-1", result["anonymizedPatientId"], "admin:test")
+    back = await reidentify(
+        runtime.sessions,
+        runtime.settings.mapping_key,
+        "research-1",
+        result["anonymizedPatientId"],
+        "admin:test",
+    )
     originals_back = [s["original"] for s in back["studies"]]
     assert {"PatientID": patient.patient_id}.items() <= originals_back[0].items()
 
@@ -175,7 +181,7 @@ async def test_missing_keys_fail_clearly(runtime: Runtime, study: StudyTruth) ->
 
 
 async def test_a_run_stopped_after_storing_is_audited(runtime: Runtime, study: StudyTruth) -> None:
-    from gateway.errors import JobCancelled
+    from gateway.core.errors import JobCancelled
 
     body = job_input(study, project="research-audit")
     counting = RecordingHandle("anon-audit-count")

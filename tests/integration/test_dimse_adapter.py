@@ -20,9 +20,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from gateway.errors import NotFound, SourceProtocolError
-from gateway.settings import SourceConfig
-from gateway.sources import build_source
+from gateway.core.errors import NotFound, SourceProtocolError
+from gateway.core.settings import SourceConfig
+from gateway.devstack.stack import LocalStack
 from gateway.sources.base import (
     InstanceQuery,
     PacsSource,
@@ -31,8 +31,8 @@ from gateway.sources.base import (
     StudyQuery,
     StudyRecord,
 )
-from gateway.sources.dimse import DimseSource
-from gateway.stack import LocalStack
+from gateway.sources.dimse.source import DimseSource
+from gateway.sources.registry import build_source
 
 pytestmark = pytest.mark.integration
 ARCHIVES = ("dcmqrscp", "orthanc")

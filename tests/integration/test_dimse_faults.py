@@ -21,24 +21,24 @@ from pynetdicom import AE, build_context, evt
 from pynetdicom.dimse_primitives import C_ECHO
 from pynetdicom.transport import ThreadedAssociationServer
 
-from gateway.errors import (
+from gateway.core.errors import (
     CircuitOpen,
     SourceError,
     SourceProtocolError,
     SourceTimeout,
     SourceUnavailable,
 )
-from gateway.settings import SourceConfig
+from gateway.core.settings import SourceConfig
+from gateway.devstack.stack import LocalStack
 from gateway.sources.base import PatientQuery, StudyQuery
-from gateway.sources.dimse import DimseSource
-from gateway.sources.dimse_assoc import (
+from gateway.sources.dimse.assoc import (
     PATIENT_FIND,
     STUDY_FIND,
     STUDY_GET,
     VERIFICATION,
     DimseClient,
 )
-from gateway.stack import LocalStack
+from gateway.sources.dimse.source import DimseSource
 from tests.integration.test_http_adapters import instance, sop_uid
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.seed import GroundTruth
-from gateway.settings import Settings
+from gateway.core.settings import Settings
+from gateway.devstack.seed import GroundTruth
+from gateway.server.app import create_app
 
 ORDER = ["orthanc", "dcm4chee", "legacy"]
 

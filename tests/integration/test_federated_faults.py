@@ -20,12 +20,12 @@ import pytest
 import strawberry
 from starlette.testclient import TestClient
 
-from gateway import app as app_module
-from gateway.app import create_app
-from gateway.cli import seed
-from gateway.seed import GroundTruth, build_demo
-from gateway.settings import Settings, SourceConfig, load_settings
-from gateway.stack import LocalStack
+from gateway.core.settings import Settings, SourceConfig, load_settings
+from gateway.devstack.seed import GroundTruth, build_demo
+from gateway.devstack.seed.archives import seed_archives
+from gateway.devstack.stack import LocalStack
+from gateway.server import app as app_module
+from gateway.server.app import create_app
 from resolvers.limits import DEADLINE_CODE, extensions
 from resolvers.queries import Query
 
@@ -59,7 +59,7 @@ def base_settings(private_stack: LocalStack, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="module")
 def truth(base_settings: Settings) -> GroundTruth:
     ids = base_settings.ids_with_role("store")
-    counts = asyncio.run(seed(base_settings, SEED, PATIENTS_N, None))
+    counts = asyncio.run(seed_archives(base_settings, SEED, PATIENTS_N, None))
     plan = build_demo(seed=SEED, patients=PATIENTS_N, sources=ids).truth
     assert counts == plan.instance_counts
     return plan

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import inspect
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
+from gateway.core.settings import Settings
 from gateway.db.engine import make_engine
-from gateway.settings import Settings
-from gateway.stack import StackInfo, free_port
+from gateway.devstack.stack import StackInfo, free_port
+from gateway.server.app import create_app
 
 SOURCES_QUERY = "{ sources { id name kind roles health { up latencyMs checkedAt error } } }"
 
@@ -96,7 +96,7 @@ def test_served_gateway_reports_unreachable_source_down(stack: StackInfo, tmp_pa
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "gateway.server.cli.main",
             "serve",
             "--config",
             str(config),

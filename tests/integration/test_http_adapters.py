@@ -19,12 +19,11 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from gateway.errors import NotFound
-from gateway.settings import SourceConfig
-from gateway.sources import build_source
+from gateway.core.errors import NotFound
+from gateway.core.settings import SourceConfig
+from gateway.devstack.stack import LocalStack
 from gateway.sources import dicomjson as dj
 from gateway.sources import normalize as n
-from gateway.sources import orthanc_records as rec
 from gateway.sources.base import (
     InstanceQuery,
     PacsSource,
@@ -33,9 +32,10 @@ from gateway.sources.base import (
     SeriesQuery,
     StudyQuery,
 )
-from gateway.sources.dicomweb import DicomWebSource
-from gateway.sources.orthanc import OrthancSource
-from gateway.stack import LocalStack
+from gateway.sources.dicomweb.source import DicomWebSource
+from gateway.sources.orthanc import records as rec
+from gateway.sources.orthanc.source import OrthancSource
+from gateway.sources.registry import build_source
 
 pytestmark = pytest.mark.integration
 

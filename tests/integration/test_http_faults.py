@@ -22,7 +22,7 @@ import pytest_asyncio
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from gateway.errors import (
+from gateway.core.errors import (
     AuthError,
     CircuitOpen,
     SourceError,
@@ -30,11 +30,11 @@ from gateway.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from gateway.settings import SourceConfig
+from gateway.core.settings import SourceConfig
+from gateway.devstack.stack import LocalStack
 from gateway.sources.base import PacsSource, PatientQuery, StudyQuery
-from gateway.sources.dicomweb import DicomWebSource
-from gateway.sources.orthanc import OrthancSource
-from gateway.stack import LocalStack
+from gateway.sources.dicomweb.source import DicomWebSource
+from gateway.sources.orthanc.source import OrthancSource
 
 pytestmark = pytest.mark.integration
 

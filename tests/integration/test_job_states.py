@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.errors import InvalidInput
-from gateway.jobs.service import JobService
+from gateway.core.errors import InvalidInput
 from gateway.jobs.store import Change
 from gateway.runtime import Runtime
 from tests.conftest import JobEnv
@@ -17,7 +16,7 @@ def test_a_stale_attempt_cannot_write_and_a_final_job_stays_final(job_env: JobEn
     async def scenario() -> None:
         runtime = await Runtime.create(job_env.settings, run_migrations=False)
         try:
-            service = JobService.of(runtime)
+            service = runtime.job_service()
             job, _ = await service.store.create("SYNC", {"state-test": 1}, "test")
             start = Change(status="RUNNING", started=True, new_attempt=True)
             assert await service.store.record(job.id, start) is not None  # attempt 1
@@ -47,7 +46,7 @@ def test_a_cancel_request_survives_a_requeue_and_retry_clears_it(job_env: JobEnv
     async def scenario() -> None:
         runtime = await Runtime.create(job_env.settings, run_migrations=False)
         try:
-            service = JobService.of(runtime)
+            service = runtime.job_service()
             job, _ = await service.store.create("SYNC", {"state-test": 2}, "test")
             start = Change(status="RUNNING", started=True, new_attempt=True)
             await service.store.record(job.id, start)
@@ -66,7 +65,7 @@ def test_a_cancel_request_survives_a_requeue_and_retry_clears_it(job_env: JobEnv
 
 
 def test_a_retried_job_gets_its_automatic_retries_again(job_env: JobEnv) -> None:
-    from gateway.errors import SourceUnavailable
+    from gateway.core.errors import SourceUnavailable
     from workers.runner import MAX_ATTEMPTS, DbJobHandle, _execute
 
     async def flaky(*_: object) -> dict:
@@ -75,7 +74,7 @@ def test_a_retried_job_gets_its_automatic_retries_again(job_env: JobEnv) -> None
     async def scenario() -> tuple[str, str, int]:
         runtime = await Runtime.create(job_env.settings, run_migrations=False)
         try:
-            service = JobService.of(runtime)
+            service = runtime.job_service()
             job, _ = await service.store.create("SYNC", {"state-test": 3}, "test")
             for attempt in range(1, MAX_ATTEMPTS + 1):  # every automatic retry used up
                 handle = DbJobHandle(service, job.id, attempt)

@@ -6,10 +6,9 @@ import asyncio
 
 import pytest
 
-from gateway.cli import seed
-from gateway.jobs.service import JobService
+from gateway.devstack.seed import GroundTruth, build_demo
+from gateway.devstack.seed.archives import seed_archives
 from gateway.runtime import Runtime
-from gateway.seed import GroundTruth, build_demo
 from tests.conftest import JobEnv
 from tests.jobs_support import JOB_FIELDS, gql, gql_data, wait_job
 from workers.jobs import rtstruct
@@ -30,7 +29,7 @@ RESULTS = """query($uid: String!) {
 @pytest.fixture(scope="module")
 def seeded(job_env: JobEnv) -> tuple[JobEnv, GroundTruth]:
     """The module's stack with the demo data, and its truth."""
-    asyncio.run(seed(job_env.settings, 42, 20, None))
+    asyncio.run(seed_archives(job_env.settings, 42, 20, None))
     ids = job_env.settings.ids_with_role("store")
     return job_env, build_demo(seed=42, patients=20, sources=ids).truth
 
@@ -80,7 +79,7 @@ def test_new_structure_sets_are_detected_once(seeded: tuple[JobEnv, GroundTruth]
     async def scenario() -> tuple[list[dict], int, list[dict]]:
         runtime = await Runtime.create(env.settings, run_migrations=False)
         try:
-            service = JobService.of(runtime)
+            service = runtime.job_service()
             store = service.store
             found = await rtstruct.discover(runtime, phantom.sources[0], set())
             await runtime.redis.delete(runtime.keys.tick("rtstruct"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import seed
+from gateway.devstack.seed.archives import seed_archives
 from gateway.runtime import Runtime
 from gateway.sources.base import InstanceQuery, StudyQuery
 from tests.conftest import JobEnv
@@ -33,7 +33,7 @@ SYNC = f"mutation($input: SyncInput!) {{ syncStudies(input: $input) {{ {JOB_FIEL
 @pytest.fixture(scope="module")
 def seeded(job_env: JobEnv) -> JobEnv:
     """The module's stack with the demo data."""
-    asyncio.run(seed(job_env.settings, 42, 20, None))
+    asyncio.run(seed_archives(job_env.settings, 42, 20, None))
     return job_env
 
 
@@ -334,9 +334,8 @@ def test_the_scheduler_submits_each_pair_once_per_interval(seeded: JobEnv) -> No
 
     from sqlalchemy import select
 
+    from gateway.core.errors import InvalidInput
     from gateway.db.models import Job
-    from gateway.errors import InvalidInput
-    from gateway.jobs.service import JobService
     from workers.settings import periodic_sync
 
     settings = dataclasses.replace(seeded.settings, sync_interval_s=60)
@@ -350,12 +349,12 @@ def test_the_scheduler_submits_each_pair_once_per_interval(seeded: JobEnv) -> No
     async def scenario() -> list[dict]:
         runtimes = [await Runtime.create(settings, run_migrations=False) for _ in range(2)]
         first = runtimes[0]
-        service = JobService.of(first)
+        service = first.job_service()
         try:
             before = await scheduled(first)
             await first.redis.delete(first.keys.tick("sync"))
             for rt in runtimes:  # two workers wake up in the same interval
-                await periodic_sync(rt, JobService.of(rt))
+                await periodic_sync(rt, rt.job_service())
             new = {k: v for k, v in (await scheduled(first)).items() if k not in before}
             for job_id in new:  # leave nothing behind for the module's worker
                 with contextlib.suppress(InvalidInput):

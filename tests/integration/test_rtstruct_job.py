@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import JobError
+from gateway.core.errors import JobError
+from gateway.core.settings import Settings
+from gateway.devstack.seed import GroundTruth, RtStructTruth
 from gateway.runtime import Runtime
-from gateway.seed import GroundTruth, RtStructTruth
-from gateway.settings import Settings
 from workers.jobs import rtstruct
 from workers.jobs.base import RecordingHandle
 

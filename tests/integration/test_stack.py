@@ -12,11 +12,11 @@ import time
 import httpx
 import psutil
 
-from gateway.stack import LocalStack, StackInfo, port_open
+from gateway.devstack.stack import LocalStack, StackInfo, port_open
 
 CHILD = """
 import json, sys, time
-from gateway.stack import LocalStack
+from gateway.devstack.stack import LocalStack
 stack = LocalStack()
 info = stack.start()
 pids = [s.proc.pid for s in stack.services.values()]

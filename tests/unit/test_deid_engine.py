@@ -11,9 +11,8 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from gateway.errors import InvalidInput
-from gateway.seed import build_demo
-from workers.dicom.deid import DeidConfig, deidentify, deidentify_bytes, pseudonym
+from gateway.devstack.seed import build_demo
+from workers.dicom.deid import DeidConfig, OptionError, deidentify, deidentify_bytes, pseudonym
 from workers.dicom.deid.validate import check_output
 
 KEY = "unit-test-key-0123456789abcdef"
@@ -33,7 +32,7 @@ def run(ds: Dataset, *options: str, project: str = "proj") -> Dataset:
 
 
 def test_unknown_option_refused() -> None:
-    with pytest.raises(InvalidInput, match="NoSuchOption"):
+    with pytest.raises(OptionError, match="NoSuchOption"):
         DeidConfig(KEY, "proj", frozenset({"NoSuchOption"}))
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from gateway.core.errors import ConfigError, InvalidInput
+from gateway.core.settings import Settings
 from gateway.db.models import AuditEvent, DeidMapping
 from gateway.deid import load_cipher, reidentify, save_mapping
 from gateway.deid.mapping import MappingError
-from gateway.errors import ConfigError, InvalidInput
 from gateway.runtime import Runtime
-from gateway.settings import Settings
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 IDENTITY = {"PatientID": "MRN-4711", "PatientName": "MÜLLER^JÖRG", "PatientBirthDate": "19471113"}
@@ -62,11 +62,19 @@ async def test_store_and_reidentify_with_audit(runtime: Runtime) -> None:
     stored = json.dumps([[r.project, r.lookup, r.study_ref, r.payload] for r in rows])
     assert "MRN-4711" not in stored and "ANONX" not in stored and "19471113" not in stored
 
-    found = await reidentify(runtime, "proj", "ANONX", actor="admin:alice")
+    found = await reidentify(
+        runtime.sessions, runtime.settings.mapping_key, "proj", "ANONX", actor="admin:alice"
+    )
     assert [s["anonymizedStudyInstanceUid"] for s in found["studies"]] == ["2.25.1", "2.25.2"]
     assert found["studies"][0]["original"] == IDENTITY
     with pytest.raises(InvalidInput):
-        await reidentify(runtime, "other-project", "ANONX", actor="admin:alice")
+        await reidentify(
+            runtime.sessions,
+            runtime.settings.mapping_key,
+            "other-project",
+            "ANONX",
+            actor="admin:alice",
+        )
 
     async with runtime.sessions() as session:
         events = (await session.scalars(select(AuditEvent).order_by(AuditEvent.id))).all()

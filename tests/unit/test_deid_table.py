@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import InvalidInput
-from workers.dicom.deid import EDITION, compile_actions, parse_options, rows
+from workers.dicom.deid import EDITION, OptionError, compile_actions, parse_options, rows
 from workers.dicom.deid.table import COMBINATIONS, effective
 
 COLUMNS = (
@@ -167,9 +166,9 @@ def test_effective_combinations() -> None:
 
 
 def test_unknown_option_is_named() -> None:
-    with pytest.raises(InvalidInput, match="RetainEverything"):
+    with pytest.raises(OptionError, match="RetainEverything"):
         parse_options(["CleanDescriptors", "RetainEverything"])
-    with pytest.raises(InvalidInput):
+    with pytest.raises(OptionError):
         parse_options(
             [
                 "RetainLongitudinalTemporalInformationFullDates",

@@ -6,11 +6,11 @@ import asyncio
 import time
 from typing import Any
 
-from gateway.errors import SourceProtocolError
+from gateway.core.errors import SourceProtocolError
+from gateway.core.settings import SourceConfig
 from gateway.federation.compare import compare_study
 from gateway.federation.fanout import ERROR, OK, SKIPPED, TIMEOUT, fan_out
 from gateway.federation.merge import merge_patients, merge_studies
-from gateway.settings import SourceConfig
 from gateway.sources.base import InstanceRecord, PatientRecord, SeriesRecord, StudyRecord
 
 

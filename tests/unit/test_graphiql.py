@@ -9,8 +9,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from gateway.app import GatewayGraphQL
-from gateway.settings import Settings
+from gateway.core.settings import Settings
+from gateway.server.app import GatewayGraphQL
 from resolvers.queries import EXAMPLES
 from resolvers.schema import schema
 

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from gateway.errors import (
+from gateway.core.errors import (
     AuthError,
     NotFound,
     NotSupported,
@@ -25,13 +25,13 @@ from gateway.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from gateway.settings import SourceConfig
+from gateway.core.settings import SourceConfig
 from gateway.sources import dicomjson
-from gateway.sources import multipart as mp
 from gateway.sources.base import PatientQuery, StudyQuery
-from gateway.sources.dicomweb import DicomWebSource
-from gateway.sources.http import parse_json, status_error, translate
-from gateway.sources.orthanc import OrthancSource
+from gateway.sources.dicomweb.source import DicomWebSource
+from gateway.sources.http import multipart as mp
+from gateway.sources.http.client import parse_json, status_error, translate
+from gateway.sources.orthanc.source import OrthancSource
 
 BEARER = SourceConfig(
     id="archive",

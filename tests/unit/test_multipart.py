@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
-from gateway.sources import multipart as mp
+from gateway.sources.http import multipart as mp
 
 BOUNDARY = "pacs-gateway-test-boundary"
 

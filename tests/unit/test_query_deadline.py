@@ -10,8 +10,8 @@ from typing import Any, cast
 import strawberry
 from graphql import OperationType
 
+from gateway.core.settings import Settings, SourceConfig
 from gateway.runtime import Runtime
-from gateway.settings import Settings, SourceConfig
 from gateway.sources.base import PatientQuery, PatientRecord, StudyQuery, StudyRecord
 from resolvers.context import make_context
 from resolvers.limits import DEADLINE_CODE, QueryDeadline, extensions

@@ -11,7 +11,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from gateway.quiet import quiet_libraries
+from gateway.core.logs import quiet_libraries
 
 
 def _file_with_bad_uid() -> bytes:

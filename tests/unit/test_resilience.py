@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gateway.errors import (
+from gateway.core.errors import (
     AuthError,
     CircuitOpen,
     NotFound,
@@ -16,7 +16,7 @@ from gateway.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from gateway.settings import SourceConfig
+from gateway.core.settings import SourceConfig
 from gateway.sources.resilience import CircuitBreaker, Guard, source_at_fault
 
 

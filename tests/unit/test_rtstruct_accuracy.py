@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from gateway.seed import build_demo
+from gateway.devstack.seed import build_demo
 from tests.unit.test_rtstruct_builders import (
     box,
     circle,

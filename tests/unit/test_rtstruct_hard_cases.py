@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
-from gateway.errors import InvalidInput, JobError
+from gateway.core.errors import InvalidInput, JobError
 from gateway.sources.base import InstanceRecord, SeriesRecord
 from tests.unit.test_rtstruct_builders import (
     FFS,

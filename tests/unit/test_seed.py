@@ -20,7 +20,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from gateway.seed import (
+from gateway.devstack.seed import (
     DemoPlan,
     GroundTruth,
     SeedLoadError,
@@ -30,10 +30,10 @@ from gateway.seed import (
     write_files,
     write_truth,
 )
-from gateway.seed.encode import IMPLEMENTATION_NAME, IMPLEMENTATION_UID, Value, format_ds
-from gateway.seed.images import series_values, slice_position
-from gateway.seed.people import misspell
-from gateway.seed.pixels import frame
+from gateway.devstack.seed.encode import IMPLEMENTATION_NAME, IMPLEMENTATION_UID, Value, format_ds
+from gateway.devstack.seed.images import series_values, slice_position
+from gateway.devstack.seed.people import misspell
+from gateway.devstack.seed.pixels import frame
 from gateway.sources.base import PacsSource, StoreResult
 
 SOURCES = ("orthanc", "dcm4chee", "legacy")
@@ -76,7 +76,7 @@ def test_same_seed_gives_identical_bytes_and_truth() -> None:
 
 _DIGEST_SCRIPT = """
 import hashlib
-from gateway.seed import build_demo
+from gateway.devstack.seed import build_demo
 plan = build_demo(seed=9, patients=12)
 h = hashlib.sha256(plan.truth.to_json().encode())
 for source in plan.sources:

@@ -10,8 +10,8 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from gateway.seed import DemoPlan, RtStructTruth, build_demo
-from gateway.seed.rtstruct import (
+from gateway.devstack.seed import DemoPlan, RtStructTruth, build_demo
+from gateway.devstack.seed.rtstruct import (
     Box,
     Grid,
     Sphere,

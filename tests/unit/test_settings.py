@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError
-from gateway.settings import load_settings, normalize_database_url, parse_settings
+from gateway.core.errors import ConfigError
+from gateway.core.settings import load_settings, normalize_database_url, parse_settings
 
 GOOD = {
     "gateway": {"sync_interval_s": 30, "results_dir": "var/r"},
@@ -126,7 +126,7 @@ def test_cli_typo_is_one_line_error(tmp_path: Path) -> None:
     cfg = tmp_path / "g.toml"
     cfg.write_text('[[sources]]\nid = "orthanc"\nkindd = "orthanc"\nurl = "http://127.0.0.1:1"\n')
     run = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check-config", "--config", str(cfg)],
+        [sys.executable, "-m", "gateway.server.cli.main", "check-config", "--config", str(cfg)],
         capture_output=True,
         text=True,
         check=False,

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.core.settings import Settings
 from gateway.runtime import Runtime
-from gateway.settings import Settings
 from workers.jobs import anonymize, rtstruct, sync
 from workers.jobs.base import JobHandle
 

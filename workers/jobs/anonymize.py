@@ -20,14 +20,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 
+from gateway.core.errors import ConfigError, InvalidInput, JobError, NotFound, SourceError
+from gateway.core.settings import Settings
 from gateway.db.models import AuditEvent
 from gateway.deid import load_cipher, save_mapping
-from gateway.errors import ConfigError, InvalidInput, JobError, NotFound, SourceError
 from gateway.jobs.store import JobStore
 from gateway.runtime import Runtime
-from gateway.settings import Settings
 from gateway.sources.base import InstanceQuery, PacsSource
-from workers.dicom.deid import EDITION, DeidConfig, DeidReport, parse_options
+from workers.dicom.deid import EDITION, DeidConfig, DeidReport, OptionError, parse_options
 from workers.dicom.deid.validate import process_instance
 from workers.jobs.base import JobHandle
 
@@ -67,7 +67,10 @@ def validate(input: dict[str, Any], settings: Settings) -> None:
     options = input.get("options") or []
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
         raise InvalidInput("options: a list of option names is required")
-    parse_options(options)
+    try:
+        parse_options(options)
+    except OptionError as exc:
+        raise InvalidInput(str(exc)) from None
     project = input.get("project")
     if project is not None and (not isinstance(project, str) or not project.strip()):
         raise InvalidInput("project: must be a non-empty string")

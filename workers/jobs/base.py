@@ -75,7 +75,7 @@ class RecordingHandle:
 
     async def checkpoint(self) -> None:
         """Raise `JobCancelled` after `cancel_after` checkpoints, if set."""
-        from gateway.errors import JobCancelled
+        from gateway.core.errors import JobCancelled
 
         self._checkpoints += 1
         if self._cancel_after is not None and self._checkpoints > self._cancel_after:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pydicom
 
-from gateway.errors import InvalidInput, JobError
+from gateway.core.errors import InvalidInput, JobError
+from gateway.core.settings import Settings
 from gateway.runtime import Runtime
-from gateway.settings import Settings
 from gateway.sources.base import InstanceQuery, PacsSource, SeriesQuery, StudyQuery
 from workers.dicom import rtstruct as engine  # its pipeline loads on first use
 from workers.dicom.rtstruct import RtStructError, parse_structure_set

@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import delete
 
+from gateway.core.errors import InvalidInput, JobCancelled, JobError, NotFound
+from gateway.core.settings import Settings
 from gateway.db.models import SyncRun, utcnow
-from gateway.errors import InvalidInput, JobCancelled, JobError, NotFound
 from gateway.runtime import Runtime
-from gateway.settings import Settings
 from gateway.sources.base import (
     InstanceQuery,
     InstanceRecord,

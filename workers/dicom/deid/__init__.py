@@ -14,7 +14,7 @@ from workers.dicom.deid.engine import (
     identity_of,
 )
 from workers.dicom.deid.keys import new_uid, pseudonym
-from workers.dicom.deid.options import OPTIONS, method_codes, parse_options
+from workers.dicom.deid.options import OPTIONS, OptionError, method_codes, parse_options
 from workers.dicom.deid.table import EDITION, compile_actions, rows
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "DeidConfig",
     "DeidOutcome",
     "DeidReport",
+    "OptionError",
     "compile_actions",
     "deidentify",
     "deidentify_bytes",

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.errors import InvalidInput
-
 PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 
 
@@ -74,18 +72,22 @@ OPTIONS: dict[str, OptionInfo] = {
 }
 
 
+class OptionError(ValueError):
+    """An unknown or contradictory de-identification option; the message names it."""
+
+
 def parse_options(names: Iterable[str] | None) -> frozenset[str]:
-    """Check option names; `InvalidInput` names the first unknown one or a contradiction."""
+    """Check option names; `OptionError` names the first unknown one or a contradiction."""
     chosen = frozenset(names or ())
     for name in sorted(chosen):
         if name not in OPTIONS:
-            raise InvalidInput(f"options: unknown de-identification option '{name}'")
+            raise OptionError(f"options: unknown de-identification option '{name}'")
     dates = {
         "RetainLongitudinalTemporalInformationFullDates",
         "RetainLongitudinalTemporalInformationModifiedDates",
     }
     if dates <= chosen:
-        raise InvalidInput("options: choose either full dates or modified dates, not both")
+        raise OptionError("options: choose either full dates or modified dates, not both")
     return chosen
 
 

@@ -1,0 +1,317 @@
+"""Settings: the TOML configuration file plus a few environment variables.
+
+Read once at start (`load_settings`) and passed down; nothing else in the
+project reads `os.environ`. Every problem is a `ConfigError` whose one-line
+message names the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from gateway.core.errors import ConfigError
+
+KINDS = ("orthanc", "dicomweb", "dimse", "xnat")
+ROLES = ("query", "retrieve", "store", "research")
+DIALECTS = ("dcm4chee", "orthanc", "generic")
+AUTHS = ("none", "basic", "bearer")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/gateway.db"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One PACS as configured in a `[[sources]]` table."""
+
+    id: str
+    kind: str
+    name: str = ""
+    url: str | None = None
+    dialect: str = "generic"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    auth: str = "none"
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    host: str | None = None
+    port: int | None = None
+    called_aet: str | None = None
+    calling_aet: str = "PACSGW"
+    roles: tuple[str, ...] = ("query",)
+    timeout_s: float = 5.0
+    connect_timeout_s: float = 2.0
+    max_concurrency: int = 8
+    retries: int = 2
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 10.0
+
+    def has_role(self, role: str) -> bool:
+        """True when the source is configured with `role`."""
+        return role in self.roles
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPair:
+    """A `[[sync]]` pair run periodically."""
+
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the gateway and the workers need, resolved once."""
+
+    sources: tuple[SourceConfig, ...]
+    sync: tuple[SyncPair, ...] = ()
+    sync_interval_s: float = 60.0
+    results_dir: Path = Path("var/results")
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    config_path: Path | None = None
+    deid_key: str | None = field(default=None, repr=False)
+    mapping_key: str | None = field(default=None, repr=False)
+    rtstruct_auto: bool = False
+    rtstruct_poll_s: float = 60.0
+
+    def source(self, source_id: str) -> SourceConfig:
+        """The source with this id; `KeyError` when there is none."""
+        for s in self.sources:
+            if s.id == source_id:
+                return s
+        raise KeyError(source_id)
+
+    def ids_with_role(self, role: str) -> list[str]:
+        """Ids of the sources configured with `role`, in config order."""
+        return [s.id for s in self.sources if s.has_role(role)]
+
+
+_GATEWAY_KEYS: dict[str, tuple[type, ...]] = {
+    "sync_interval_s": (int, float),
+    "results_dir": (str,),
+    "deid_key_env": (str,),
+    "mapping_key_env": (str,),
+    "rtstruct_auto": (bool,),
+    "rtstruct_poll_s": (int, float),
+}
+_SOURCE_KEYS: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "name": (str,),
+    "kind": (str,),
+    "url": (str,),
+    "dialect": (str,),
+    "username": (str,),
+    "password_env": (str,),
+    "auth": (str,),
+    "token_url": (str,),
+    "client_id": (str,),
+    "client_secret_env": (str,),
+    "host": (str,),
+    "port": (int,),
+    "called_aet": (str,),
+    "calling_aet": (str,),
+    "roles": (list,),
+    "timeout_s": (int, float),
+    "connect_timeout_s": (int, float),
+    "max_concurrency": (int,),
+    "retries": (int,),
+    "breaker_threshold": (int,),
+    "breaker_cooldown_s": (int, float),
+}
+_REQUIRED = {
+    "orthanc": ("url",),
+    "dicomweb": ("url",),
+    "xnat": ("url",),
+    "dimse": ("host", "port", "called_aet"),
+}
+
+
+def _check_keys(
+    table: Mapping[str, Any], allowed: Mapping[str, tuple[type, ...]], where: str
+) -> None:
+    for key, value in table.items():
+        if key not in allowed:
+            raise ConfigError(f"unknown key '{where}.{key}'")
+        types = allowed[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise ConfigError(f"'{where}.{key}' must be {names}")
+
+
+def _check_url(url: str, where: str) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"'{where}.url' is not an http(s) URL: {url!r}")
+    try:
+        parsed.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"'{where}.url' has a bad port: {url!r}") from exc
+
+
+def _positive(table: Mapping[str, Any], key: str, where: str) -> None:
+    if key in table and table[key] <= 0:
+        raise ConfigError(f"'{where}.{key}' must be greater than 0")
+
+
+def _parse_source(raw: Mapping[str, Any], index: int, env: Mapping[str, str]) -> SourceConfig:
+    where = f"sources[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"'{where}' must be a table")
+    if isinstance(raw.get("id"), str) and raw["id"].strip():
+        where = f"sources.{raw['id']}"
+    _check_keys(raw, _SOURCE_KEYS, where)
+    if "id" not in raw or not raw["id"].strip():
+        raise ConfigError(f"'{where}.id' is required")
+    kind = raw.get("kind")
+    if kind is None:
+        raise ConfigError(f"'{where}.kind' is required (one of {', '.join(KINDS)})")
+    if kind not in KINDS:
+        raise ConfigError(f"'{where}.kind' is {kind!r}, expected one of {', '.join(KINDS)}")
+    for key in _REQUIRED[kind]:
+        if key not in raw:
+            raise ConfigError(f"'{where}.{key}' is required for kind {kind!r}")
+    if "url" in raw:
+        _check_url(raw["url"], where)
+    dialect = raw.get("dialect", "generic")
+    if dialect not in DIALECTS:
+        raise ConfigError(
+            f"'{where}.dialect' is {dialect!r}, expected one of {', '.join(DIALECTS)}"
+        )
+    auth = raw.get("auth", "basic" if "username" in raw else "none")
+    if auth not in AUTHS:
+        raise ConfigError(f"'{where}.auth' is {auth!r}, expected one of {', '.join(AUTHS)}")
+    if auth == "bearer" and "token_url" not in raw:
+        raise ConfigError(f"'{where}.token_url' is required when auth is 'bearer'")
+    roles = raw.get("roles", ["query"])
+    for role in roles:
+        if role not in ROLES:
+            raise ConfigError(f"'{where}.roles' has {role!r}, expected some of {', '.join(ROLES)}")
+    if "port" in raw and not 0 < raw["port"] < 65536:
+        raise ConfigError(f"'{where}.port' must be between 1 and 65535")
+    for key in ("timeout_s", "connect_timeout_s", "max_concurrency", "breaker_threshold"):
+        _positive(raw, key, where)
+    password = _secret(raw, "password_env", where, env)
+    client_secret = _secret(raw, "client_secret_env", where, env)
+    return SourceConfig(
+        id=raw["id"],
+        kind=kind,
+        name=raw.get("name", raw["id"]),
+        url=raw.get("url", "").rstrip("/") or None,
+        dialect=dialect,
+        username=raw.get("username"),
+        password=password,
+        auth=auth,
+        token_url=raw.get("token_url"),
+        client_id=raw.get("client_id"),
+        client_secret=client_secret,
+        host=raw.get("host"),
+        port=raw.get("port"),
+        called_aet=raw.get("called_aet"),
+        calling_aet=raw.get("calling_aet", "PACSGW"),
+        roles=tuple(roles),
+        timeout_s=float(raw.get("timeout_s", 5.0)),
+        connect_timeout_s=float(raw.get("connect_timeout_s", 2.0)),
+        max_concurrency=raw.get("max_concurrency", 8),
+        retries=raw.get("retries", 2),
+        breaker_threshold=raw.get("breaker_threshold", 5),
+        breaker_cooldown_s=float(raw.get("breaker_cooldown_s", 10.0)),
+    )
+
+
+def _secret(raw: Mapping[str, Any], key: str, where: str, env: Mapping[str, str]) -> str | None:
+    name = raw.get(key)
+    if name is None:
+        return None
+    if name not in env:
+        raise ConfigError(f"'{where}.{key}' names ${name}, which is not set")
+    return env[name]
+
+
+def parse_settings(
+    data: Mapping[str, Any], env: Mapping[str, str], config_path: Path | None = None
+) -> Settings:
+    """Validate a parsed TOML document and resolve it against `env`."""
+    for key in data:
+        if key not in ("gateway", "sources", "sync"):
+            raise ConfigError(f"unknown key '{key}'")
+    gw = data.get("gateway", {})
+    _check_keys(gw, _GATEWAY_KEYS, "gateway")
+    if gw.get("sync_interval_s", 0) < 0:
+        raise ConfigError("'gateway.sync_interval_s' must be 0 (off) or more")
+    if gw.get("rtstruct_poll_s", 60) <= 0:
+        raise ConfigError("'gateway.rtstruct_poll_s' must be more than 0")
+    raw_sources = data.get("sources", [])
+    if not isinstance(raw_sources, list):
+        raise ConfigError("'sources' must be an array of tables ([[sources]])")
+    sources = tuple(_parse_source(raw, i, env) for i, raw in enumerate(raw_sources))
+    seen: set[str] = set()
+    for s in sources:
+        if s.id in seen:
+            raise ConfigError(f"duplicate source id 'sources.{s.id}'")
+        seen.add(s.id)
+    pairs = []
+    for i, raw in enumerate(data.get("sync", [])):
+        _check_keys(raw, {"from": (str,), "to": (str,)}, f"sync[{i}]")
+        for key in ("from", "to"):
+            if key not in raw:
+                raise ConfigError(f"'sync[{i}].{key}' is required")
+            if raw[key] not in seen:
+                raise ConfigError(f"'sync[{i}].{key}' names unknown source {raw[key]!r}")
+        pairs.append(SyncPair(source=raw["from"], destination=raw["to"]))
+    database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
+    return Settings(
+        sources=sources,
+        sync=tuple(pairs),
+        sync_interval_s=float(gw.get("sync_interval_s", 60)),
+        results_dir=Path(gw.get("results_dir", "var/results")),
+        database_url=normalize_database_url(database_url),
+        redis_url=redis_url,
+        config_path=config_path,
+        deid_key=env.get(gw.get("deid_key_env", "GATEWAY_DEID_KEY")) or None,
+        mapping_key=env.get(gw.get("mapping_key_env", "GATEWAY_MAPPING_KEY")) or None,
+        rtstruct_auto=bool(gw.get("rtstruct_auto", False)),
+        rtstruct_poll_s=float(gw.get("rtstruct_poll_s", 60)),
+    )
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick the async driver for a plain `postgresql://` or `sqlite://` URL."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file named by `path` or `$GATEWAY_CONFIG` (default gateway.toml)."""
+    env = dict(os.environ) if env is None else env
+    config = Path(path or env.get("GATEWAY_CONFIG") or "gateway.toml")
+    try:
+        text = config.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {config}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {config}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config}: invalid TOML: {exc}") from None
+    return parse_settings(data, env, config_path=config)
+
+
+def service_urls_from_env(env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """(`REDIS_URL`, `DATABASE_URL`) from the environment, before any config exists."""
+    env = os.environ if env is None else env
+    return env.get("REDIS_URL") or None, env.get("DATABASE_URL") or None

@@ -1,0 +1,1 @@
+"""The top floor: the ASGI app and the command line."""

@@ -1,0 +1,1 @@
+"""The `pacs-gateway` command line."""

@@ -1,0 +1,1 @@
+"""The DIMSE adapter (C-FIND, C-GET, C-MOVE, C-STORE) over pynetdicom."""

@@ -1,0 +1,1 @@
+"""What the HTTP adapters share: the client, authentication and multipart bodies."""

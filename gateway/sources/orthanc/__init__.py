@@ -1,0 +1,1 @@
+"""The Orthanc adapter: its REST API (fast paths) plus DICOMweb where that is faster."""

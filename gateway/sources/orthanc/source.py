@@ -1,0 +1,343 @@
+"""Orthanc over its native REST API, the fast path (not its DICOMweb plugin).
+
+Requests per call (Orthanc 1.10, measured against its QIDO which reads files):
+
+- patients: `GET /patients?expand` when unconstrained, else one `POST /tools/find`;
+- studies: one find, then one `POST /tools/bulk-content` of the page's series
+  (modalities and counts); for pages of `SERIES_PREFETCH` or more, the series
+  of the same query are found concurrently instead (one round trip);
+- series: one find, plus the study id → UID map when several studies are asked;
+- instances: one series find, then one bulk-content at instance level with
+  metadata (the SOP Class UID is not a main DICOM tag in 1.10);
+- retrieve: one find for the ids, then `GET /instances/{id}/file`, a few in flight;
+- store: files sent as ZIP archives to `POST /instances` (up to 32 files or 2 MB
+  each), a few uploads in flight (see `orthanc_transfer`);
+- changes: `GET /changes` (the optional `ChangeFeed` capability, for periodic sync).
+
+UID lists go to `/tools/find` as one backslash-separated list (list matching
+works for any tag in 1.10), so a list never costs more than one request.
+Orthanc 1.10 cannot order results, so every match is fetched, matched locally
+(the archive's own matching is made a superset: PN wildcards, CaseSensitive
+false), sorted and then paged; `Limit`/`Since` would page in Orthanc's
+internal order, which is not the protocol's. Records are built in
+`orthanc_records` (fast paths for Orthanc's clean values, a per-source memo).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+
+from gateway.core.errors import NotFound, SourceProtocolError
+from gateway.core.settings import SourceConfig
+from gateway.sources import dicomjson as dj
+from gateway.sources.base import (
+    InstanceQuery,
+    InstanceRecord,
+    PatientQuery,
+    PatientRecord,
+    SeriesQuery,
+    SeriesRecord,
+    StoreResult,
+    StudyQuery,
+    StudyRecord,
+)
+from gateway.sources.http.client import HttpClient, gather, parse_json
+from gateway.sources.orthanc import records as rec
+from gateway.sources.orthanc import transfer as xfer
+from gateway.sources.orthanc.records import Item, Records
+from gateway.sources.resilience import CallStats, Guard
+
+_ORTHANC_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}\Z")
+_STORED = ("Success", "AlreadyStored")
+FETCH_WINDOW = 3  # archive downloads in flight per retrieve
+STORE_LANES = 4  # ZIP uploads in flight per store
+SERIES_PREFETCH = 500  # pages this big fetch all matching series alongside the studies
+_PATHS = {"Patient": "patients", "Study": "studies", "Series": "series", "Instance": "instances"}
+
+
+def _put(query: dict[str, str], key: str, value: str | None) -> None:
+    if value and value != "*":
+        query[key] = value
+
+
+def _uids(values: Sequence[str]) -> str:
+    return "\\".join(values)
+
+
+def _constrained(q: StudyQuery) -> bool:
+    keys = (q.patient_id, q.patient_name, q.accession_number, q.study_date, q.description)
+    return bool(q.study_uids or q.modality or any(keys))
+
+
+class OrthancSource:
+    """A PACS reached through Orthanc's REST API."""
+
+    def __init__(
+        self, config: SourceConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self.guard = Guard(config)
+        self.http = HttpClient(config, self.guard, transport=transport)
+        self.records = Records()
+
+    @property
+    def id(self) -> str:
+        """The configured id."""
+        return self.config.id
+
+    @property
+    def stats(self) -> CallStats:
+        """Timing of this source's calls (`self.guard` holds breaker state too)."""
+        return self.guard.stats
+
+    async def ping(self) -> float:
+        """`GET /system`; the round trip in milliseconds."""
+        start = time.perf_counter()
+        await self.http.json("ping", "GET", "/system")
+        return (time.perf_counter() - start) * 1000
+
+    # -- queries ---------------------------------------------------------------
+
+    async def _find(
+        self,
+        op: str,
+        level: str,
+        query: dict[str, str],
+        *,
+        expand: bool = True,
+        case_sensitive: bool = True,
+    ) -> list[Any]:
+        if not query and expand:
+            data = await self.http.json(op, "GET", f"/{_PATHS[level]}?expand")
+        else:
+            body = {"Level": level, "Query": query, "Expand": expand}
+            body["CaseSensitive"] = case_sensitive
+            data = await self.http.json(op, "POST", "/tools/find", json=body)
+        return self._list(data, op, expand)
+
+    async def _bulk(self, op: str, ids: list[str], level: str) -> list[Item]:
+        if not ids:
+            return []
+        body = {"Resources": ids, "Level": level, "Metadata": level == "Instance"}
+        data = await self.http.json(op, "POST", "/tools/bulk-content", json=body)
+        return self._list(data, op, True)
+
+    def _list(self, data: Any, op: str, expand: bool) -> list[Any]:
+        kind = dict if expand else str
+        if not isinstance(data, list) or not all(isinstance(x, kind) for x in data):
+            raise SourceProtocolError(self.id, f"{op}: unexpected answer shape")
+        return data
+
+    async def find_patients(self, query: PatientQuery) -> list[PatientRecord]:
+        """Patients matching `query`, ordered by patient id."""
+        q: dict[str, str] = {}
+        _put(q, "PatientID", dj.widen(query.patient_id))
+        _put(q, "PatientName", dj.widen(query.name, open_ended=True))
+        _put(q, "PatientBirthDate", query.birth_date)
+        items = await self._find("find_patients", "Patient", q, case_sensitive=not query.name)
+        records = [self.records.patient(x) for x in items]
+        if query.patient_id or query.name or query.birth_date:
+            records = [r for r in records if dj.patient_matches(query, r)]
+        return dj.page(dj.sort_patients(records), query.offset, query.limit)
+
+    async def find_studies(self, query: StudyQuery) -> list[StudyRecord]:
+        """Studies matching `query`, ordered by study UID."""
+        if (uids := dj.uid_list(query.study_uids)) is None:
+            return []
+        q: dict[str, str] = {}
+        _put(q, "PatientID", dj.widen(query.patient_id))
+        _put(q, "PatientName", dj.widen(query.patient_name, open_ended=True))
+        _put(q, "StudyInstanceUID", _uids(uids))
+        _put(q, "AccessionNumber", dj.widen(query.accession_number))
+        _put(q, "StudyDate", query.study_date)
+        _put(q, "StudyDescription", dj.widen(query.description))
+        op, sensitive = "find_studies", not query.patient_name
+        if query.modality:  # needs every candidate's series before paging
+            _put(q, "ModalitiesInStudy", dj.widen(query.modality))
+            items = await self._find(op, "Study", q, case_sensitive=sensitive)
+            series = await self._series_of(op, items, [])
+        elif query.limit is None or query.offset + query.limit >= SERIES_PREFETCH:
+            # A big page: the series of the same query, concurrently (Orthanc joins levels).
+            items, children = await gather(
+                self._find(op, "Study", q, case_sensitive=sensitive),
+                self._find(op, "Series", q, case_sensitive=sensitive),
+            )
+            series = await self._series_of(op, items, children)
+        else:  # a small page: match and page first, then fetch only the page's series
+            items = await self._find(op, "Study", q, case_sensitive=sensitive)
+            keyed = [
+                (r, x) for x in items if dj.study_matches(query, r := self.records.study(x, {}))
+            ]
+            keyed.sort(key=lambda pair: pair[0].study_uid)
+            items = [x for _, x in dj.page(keyed, query.offset, query.limit)]
+            series = await self._series_of(op, items, [])
+            return [self.records.study(x, series) for x in items]
+        records = [self.records.study(x, series) for x in items]
+        if _constrained(query):
+            records = [r for r in records if dj.study_matches(query, r)]
+        return dj.page(dj.sort_studies(records), query.offset, query.limit)
+
+    async def _series_of(self, op: str, studies: list[Item], known: list[Item]) -> dict[str, Item]:
+        """The series of `studies` by Orthanc id: `known` ones plus one bulk fetch of the rest."""
+        series = {s["ID"]: s for s in known}
+        missing = [s for x in studies for s in x.get("Series") or [] if s not in series]
+        series.update((s["ID"], s) for s in await self._bulk(op, missing, "Series"))
+        return series
+
+    async def find_series(self, query: SeriesQuery) -> list[SeriesRecord]:
+        """Series of the given studies, ordered by (study UID, series UID)."""
+        studies, series = dj.uid_list(query.study_uids), dj.uid_list(query.series_uids)
+        if studies is None or series is None:
+            return []
+        q: dict[str, str] = {}
+        _put(q, "StudyInstanceUID", _uids(studies))
+        _put(q, "SeriesInstanceUID", _uids(series))
+        _put(q, "Modality", dj.widen(query.modality))
+        single = studies[0] if len(studies) == 1 else None
+        if single:
+            items = await self._find("find_series", "Series", q)
+            uid_of: dict[str, str] = {}
+        else:
+            sq: dict[str, str] = {}
+            _put(sq, "StudyInstanceUID", _uids(studies))
+            items, parents = await gather(
+                self._find("find_series", "Series", q), self._find("find_series", "Study", sq)
+            )
+            uid_of = {s["ID"]: rec.text(rec.tags(s).get("StudyInstanceUID")) or "" for s in parents}
+        records = (
+            rec.series_record(x, single or uid_of.get(x.get("ParentStudy"), "")) for x in items
+        )
+        return dj.sort_series(r for r in records if dj.series_matches(query, r))
+
+    async def find_instances(self, query: InstanceQuery) -> list[InstanceRecord]:
+        """Instances of one study, ordered by (series, instance number, SOP UID)."""
+        series_uids = dj.uid_list(query.series_uids)
+        if series_uids is None or dj.uid_list(query.sop_instance_uids) is None:
+            return []
+        if not dj.is_uid(query.study_uid):
+            return []
+        q = {"StudyInstanceUID": query.study_uid}
+        _put(q, "SeriesInstanceUID", _uids(series_uids))
+        series = await self._find("find_instances", "Series", q)
+        uid_of = {s["ID"]: rec.text(rec.tags(s).get("SeriesInstanceUID")) or "" for s in series}
+        items = await self._bulk("find_instances", list(uid_of), "Instance")
+        records = (rec.instance_record(x, query.study_uid, uid_of) for x in items)
+        return dj.sort_instances(r for r in records if dj.instance_matches(query, r))
+
+    # -- retrieve --------------------------------------------------------------
+
+    async def _instance_ids(self, op: str, query: dict[str, str]) -> list[str]:
+        if not all(dj.is_uid(uid) for value in query.values() for uid in value.split("\\")):
+            raise NotFound(self.id, f"{op}: not a valid UID")
+        ids = await self._find(op, "Instance", query, expand=False)
+        if not ids:
+            raise NotFound(self.id, f"{op}: no such instances")
+        if not all(_ORTHANC_ID.match(i) for i in ids):
+            raise SourceProtocolError(self.id, f"{op}: unexpected resource id")
+        return ids
+
+    async def retrieve_instance(
+        self, study_uid: str, series_uid: str, sop_uid: str
+    ) -> AsyncIterator[bytes]:
+        """Stream one instance's Part 10 file from `/instances/{id}/file`."""
+        q = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+        q["SOPInstanceUID"] = sop_uid
+        ids = await self._instance_ids("retrieve_instance", q)
+        response = await self.http.open("retrieve_instance", "GET", f"/instances/{ids[0]}/file")
+        async for chunk in self.http.iter_body(response, "retrieve_instance"):
+            yield chunk
+
+    async def retrieve_study(
+        self, study_uid: str, series_uids: Sequence[str] = ()
+    ) -> AsyncIterator[bytes]:
+        """Yield each instance of a study (or some series), one Part 10 file at a time."""
+        q = {"StudyInstanceUID": study_uid}
+        _put(q, "SeriesInstanceUID", _uids(series_uids))
+        ids = await self._instance_ids("retrieve_study", q)
+        window = max(1, min(FETCH_WINDOW, self.config.max_concurrency))
+        async for data in xfer.fetch_files(self.http, "retrieve_study", ids, window):
+            yield data
+
+    # -- store -----------------------------------------------------------------
+
+    async def store(self, files: Sequence[bytes]) -> StoreResult:
+        """Store Part 10 files (`files[i]` is read only when it is sent)."""
+
+        async def each() -> AsyncIterator[bytes]:
+            for i in range(len(files)):
+                yield files[i]
+
+        return await self.store_stream(each())
+
+    async def store_stream(self, files: AsyncIterable[bytes]) -> StoreResult:
+        """Store Part 10 files from an async iterable, `max_concurrency` in flight."""
+        source = aiter(enumerate_async(files))
+        lock = asyncio.Lock()
+        outcome: list[tuple[int, str, bool, int]] = []
+
+        async def worker() -> None:
+            while True:
+                batch: list[tuple[int, bytes]] = []
+                size = 0
+                async with lock:  # one ZIP upload's worth of files
+                    while len(batch) < xfer.ZIP_FILES and size < xfer.ZIP_BYTES:
+                        nxt = await anext(source, None)
+                        if nxt is None:
+                            break
+                        batch.append(nxt)
+                        size += len(nxt[1])
+                if not batch:
+                    return
+                stored = await xfer.store_zip(self.http, [d for _, d in batch], self._store_one)
+                for (index, data), ok in zip(batch, stored, strict=True):
+                    uid = dj.sop_instance_uid(data) or f"#{index}"
+                    outcome.append((index, uid, ok, len(data)))
+
+        await gather(
+            *(worker() for _ in range(max(1, min(STORE_LANES, self.config.max_concurrency))))
+        )
+        outcome.sort()
+        return StoreResult(
+            stored=tuple(uid for _, uid, ok, _ in outcome if ok),
+            failed=tuple(uid for _, uid, ok, _ in outcome if not ok),
+            bytes=sum(size for *_, size in outcome),
+        )
+
+    async def _store_one(self, data: bytes) -> bool:
+        try:
+            response = await self.http.request(
+                "store",
+                "POST",
+                "/instances",
+                content=data,
+                headers={"Content-Type": "application/dicom"},
+                idempotent=False,
+            )
+        except SourceProtocolError:  # 400: Orthanc refused this file
+            return False
+        body = parse_json(response, self.id, "store")
+        return isinstance(body, dict) and body.get("Status") in _STORED
+
+    async def study_changes(self, cursor: str | None) -> tuple[list[str], str]:
+        """Studies changed after `cursor` (an Orthanc change sequence number) and the next one."""
+        since = int(cursor) if cursor and cursor.isdigit() else None
+        ids, last = await xfer.changed_study_ids(self.http, since)
+        return (await xfer.study_uids(self.http, ids) if ids else []), str(last)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.http.aclose()
+
+
+async def enumerate_async(items: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, bytes]]:
+    """(index, item) for each item of an async iterable."""
+    index = 0
+    async for item in items:
+        yield index, item
+        index += 1

@@ -1,0 +1,1 @@
+"""The XNAT adapter over XNAT's REST API."""
