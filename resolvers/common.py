@@ -136,26 +136,32 @@ def keep(m: Merged[Any], presence: Presence | None) -> bool:
     return True
 
 
-def encode_cursor(key: str) -> str:
-    """An opaque cursor for a merge key (keyset paging: survives sources coming and going)."""
-    return base64.urlsafe_b64encode(f"k:{key}".encode()).decode()
+def encode_cursor(key: str, prefix: str = "k") -> str:
+    """An opaque keyset cursor for `key` (survives sources coming and going); `prefix` says
+    what it pages, so a cursor of one list is refused by another."""
+    return base64.urlsafe_b64encode(f"{prefix}:{key}".encode()).decode()
 
 
-def decode_cursor(cursor: str) -> str:
-    """The merge key of a cursor."""
+def decode_cursor(cursor: str, prefix: str = "k") -> str:
+    """The key of a cursor made by `encode_cursor` with the same prefix; BAD_USER_INPUT else."""
     try:
         raw = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (ValueError, UnicodeDecodeError):
         raise bad_input("invalid cursor") from None
-    if not raw.startswith("k:"):
+    if not raw.startswith(f"{prefix}:"):
         raise bad_input("invalid cursor")
-    return raw[2:]
+    return raw[len(prefix) + 1 :]
+
+
+def check_first(first: int) -> None:
+    """Refuse a page size outside 0..MAX_PAGE (PAGE_SIZE_EXCEEDED)."""
+    if first < 0 or first > MAX_PAGE:
+        raise bad_input(f"first must be between 0 and {MAX_PAGE}", "PAGE_SIZE_EXCEEDED")
 
 
 def page(items: list[Merged[T]], first: int, after: str | None) -> tuple[list[Merged[T]], bool]:
     """Keyset page of merged objects sorted by key; (page, has_next)."""
-    if first < 0 or first > MAX_PAGE:
-        raise bad_input(f"first must be between 0 and {MAX_PAGE}", "PAGE_SIZE_EXCEEDED")
+    check_first(first)
     if after is not None:
         last = decode_cursor(after)
         items = [m for m in items if m.key > last]

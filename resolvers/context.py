@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,8 +11,9 @@ from aiodataloader import DataLoader
 from strawberry.types import Info as _Info
 
 from gateway.federation.fanout import Strikes
+from gateway.jobs.store import JobStore
 from gateway.runtime import Check, Runtime
-from resolvers.loaders import Loaders, make_loaders
+from resolvers.loaders import JobEventsLoader, Loaders, make_loaders
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,11 @@ class Context:
     request: Any = None
     response: Any = None
     extras: dict[str, Any] = field(default_factory=dict)  # further per-request loaders
+
+    @functools.cached_property
+    def job_events(self) -> JobEventsLoader:
+        """This request's loader of job events, made on first use."""
+        return JobEventsLoader(JobStore(self.runtime.sessions))
 
     @property
     def query_sources(self) -> list[str]:

@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 
+from gateway.core.enums import ConflictStrategy, JobKind, JobStatus
 from gateway.db.models import Job as JobRow
 from gateway.jobs.events import Event
+from gateway.jobs.specs.base import drop_none
 from resolvers.common import PageInfo
 
-
-@strawberry.enum
-class JobKind(Enum):
-    SYNC = "SYNC"
-    ANONYMIZE = "ANONYMIZE"
-    RTSTRUCT = "RTSTRUCT"
-    IMPORT = "IMPORT"
-
-
-@strawberry.enum
-class JobStatus(Enum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-
-@strawberry.enum
-class ConflictStrategy(Enum):
-    REPORT_ONLY = "REPORT_ONLY"
-    SKIP = "SKIP"
-    SOURCE_WINS = "SOURCE_WINS"
+# the value kinds are defined once, in gateway.core.enums; here they become GraphQL enums
+for _enum in (JobKind, JobStatus, ConflictStrategy):
+    strawberry.enum(_enum)
 
 
 @strawberry.type
@@ -127,9 +108,7 @@ class Job:
 
     @strawberry.field
     async def events(self, info: strawberry.Info) -> list[JobEvent]:
-        from resolvers.jobs import events_loader
-
-        return await events_loader(info.context).load(self.row.id)
+        return [JobEvent.of(ev) for ev in await info.context.job_events.load(self.row.id)]
 
 
 @strawberry.type
@@ -157,17 +136,17 @@ class SyncInput:
     conflict_strategy: ConflictStrategy | None = ConflictStrategy.REPORT_ONLY
 
     def as_input(self) -> dict[str, Any]:
-        """The stored job input, with the contract's field names."""
-        return _clean(
+        """The input as given, for the kind's spec (`gateway.jobs.specs`) to validate."""
+        return drop_none(
             {
                 "from": str(self.from_),
                 "to": str(self.to),
                 "studyInstanceUids": self.study_instance_uids,
                 "patientId": self.patient_id,
                 "all": self.all,
-                "dryRun": bool(self.dry_run),
-                "verify": self.verify is not False,
-                "conflictStrategy": (self.conflict_strategy or ConflictStrategy.REPORT_ONLY).value,
+                "dryRun": self.dry_run,
+                "verify": self.verify,
+                "conflictStrategy": self.conflict_strategy,
             }
         )
 
@@ -182,15 +161,15 @@ class AnonymizeInput:
     keep_mapping: bool | None = False
 
     def as_input(self) -> dict[str, Any]:
-        """The stored job input, with the contract's field names."""
-        return _clean(
+        """The input as given, for the kind's spec (`gateway.jobs.specs`) to validate."""
+        return drop_none(
             {
                 "source": str(self.source),
                 "studyInstanceUid": self.study_instance_uid,
                 "destination": str(self.destination),
                 "project": self.project,
-                "options": self.options or [],
-                "keepMapping": bool(self.keep_mapping),
+                "options": self.options,
+                "keepMapping": self.keep_mapping,
             }
         )
 
@@ -207,13 +186,13 @@ class RtStructInput:
     )
 
     def as_input(self) -> dict[str, Any]:
-        """The stored job input, with the contract's field names."""
-        return _clean(
+        """The input as given, for the kind's spec (`gateway.jobs.specs`) to validate."""
+        return drop_none(
             {
                 "source": str(self.source),
                 "studyInstanceUid": self.study_instance_uid,
                 "seriesInstanceUid": self.series_instance_uid,
-                "fullGridMasks": bool(self.full_grid_masks),
+                "fullGridMasks": self.full_grid_masks,
             }
         )
 
@@ -245,7 +224,3 @@ class RtStructResult:
     processing_seconds: float
     summary_url: str | None
     warnings: list[str]
-
-
-def _clean(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if v is not None}

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
-from aiodataloader import DataLoader
 
-from gateway.core.errors import InvalidInput
 from gateway.jobs.events import Event, Listener
 from gateway.jobs.service import JobService
+from gateway.jobs.specs import parse_spec
 from gateway.jobs.store import JobStore
-from resolvers.common import PageInfo, bad_input
+from resolvers.common import PageInfo, bad_input, check_first, decode_cursor, encode_cursor
 from resolvers.context import Context, Info
 from resolvers.job_types import (
     AnonymizeInput,
@@ -28,9 +26,7 @@ from resolvers.job_types import (
     SyncInput,
 )
 from resolvers.rtstruct_results import rtstruct_results
-from workers.jobs import KINDS
 
-MAX_JOBS_PAGE = 500
 IDLE_RECHECK_S = 5.0
 
 
@@ -44,40 +40,15 @@ def service_of(ctx: Context) -> JobService:
     return ctx.runtime.job_service()
 
 
-class JobEventsLoader(DataLoader[str, list[JobEvent]]):
-    """Every requested job's events in one query."""
-
-    def __init__(self, store: JobStore) -> None:
-        super().__init__()
-        self.store = store
-
-    async def batch_load_fn(self, keys: list[str]) -> list[list[JobEvent]]:
-        """Events of each job, oldest first."""
-        events = await self.store.events_of(keys)
-        return [[JobEvent.of(ev) for ev in events[k]] for k in keys]
-
-
-def events_loader(ctx: Context) -> JobEventsLoader:
-    """This request's events loader."""
-    loader = ctx.extras.get("job_events")
-    if loader is None:
-        loader = ctx.extras["job_events"] = JobEventsLoader(store_of(ctx))
-    return loader
-
-
 def _cursor(job: Any) -> str:
-    return base64.urlsafe_b64encode(f"j:{job.created_at.isoformat()}|{job.id}".encode()).decode()
+    return encode_cursor(f"{job.created_at.isoformat()}|{job.id}", "j")
 
 
 def _after(cursor: str | None) -> tuple[str, str] | None:
     if cursor is None:
         return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
-        at, job_id = raw[2:].split("|", 1)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_input("invalid cursor") from None
-    if not raw.startswith("j:"):
+    at, sep, job_id = decode_cursor(cursor, "j").partition("|")
+    if not sep:
         raise bad_input("invalid cursor")
     return at, job_id
 
@@ -99,11 +70,8 @@ class JobQuery:
         after: str | None = None,
     ) -> JobConnection:
         first = 50 if first is None else first
-        if first < 0 or first > MAX_JOBS_PAGE:
-            raise bad_input(f"first must be between 0 and {MAX_JOBS_PAGE}", "PAGE_SIZE_EXCEEDED")
-        rows, more, total = await store_of(info.context).page(
-            kind.value if kind else None, status.value if status else None, first, _after(after)
-        )
+        check_first(first)
+        rows, more, total = await store_of(info.context).page(kind, status, first, _after(after))
         edges = [JobEdge(node=Job(row=r), cursor=_cursor(r)) for r in rows]
         return JobConnection(
             edges=edges,
@@ -116,29 +84,25 @@ class JobQuery:
         return await rtstruct_results(store_of(info.context), study_instance_uid)
 
 
-async def _submit(info: Info, kind: str, body: dict[str, Any]) -> Job:
+async def _submit(info: Info, kind: JobKind, body: dict[str, Any]) -> Job:
     ctx = info.context
-    spec = KINDS.get(kind)
-    if spec is None:
-        raise InvalidInput(f"{kind} jobs are not available in this version")
-    spec.validate(body, ctx.runtime.settings)
-    row = await service_of(ctx).submit(kind, body, ctx.caller.id)
-    return Job(row=row)
+    spec = parse_spec(kind, body, ctx.runtime.settings)
+    return Job(row=await service_of(ctx).submit(spec, ctx.caller.id))
 
 
 @strawberry.type
 class Mutation:
     @strawberry.mutation
     async def sync_studies(self, info: Info, input: SyncInput) -> Job:
-        return await _submit(info, "SYNC", input.as_input())
+        return await _submit(info, JobKind.SYNC, input.as_input())
 
     @strawberry.mutation
     async def anonymize_study(self, info: Info, input: AnonymizeInput) -> Job:
-        return await _submit(info, "ANONYMIZE", input.as_input())
+        return await _submit(info, JobKind.ANONYMIZE, input.as_input())
 
     @strawberry.mutation
     async def process_rt_struct(self, info: Info, input: RtStructInput) -> Job:
-        return await _submit(info, "RTSTRUCT", input.as_input())
+        return await _submit(info, JobKind.RTSTRUCT, input.as_input())
 
     @strawberry.mutation
     async def cancel_job(self, info: Info, id: strawberry.ID) -> Job:

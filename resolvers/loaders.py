@@ -16,6 +16,8 @@ from typing import Any, Generic, TypeVar
 from aiodataloader import DataLoader
 
 from gateway.federation.fanout import Outcome, Strikes, fan_out
+from gateway.jobs.events import Event
+from gateway.jobs.store import JobStore
 from gateway.sources.base import (
     InstanceQuery,
     InstanceRecord,
@@ -180,3 +182,16 @@ def make_loaders(
         SeriesByStudy(sources, query_sources, strikes),
         InstancesByStudy(sources, query_sources, strikes),
     )
+
+
+class JobEventsLoader(DataLoader[str, list[Event]]):
+    """Every requested job's events in one query, oldest first."""
+
+    def __init__(self, store: JobStore) -> None:
+        super().__init__()
+        self.store = store
+
+    async def batch_load_fn(self, keys: list[str]) -> list[list[Event]]:
+        """Events of each job."""
+        events = await self.store.events_of(keys)
+        return [list(events[k]) for k in keys]

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,13 +21,13 @@ from gateway.core.errors import (
 )
 from gateway.jobs import queue
 from gateway.jobs.service import JobService
+from gateway.jobs.specs import JobSpec, parse_spec
 from gateway.jobs.store import ACTIVE, Change
 from gateway.runtime import Runtime
-from workers.jobs.base import JobHandle
+from workers.jobs.base import Runner
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[JobHandle, Runtime, dict[str, Any]], Awaitable[dict[str, Any]]]
 Watch = Callable[[float, str | None, str | None], None]
 MAX_ATTEMPTS = 3
 RETRY_DELAY_S = 2.0
@@ -136,13 +136,13 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> str:
     async with _leased(service, job_id, ctx["worker_token"], attempt) as handle:
         if handle is None:
             return "held by another worker"
-        return await _execute(runtime, service, handle, runners.get(job.kind), job.input)
+        runner = runners.get(job.kind)
+        return await _execute(runtime, service, handle, runner, job.kind, job.input)
 
 
 async def run_here(
     runtime: Runtime,
-    kind: str,
-    input: dict[str, Any],
+    spec: JobSpec,
     runner: Runner,
     requested_by: str,
     watch: Watch | None = None,
@@ -152,12 +152,13 @@ async def run_here(
     Returns the job id; the job is never put on the queue, so no worker takes it.
     """
     service = runtime.job_service()
+    kind, input = spec.kind, spec.as_input()
     job, _ = await service.store.create(kind, input, requested_by)
     attempt = (job.attempts or 0) + 1
     async with _leased(service, job.id, f"local-{job.id}", attempt, watch) as handle:
         if handle is None:
             raise JobError("the job is already running elsewhere")
-        await _execute(runtime, service, handle, runner, input, transient_retry=False)
+        await _execute(runtime, service, handle, runner, kind, input, transient_retry=False)
     return job.id
 
 
@@ -166,6 +167,7 @@ async def _execute(
     service: JobService,
     handle: DbJobHandle,
     runner: Runner | None,
+    kind: str,
     input: dict[str, Any],
     transient_retry: bool = True,
 ) -> str:
@@ -186,7 +188,7 @@ async def _execute(
     if runner is None:
         return await final(Change(status="FAILED", error="no worker function for this job kind"))
     try:
-        result = await runner(handle, runtime, input)
+        result = await runner(handle, runtime, parse_spec(kind, input, runtime.settings))
     except LeaseLost:
         return "lease lost"
     except JobCancelled as exc:

@@ -16,11 +16,13 @@ from typing import Any
 
 from arq.connections import RedisSettings
 
+from gateway.core.enums import JobKind, JobStatus
 from gateway.core.settings import Settings
 from gateway.jobs.queue import Keys
 from gateway.jobs.service import JobService
+from gateway.jobs.specs import SyncSpec
 from gateway.runtime import Runtime
-from workers.jobs import KINDS, rtstruct
+from workers.jobs import RUNNERS, rtstruct
 from workers.runner import run_job
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,8 @@ async def periodic_sync(runtime: Runtime, service: JobService) -> None:
     if not settings.sync or not await runtime.redis.set(lock, "1", nx=True, px=interval_ms):
         return
     for pair in settings.sync:
-        body = {"from": pair.source, "to": pair.destination, "all": True, "periodic": True}
-        await service.submit("SYNC", body, "scheduler")
+        spec = SyncSpec(source=pair.source, destination=pair.destination, all=True, periodic=True)
+        await service.submit(spec, "scheduler")
 
 
 async def watch_rtstructs(runtime: Runtime, service: JobService) -> int:
@@ -66,10 +68,10 @@ async def watch_rtstructs(runtime: Runtime, service: JobService) -> int:
         return 0
     seen: set[str] = set()
     busy: set[str] = set()  # studies a whole-study job is still working on
-    for status, asked, result in await service.store.of_kind("RTSTRUCT"):
+    for status, asked, result in await service.store.of_kind(JobKind.RTSTRUCT):
         if asked.get("seriesInstanceUid"):
             seen.add(str(asked["seriesInstanceUid"]))
-        elif status in ("QUEUED", "RUNNING"):
+        elif status in (JobStatus.QUEUED, JobStatus.RUNNING):
             busy.add(str(asked.get("studyInstanceUid")))
         for part in result.get("structureSets") or [result]:
             if part.get("seriesInstanceUid"):
@@ -78,11 +80,11 @@ async def watch_rtstructs(runtime: Runtime, service: JobService) -> int:
     for cfg in runtime.settings.sources:
         if not (cfg.has_role("query") and cfg.has_role("retrieve")):
             continue
-        for body in await rtstruct.discover(runtime, cfg.id, seen):
-            if body["studyInstanceUid"] in busy:
+        for spec in await rtstruct.discover(runtime, cfg.id, seen):
+            if spec.study_uid in busy:
                 continue  # found again once that job has finished
-            await service.submit("RTSTRUCT", body, "watcher")
-            seen.add(body["seriesInstanceUid"])
+            await service.submit(spec, "watcher")
+            seen.add(spec.series_uid or "")
             submitted += 1
     return submitted
 
@@ -96,7 +98,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         service = runtime.job_service()
         ctx.update(
             runtime=runtime,
-            runners={kind: k.run for kind, k in KINDS.items()},
+            runners=dict(RUNNERS),
             worker_token=uuid.uuid4().hex,
         )
         tasks = [asyncio.create_task(_every(RECONCILE_EVERY_S, "reconcile", service.reconcile))]

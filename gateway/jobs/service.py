@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
@@ -12,6 +11,7 @@ from gateway.core.errors import InvalidInput
 from gateway.db.models import Job
 from gateway.jobs import queue
 from gateway.jobs.events import TERMINAL, Event, publish
+from gateway.jobs.specs.base import JobSpec
 from gateway.jobs.store import Change, JobStore
 
 log = logging.getLogger(__name__)
@@ -26,13 +26,14 @@ class JobService:
         self.keys = keys
         self._suspects: set[str] = set()
 
-    async def submit(self, kind: str, input: dict[str, Any], requested_by: str) -> Job:
-        """Write the job row, then enqueue it; an identical active job is returned instead.
+    async def submit(self, spec: JobSpec, requested_by: str) -> Job:
+        """Write the job row for a validated spec, then enqueue it; an identical active job is
+        returned instead.
 
         If Redis is down the row stays QUEUED and the workers' reconciliation
         enqueues it once Redis is back: nothing is lost.
         """
-        job, first = await self.store.create(kind, input, requested_by)
+        job, first = await self.store.create(spec.kind, spec.as_input(), requested_by)
         if first is not None:
             try:
                 await queue.enqueue(self.redis, self.keys, job)

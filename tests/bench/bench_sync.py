@@ -22,6 +22,7 @@ import httpx
 
 from gateway.core.settings import load_settings
 from gateway.devstack.stack import LocalStack, StackInfo
+from gateway.jobs.specs import SyncSpec
 from gateway.runtime import Runtime
 from tests.jobs_support import big_study
 from workers.jobs import sync
@@ -51,7 +52,7 @@ async def _peer_transfer(info: StackInfo, study_uid: str) -> float:
 async def _job_transfer(runtime: Runtime, study_uid: str, target: str) -> tuple[float, int]:
     body = {"from": "orthanc", "to": target, "studyInstanceUids": [study_uid]}
     start = time.perf_counter()
-    await run_here(runtime, "SYNC", body, sync.run, "bench")
+    await run_here(runtime, SyncSpec.parse(body, runtime.settings), sync.run, "bench")
     seconds = time.perf_counter() - start
     return seconds, 0
 

@@ -27,6 +27,7 @@ import pytest
 from pydicom import dcmread
 
 from gateway.core.settings import Settings
+from gateway.jobs.specs import AnonymizeSpec
 from gateway.runtime import Runtime
 from gateway.sources.xnat.source import XnatSource
 from tests.conftest import JobEnv
@@ -118,9 +119,8 @@ def identifiers(files: list[bytes]) -> set[bytes]:
 
 async def test_study_is_imported_deidentified(setup: Setup) -> None:
     fake, start = setup.fake, len(setup.fake.requests)
-    result = await anonymize.run(
-        RecordingHandle("xnat-anon-1"), setup.runtime, job_input(setup.study_uid)
-    )
+    spec = AnonymizeSpec.parse(job_input(setup.study_uid), setup.runtime.settings)
+    result = await anonymize.run(RecordingHandle("xnat-anon-1"), setup.runtime, spec)
 
     assert CONTRACT_KEYS <= set(result)
     assert result["destination"] == "xnat" and result["project"] == PROJECT
@@ -175,17 +175,14 @@ async def test_expired_session_is_renewed_once_and_the_zip_resent(
             xnat = XnatSource(dataclasses.replace(XNAT, url=url))
             stack.push_async_callback(xnat.aclose)
             stack.enter_context(patch.dict(setup.runtime.sources, {"xnat": xnat}))
-        first = await anonymize.run(
-            RecordingHandle("xnat-anon-2"), setup.runtime, job_input(setup.study_uid)
-        )
+        spec = AnonymizeSpec.parse(job_input(setup.study_uid), setup.runtime.settings)
+        first = await anonymize.run(RecordingHandle("xnat-anon-2"), setup.runtime, spec)
         logins = fake.logins
         fake.expire_sessions()
         start = len(fake.requests)
         fake.fault = lambda request: cookies.append(fake._cookie(request))  # as each arrives
         try:
-            again = await anonymize.run(
-                RecordingHandle("xnat-anon-2"), setup.runtime, job_input(setup.study_uid)
-            )
+            again = await anonymize.run(RecordingHandle("xnat-anon-2"), setup.runtime, spec)
         finally:
             fake.fault = lambda _: None
 

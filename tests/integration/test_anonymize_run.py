@@ -20,6 +20,7 @@ from gateway.db.models import AuditEvent
 from gateway.deid import reidentify
 from gateway.devstack.seed import GroundTruth, StudyTruth, build_demo
 from gateway.devstack.seed.archives import seed_archives
+from gateway.jobs.specs import AnonymizeSpec
 from gateway.runtime import Runtime
 from gateway.sources.base import InstanceQuery
 from tests.conftest import JobEnv
@@ -100,7 +101,9 @@ async def test_study_is_deidentified_into_second_archive(
     runtime: Runtime, truth: GroundTruth, study: StudyTruth
 ) -> None:
     handle = RecordingHandle("anon-it-1")
-    result = await anonymize.run(handle, runtime, job_input(study))
+    result = await anonymize.run(
+        handle, runtime, AnonymizeSpec.parse(job_input(study), runtime.settings)
+    )
     expected = sum(len(v) for v in study.instances["orthanc"].values())
     assert result["instances"] + len(result["quarantined"]) == expected
     assert result["destination"] == "research" and result["verified"] is True
@@ -130,7 +133,11 @@ async def test_study_is_deidentified_into_second_archive(
     assert n == result["instances"]
 
     # Same job again: same UIDs and pseudonym, nothing duplicated, one audit event.
-    again = await anonymize.run(RecordingHandle("anon-it-1"), runtime, job_input(study))
+    again = await anonymize.run(
+        RecordingHandle("anon-it-1"),
+        runtime,
+        AnonymizeSpec.parse(job_input(study), runtime.settings),
+    )
     assert again["anonymizedStudyInstanceUid"] == new_uid
     assert again["anonymizedPatientId"] == result["anonymizedPatientId"]
     assert len(await dest.find_instances(InstanceQuery(new_uid))) == result["instances"]
@@ -154,7 +161,7 @@ async def test_study_is_deidentified_into_second_archive(
 
 
 async def test_input_validation(deid_settings: Settings, study: StudyTruth) -> None:
-    anonymize.validate(job_input(study), deid_settings)
+    AnonymizeSpec.parse(job_input(study), deid_settings)
     bad = [
         {"source": "nowhere"},
         {"destination": "nowhere"},
@@ -165,7 +172,7 @@ async def test_input_validation(deid_settings: Settings, study: StudyTruth) -> N
     ]
     for change in bad:
         with pytest.raises(InvalidInput):
-            anonymize.validate(job_input(study, **change), deid_settings)
+            AnonymizeSpec.parse(job_input(study, **change), deid_settings)
 
 
 async def test_missing_keys_fail_clearly(runtime: Runtime, study: StudyTruth) -> None:
@@ -173,11 +180,19 @@ async def test_missing_keys_fail_clearly(runtime: Runtime, study: StudyTruth) ->
         runtime, settings=dataclasses.replace(runtime.settings, deid_key=None)
     )
     with pytest.raises(JobError, match="GATEWAY_DEID_KEY"):
-        await anonymize.run(RecordingHandle("anon-it-2"), no_key, job_input(study))
+        await anonymize.run(
+            RecordingHandle("anon-it-2"),
+            no_key,
+            AnonymizeSpec.parse(job_input(study), no_key.settings),
+        )
     settings = dataclasses.replace(runtime.settings, mapping_key=None)
     no_mapping = dataclasses.replace(runtime, settings=settings)
     with pytest.raises(JobError, match="GATEWAY_MAPPING_KEY"):
-        await anonymize.run(RecordingHandle("anon-it-3"), no_mapping, job_input(study))
+        await anonymize.run(
+            RecordingHandle("anon-it-3"),
+            no_mapping,
+            AnonymizeSpec.parse(job_input(study), no_mapping.settings),
+        )
 
 
 async def test_a_run_stopped_after_storing_is_audited(runtime: Runtime, study: StudyTruth) -> None:
@@ -185,10 +200,14 @@ async def test_a_run_stopped_after_storing_is_audited(runtime: Runtime, study: S
 
     body = job_input(study, project="research-audit")
     counting = RecordingHandle("anon-audit-count")
-    await anonymize.run(counting, runtime, body)
+    await anonymize.run(counting, runtime, AnonymizeSpec.parse(body, runtime.settings))
     last = counting._checkpoints  # the final checkpoint comes after every store
     with pytest.raises(JobCancelled):
-        await anonymize.run(RecordingHandle("anon-audit-1", cancel_after=last - 1), runtime, body)
+        await anonymize.run(
+            RecordingHandle("anon-audit-1", cancel_after=last - 1),
+            runtime,
+            AnonymizeSpec.parse(body, runtime.settings),
+        )
     async with runtime.sessions() as session:
         events = (
             await session.scalars(select(AuditEvent).where(AuditEvent.actor == "job:anon-audit-1"))
@@ -209,7 +228,9 @@ async def test_burned_in_instances_are_quarantined_not_exported(runtime: Runtime
     files[1] = out.getvalue()
     assert not (await runtime.sources["orthanc"].store(files)).failed
     body = {"source": "orthanc", "destination": "research", "studyInstanceUid": study}
-    result = await anonymize.run(RecordingHandle("anon-burned"), runtime, body)
+    result = await anonymize.run(
+        RecordingHandle("anon-burned"), runtime, AnonymizeSpec.parse(body, runtime.settings)
+    )
     assert result["instances"] == 2
     [quarantined] = result["quarantined"]
     assert "burned" in quarantined["reason"].lower()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.devstack.seed.archives import seed_archives
+from gateway.jobs.specs import SyncSpec
 from gateway.runtime import Runtime
 from gateway.sources.base import InstanceQuery, StudyQuery
 from tests.conftest import JobEnv
@@ -201,9 +202,13 @@ def test_idle_periodic_run_costs_one_request(seeded: JobEnv) -> None:
         runtime = await Runtime.create(seeded.settings, run_migrations=False)
         try:
             store = runtime.sources
-            first = await run_here(runtime, "SYNC", dict(body), sync.run, "scheduler")
+            first = await run_here(
+                runtime, SyncSpec.parse(body, runtime.settings), sync.run, "scheduler"
+            )
             before = (store["dcm4chee"].stats.calls, store["orthanc"].stats.calls)
-            second = await run_here(runtime, "SYNC", dict(body), sync.run, "scheduler")
+            second = await run_here(
+                runtime, SyncSpec.parse(body, runtime.settings), sync.run, "scheduler"
+            )
             src_calls = store["dcm4chee"].stats.calls - before[0]
             dst_calls = store["orthanc"].stats.calls - before[1]
             from gateway.jobs.store import JobStore
@@ -255,12 +260,18 @@ def test_periodic_sync_follows_orthancs_change_feed(seeded: JobEnv) -> None:
         try:
             src, dst = runtime.sources["orthanc"], runtime.sources["dcm4chee"]
             await _all_stable(src)  # the seeded studies' own StableStudy events are out
-            await run_here(runtime, "SYNC", dict(body), sync.run, "scheduler")  # full, sets cursor
+            await run_here(
+                runtime, SyncSpec.parse(body, runtime.settings), sync.run, "scheduler"
+            )  # full, sets cursor
             assert not (await src.store(files)).failed
             await _all_stable(src)  # every event of the new study is out, however slow the machine
-            changed = await result(await run_here(runtime, "SYNC", dict(body), sync.run, "t"))
+            changed = await result(
+                await run_here(runtime, SyncSpec.parse(body, runtime.settings), sync.run, "t")
+            )
             before = (src.stats.calls, dst.stats.calls)
-            idle = await result(await run_here(runtime, "SYNC", dict(body), sync.run, "t"))
+            idle = await result(
+                await run_here(runtime, SyncSpec.parse(body, runtime.settings), sync.run, "t")
+            )
             src_calls, dst_calls = src.stats.calls - before[0], dst.stats.calls - before[1]
             return changed["studies"], idle["studies"], src_calls, dst_calls
         finally:
@@ -301,9 +312,8 @@ def test_conflict_strategies_skip_then_report(seeded: JobEnv) -> None:
     async def run(strategy: str) -> tuple[str, dict]:
         runtime = await Runtime.create(seeded.settings, run_migrations=False)
         try:
-            job_id = await run_here(
-                runtime, "SYNC", {**body, "conflictStrategy": strategy}, sync.run, "t"
-            )
+            spec = SyncSpec.parse({**body, "conflictStrategy": strategy}, runtime.settings)
+            job_id = await run_here(runtime, spec, sync.run, "t")
             job = await JobStore(runtime.sessions).get(job_id)
             assert job is not None
             return job.status, job.result or {}

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.devstack.seed import GroundTruth, build_demo
 from gateway.devstack.seed.archives import seed_archives
+from gateway.jobs.specs import RtStructSpec
 from gateway.runtime import Runtime
 from tests.conftest import JobEnv
 from tests.jobs_support import JOB_FIELDS, gql, gql_data, wait_job
@@ -76,7 +77,7 @@ def test_new_structure_sets_are_detected_once(seeded: tuple[JobEnv, GroundTruth]
     env, truth = seeded
     [phantom] = truth.rtstructs
 
-    async def scenario() -> tuple[list[dict], int, list[dict]]:
+    async def scenario() -> tuple[list[RtStructSpec], int, list[dict]]:
         runtime = await Runtime.create(env.settings, run_migrations=False)
         try:
             service = runtime.job_service()
@@ -89,8 +90,8 @@ def test_new_structure_sets_are_detected_once(seeded: tuple[JobEnv, GroundTruth]
             await runtime.aclose()
 
     found, submitted, asked = asyncio.run(scenario())
-    assert [f["seriesInstanceUid"] for f in found] == [phantom.rtstruct_series_uid]
-    assert found[0]["studyInstanceUid"] == phantom.study_uid
+    assert [f.series_uid for f in found] == [phantom.rtstruct_series_uid]
+    assert found[0].study_uid == phantom.study_uid
     assert phantom.study_uid in {a["studyInstanceUid"] for a in asked}, "processed before"
     assert submitted == 0, "a structure set already in a job is not submitted again"
 
@@ -123,7 +124,11 @@ def test_a_second_instance_in_the_series_is_named_in_the_warnings(
                 "studyInstanceUid": phantom.study_uid,
                 "seriesInstanceUid": phantom.rtstruct_series_uid,
             }
-            return await rtstruct.run(RecordingHandle("rt-two-instances"), runtime, body)
+            return await rtstruct.run(
+                RecordingHandle("rt-two-instances"),
+                runtime,
+                RtStructSpec.parse(body, runtime.settings),
+            )
         finally:
             await runtime.aclose()
 

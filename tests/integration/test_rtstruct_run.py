@@ -11,6 +11,7 @@ import pytest
 from gateway.core.errors import JobError
 from gateway.core.settings import Settings
 from gateway.devstack.seed import GroundTruth, RtStructTruth
+from gateway.jobs.specs import RtStructSpec
 from gateway.runtime import Runtime
 from workers.jobs import rtstruct
 from workers.jobs.base import RecordingHandle
@@ -49,7 +50,7 @@ async def test_job_measures_the_phantom(
         "studyInstanceUid": phantom.study_uid,
         "seriesInstanceUid": phantom.rtstruct_series_uid,
     }
-    result = await rtstruct.run(handle, runtime, inp)
+    result = await rtstruct.run(handle, runtime, RtStructSpec.parse(inp, runtime.settings))
     phases = [phase for _, phase, _ in handle.events]
     for phase in ("fetch", "parse", "masks", "metrics", "exports", "record"):
         assert phase in phases
@@ -70,7 +71,9 @@ async def test_job_measures_the_phantom(
     files = sorted(
         p.name for p in (runtime.settings.results_dir / "rtstruct" / handle.id).iterdir()
     )
-    again = await rtstruct.run(RecordingHandle(handle.id), runtime, inp)  # idempotent re-run
+    again = await rtstruct.run(
+        RecordingHandle(handle.id), runtime, RtStructSpec.parse(inp, runtime.settings)
+    )
     assert again["rois"] == result["rois"]
     assert (
         sorted(p.name for p in (runtime.settings.results_dir / "rtstruct" / handle.id).iterdir())
@@ -80,7 +83,9 @@ async def test_job_measures_the_phantom(
 
 async def test_every_rtstruct_of_the_study(runtime: Runtime, phantom: RtStructTruth) -> None:
     inp = {"source": "orthanc", "studyInstanceUid": phantom.study_uid}
-    result = await rtstruct.run(RecordingHandle("rt-all"), runtime, inp)
+    result = await rtstruct.run(
+        RecordingHandle("rt-all"), runtime, RtStructSpec.parse(inp, runtime.settings)
+    )
     assert [s["seriesInstanceUid"] for s in result["structureSets"]] == [
         phantom.rtstruct_series_uid
     ]
@@ -90,16 +95,14 @@ async def test_every_rtstruct_of_the_study(runtime: Runtime, phantom: RtStructTr
 async def test_unknown_series_is_a_job_error(runtime: Runtime, phantom: RtStructTruth) -> None:
     inp = {"source": "orthanc", "studyInstanceUid": phantom.study_uid, "seriesInstanceUid": "1.2.3"}
     with pytest.raises(JobError, match="no such RTSTRUCT series"):
-        await rtstruct.run(RecordingHandle("rt-missing"), runtime, inp)
+        await rtstruct.run(
+            RecordingHandle("rt-missing"), runtime, RtStructSpec.parse(inp, runtime.settings)
+        )
 
 
 async def test_discover(runtime: Runtime, phantom: RtStructTruth) -> None:
     found = await rtstruct.discover(runtime, "orthanc", set())
-    assert {
-        "source": "orthanc",
-        "studyInstanceUid": phantom.study_uid,
-        "seriesInstanceUid": phantom.rtstruct_series_uid,
-    } in found
+    assert RtStructSpec("orthanc", phantom.study_uid, phantom.rtstruct_series_uid) in found
     assert await rtstruct.discover(runtime, "orthanc", {phantom.rtstruct_series_uid}) == [
-        f for f in found if f["seriesInstanceUid"] != phantom.rtstruct_series_uid
+        f for f in found if f.series_uid != phantom.rtstruct_series_uid
     ]

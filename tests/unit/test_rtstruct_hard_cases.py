@@ -17,6 +17,8 @@ from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
 from gateway.core.errors import InvalidInput, JobError
+from gateway.core.settings import parse_settings
+from gateway.jobs.specs import RtStructSpec
 from gateway.sources.base import InstanceRecord, SeriesRecord
 from tests.unit.test_rtstruct_builders import (
     FFS,
@@ -217,17 +219,20 @@ def test_job_missing_referenced_series(tmp_path: Path, held: int, message: str) 
     settings = SimpleNamespace(sources=[SimpleNamespace(id="fake")], results_dir=tmp_path)
     runtime = SimpleNamespace(settings=settings, sources={"fake": FakeSource([*ct, rs], held)})
     handle = job_base.RecordingHandle("job-1")
-    inp = {"source": "fake", "studyInstanceUid": rs.StudyInstanceUID}
+    spec = RtStructSpec(source="fake", study_uid=rs.StudyInstanceUID)
     with pytest.raises(JobError, match=message):
-        asyncio.run(job.run(handle, runtime, inp))  # type: ignore[arg-type]
+        asyncio.run(job.run(handle, runtime, spec))  # type: ignore[arg-type]
     assert handle.events[0][1] == "fetch"
     assert not (tmp_path / "rtstruct" / "job-1" / ".input").exists()
 
 
 def test_validate() -> None:
-    settings = SimpleNamespace(sources=[SimpleNamespace(id="orthanc")])
-    job.validate({"source": "orthanc", "studyInstanceUid": "1.2"}, settings)  # type: ignore[arg-type]
+    settings = parse_settings(
+        {"sources": [{"id": "orthanc", "kind": "orthanc", "url": "http://127.0.0.1:1"}]}, {}
+    )
+    spec = RtStructSpec.parse({"source": "orthanc", "studyInstanceUid": " 1.2 "}, settings)
+    assert spec == RtStructSpec(source="orthanc", study_uid="1.2")
     with pytest.raises(InvalidInput, match="source"):
-        job.validate({"source": "nope", "studyInstanceUid": "1.2"}, settings)  # type: ignore[arg-type]
+        RtStructSpec.parse({"source": "nope", "studyInstanceUid": "1.2"}, settings)
     with pytest.raises(InvalidInput, match="studyInstanceUid"):
-        job.validate({"source": "orthanc"}, settings)  # type: ignore[arg-type]
+        RtStructSpec.parse({"source": "orthanc"}, settings)

@@ -1,30 +1,16 @@
-"""Job kinds: each has a `validate(input, settings)` and a `run(job, runtime, input)`."""
+"""Job kinds: each module's `run(job, runtime, spec)` does the work of one kind.
+
+Inputs are defined and validated once, by the kind's spec in `gateway.jobs.specs`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
-
-from gateway.core.settings import Settings
-from gateway.runtime import Runtime
+from gateway.core.enums import JobKind
 from workers.jobs import anonymize, rtstruct, sync
-from workers.jobs.base import JobHandle
+from workers.jobs.base import Runner
 
-Validate = Callable[[dict[str, Any], Settings], None]
-Run = Callable[[JobHandle, Runtime, dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class JobKind:
-    """What a kind of job needs: checking an input, and running it."""
-
-    validate: Validate
-    run: Run
-
-
-KINDS: dict[str, JobKind] = {
-    "SYNC": JobKind(sync.validate, sync.run),
-    "ANONYMIZE": JobKind(anonymize.validate, anonymize.run),
-    "RTSTRUCT": JobKind(rtstruct.validate, rtstruct.run),
+RUNNERS: dict[JobKind, Runner] = {
+    JobKind.SYNC: sync.run,
+    JobKind.ANONYMIZE: anonymize.run,
+    JobKind.RTSTRUCT: rtstruct.run,
 }

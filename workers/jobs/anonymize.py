@@ -12,7 +12,6 @@ same instances again: idempotent.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -20,21 +19,19 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 
-from gateway.core.errors import ConfigError, InvalidInput, JobError, NotFound, SourceError
-from gateway.core.settings import Settings
+from gateway.core.errors import ConfigError, JobError, NotFound, SourceError
 from gateway.db.models import AuditEvent
 from gateway.deid import load_cipher, save_mapping
+from gateway.jobs.specs import AnonymizeSpec
 from gateway.jobs.store import JobStore
 from gateway.runtime import Runtime
 from gateway.sources.base import InstanceQuery, PacsSource
-from workers.dicom.deid import EDITION, DeidConfig, DeidReport, OptionError, parse_options
+from workers.dicom.deid import EDITION, DeidConfig, DeidReport
 from workers.dicom.deid.validate import process_instance
 from workers.jobs.base import JobHandle
 
 BATCH = 25
 WINDOW = 4  # instances in the process pool at once
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-DEFAULT_PROJECT = "default"
 
 
 @runtime_checkable
@@ -48,57 +45,23 @@ class ProjectImporter(Protocol):
         ...
 
 
-def validate(input: dict[str, Any], settings: Settings) -> None:
-    """Refuse a bad ANONYMIZE input with `InvalidInput` naming the field."""
-    ids = {s.id: s for s in settings.sources}
-    source, destination = input.get("source"), input.get("destination")
-    if source not in ids:
-        raise InvalidInput("source: unknown source")
-    if not ids[str(source)].has_role("retrieve"):
-        raise InvalidInput("source: the source does not have the role 'retrieve'")
-    if destination not in ids:
-        raise InvalidInput("destination: unknown source")
-    dest = ids[str(destination)]
-    if not (dest.has_role("research") or dest.has_role("store")):
-        raise InvalidInput("destination: needs the role 'research' or 'store'")
-    uid = input.get("studyInstanceUid")
-    if not isinstance(uid, str) or not uid or len(uid) > 64 or not _UID.match(uid):
-        raise InvalidInput("studyInstanceUid: a DICOM UID is required")
-    options = input.get("options") or []
-    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-        raise InvalidInput("options: a list of option names is required")
-    try:
-        parse_options(options)
-    except OptionError as exc:
-        raise InvalidInput(str(exc)) from None
-    project = input.get("project")
-    if project is not None and (not isinstance(project, str) or not project.strip()):
-        raise InvalidInput("project: must be a non-empty string")
-    if dest.kind == "xnat" and not project:
-        raise InvalidInput("project: an XNAT destination needs a project")
-    if not isinstance(input.get("keepMapping", False), bool):
-        raise InvalidInput("keepMapping: must be a boolean")
-
-
-async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[str, Any]:
+async def run(job: JobHandle, runtime: Runtime, spec: AnonymizeSpec) -> dict[str, Any]:
     """De-identify one study into the destination; the result as in the contract."""
     started = time.monotonic()
-    validate(input, runtime.settings)
     key = runtime.settings.deid_key
     if not key:
         raise JobError("de-identification key is not configured (GATEWAY_DEID_KEY)")
     cipher = None
-    if input.get("keepMapping"):
+    if spec.keep_mapping:
         try:
             cipher = load_cipher(runtime.settings.mapping_key)
         except ConfigError as exc:
             raise JobError(f"keepMapping: {exc}") from None
-    options = parse_options(input.get("options") or [])
-    project = str(input.get("project") or DEFAULT_PROJECT)
+    options, project = spec.options, spec.project_or_default
     config = DeidConfig(key, project, options)
-    source = runtime.sources[input["source"]]
-    dest = runtime.sources[input["destination"]]
-    study_uid = str(input["studyInstanceUid"])
+    source = runtime.sources[spec.source]
+    dest = runtime.sources[spec.destination]
+    study_uid = spec.study_uid
 
     total = await _count(source, study_uid)
     await job.progress(0.0, "fetch", "retrieving the study")
@@ -139,10 +102,10 @@ async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[s
             )
     except Exception as exc:
         if run_.instances:  # de-identified data reached the destination: the trail says so
-            await _audit(runtime, job.id, input, result_of(None), type(exc).__name__)
+            await _audit(runtime, job.id, spec, result_of(None), type(exc).__name__)
         raise
     result = result_of(verified)
-    await _audit(runtime, job.id, input, result)
+    await _audit(runtime, job.id, spec, result)
     await job.progress(1.0, "done", f"{run_.instances} instances de-identified")
     return result
 
@@ -239,7 +202,7 @@ async def _verify(dest: PacsSource, study_uid: str, expected: int) -> bool | Non
 async def _audit(
     runtime: Runtime,
     job_id: str,
-    input: dict[str, Any],
+    spec: AnonymizeSpec,
     result: dict[str, Any],
     failure: str | None = None,
 ) -> None:
@@ -251,7 +214,7 @@ async def _audit(
     detail = {
         "requestedBy": job.requested_by if job is not None else None,
         "failure": failure,
-        "source": input["source"],
+        "source": spec.source,
         "destination": result["destination"],
         "project": result["project"],
         "profile": result["profile"],

@@ -2,10 +2,10 @@
 
 A job function has this shape (one module per kind under `workers/jobs/`)::
 
-    async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[str, Any]
+    async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any]
 
-`input` is the mutation's input as stored on the job row (the contract's camelCase
-keys); the returned dict is the job's `result` (JSON). Inside, a job:
+`spec` is the kind's typed input (`gateway.jobs.specs`), parsed from the job row by the
+runner; the returned dict is the job's `result` (JSON). Inside, a job:
 
 - calls `await job.progress(fraction, phase, message)` as it goes (0.0..1.0;
   cheap to call often, events are coalesced);
@@ -21,7 +21,10 @@ Messages never contain patient data.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from gateway.runtime import Runtime
 
 
 class JobHandle(Protocol):
@@ -80,3 +83,7 @@ class RecordingHandle:
         self._checkpoints += 1
         if self._cancel_after is not None and self._checkpoints > self._cancel_after:
             raise JobCancelled("cancelled")
+
+
+# a job kind's run function: (handle, runtime, its parsed spec) -> the job's result
+Runner = Callable[[JobHandle, Runtime, Any], Awaitable[dict[str, Any]]]

@@ -1,6 +1,6 @@
 """The RT-STRUCT job: fetch a structure set and its image series, measure, export, record.
 
-Input (contract `RtStructInput`): {"source", "studyInstanceUid", "seriesInstanceUid"?}.
+Input: `gateway.jobs.specs.RtStructSpec` (contract `RtStructInput`).
 Without a series UID every RTSTRUCT series of the study is processed: the result
 then holds "structureSets" (one entry each) and its top-level fields are the
 first entry's. Files go to `<results_dir>/rtstruct/<job id>/` (one sub-directory
@@ -19,8 +19,8 @@ from typing import Any
 
 import pydicom
 
-from gateway.core.errors import InvalidInput, JobError
-from gateway.core.settings import Settings
+from gateway.core.errors import JobError
+from gateway.jobs.specs import RtStructSpec
 from gateway.runtime import Runtime
 from gateway.sources.base import InstanceQuery, PacsSource, SeriesQuery, StudyQuery
 from workers.dicom import rtstruct as engine  # its pipeline loads on first use
@@ -30,19 +30,6 @@ from workers.jobs.base import JobHandle
 KIND = "rtstruct"
 URL_ROOT = "/files/rtstruct"
 PHASES = ("parse", "masks", "metrics", "exports")
-
-
-def validate(input: dict[str, Any], settings: Settings) -> None:
-    """Refuse an unknown source, a missing study UID or a non-text series UID."""
-    source = input.get("source")
-    if not isinstance(source, str) or source not in {s.id for s in settings.sources}:
-        raise InvalidInput("source: unknown source id")
-    study = input.get("studyInstanceUid")
-    if not isinstance(study, str) or not study.strip():
-        raise InvalidInput("studyInstanceUid: required")
-    series = input.get("seriesInstanceUid")
-    if series is not None and (not isinstance(series, str) or not series.strip()):
-        raise InvalidInput("seriesInstanceUid: must be a UID when given")
 
 
 async def _download(source: PacsSource, study: str, series: str, target: Path) -> list[Path]:
@@ -92,13 +79,12 @@ async def _fetch_one(
     return rt_files[0], images, notes
 
 
-async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[str, Any]:
+async def run(job: JobHandle, runtime: Runtime, spec: RtStructSpec) -> dict[str, Any]:
     """Process the requested structure set(s); the result dict is the job's result."""
-    validate(input, runtime.settings)
     start = time.perf_counter()
-    source = runtime.sources[input["source"]]
-    study = input["studyInstanceUid"].strip()
-    wanted = input.get("seriesInstanceUid")
+    source = runtime.sources[spec.source]
+    study = spec.study_uid
+    wanted = spec.series_uid
     await job.progress(0.0, "fetch", "looking for RTSTRUCT series")
     series = await source.find_series(SeriesQuery(study_uids=(study,), modality="RTSTRUCT"))
     rt_uids = [s.series_uid for s in series if s.modality in (None, "RTSTRUCT")]
@@ -120,7 +106,7 @@ async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[s
             await job.checkpoint()
             await job.progress((n + 0.4) * share, "parse", f"{len(images)} images")
             out = base if n == 0 else base / f"set{n + 1}"
-            crop = not input.get("fullGridMasks")  # bounding-box masks unless asked otherwise
+            crop = not spec.full_grid_masks  # bounding-box masks unless asked otherwise
             call = functools.partial(
                 engine.process_files, rt_file, images, out, threads=2, crop=crop
             )
@@ -168,8 +154,8 @@ def _result(job_id: str, sub: Path, outcome: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def discover(runtime: Runtime, source_id: str, seen: set[str]) -> list[dict[str, Any]]:
-    """RtStructInput dicts for the source's RTSTRUCT series not in `seen` (two queries)."""
+async def discover(runtime: Runtime, source_id: str, seen: set[str]) -> list[RtStructSpec]:
+    """Specs for the source's RTSTRUCT series not in `seen` (two queries)."""
     source = runtime.sources[source_id]
     studies = await source.find_studies(StudyQuery(modality="RTSTRUCT"))
     if not studies:
@@ -178,7 +164,7 @@ async def discover(runtime: Runtime, source_id: str, seen: set[str]) -> list[dic
         SeriesQuery(study_uids=tuple(s.study_uid for s in studies), modality="RTSTRUCT")
     )
     return [
-        {"source": source_id, "studyInstanceUid": s.study_uid, "seriesInstanceUid": s.series_uid}
+        RtStructSpec(source=source_id, study_uid=s.study_uid, series_uid=s.series_uid)
         for s in series
         if s.series_uid not in seen and s.modality in (None, "RTSTRUCT")
     ]

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import delete
 
-from gateway.core.errors import InvalidInput, JobCancelled, JobError, NotFound
-from gateway.core.settings import Settings
+from gateway.core.errors import JobCancelled, JobError, NotFound
 from gateway.db.models import SyncRun, utcnow
+from gateway.jobs.specs import SyncSpec
 from gateway.runtime import Runtime
 from gateway.sources.base import (
     InstanceQuery,
@@ -25,44 +25,20 @@ from gateway.sources.base import (
     StudyQuery,
     StudyRecord,
 )
-from gateway.sources.dicomjson import is_uid
 from workers.jobs.base import JobHandle
 from workers.jobs.changes import detect, load_cursor, save_cursor
-from workers.jobs.sync_plan import STRATEGIES, StudyPlan, extra_in, missing_after, plan_study
+from workers.jobs.sync_plan import StudyPlan, extra_in, missing_after, plan_study
 from workers.jobs.transfer import transfer
 
 STUDY_CONCURRENCY = 4
 
 
-def validate(input: dict[str, Any], settings: Settings) -> None:
-    """Refuse an input that cannot run, with a message naming the field."""
-    ids = {s.id: s for s in settings.sources}
-    src, dst = input.get("from"), input.get("to")
-    if src not in ids:
-        raise InvalidInput(f"from: unknown source {src!r}")
-    if dst not in ids:
-        raise InvalidInput(f"to: unknown source {dst!r}")
-    if src == dst:
-        raise InvalidInput("from and to must be different sources")
-    if not ids[dst].has_role("store"):
-        raise InvalidInput(f"to: source {dst!r} does not have the store role")
-    chosen = [k for k in ("studyInstanceUids", "patientId", "all") if input.get(k)]
-    if len(chosen) != 1:
-        raise InvalidInput("give exactly one of studyInstanceUids, patientId, all")
-    uids = input.get("studyInstanceUids") or []
-    if not all(isinstance(u, str) and is_uid(u) for u in uids):
-        raise InvalidInput("studyInstanceUids: not valid UIDs")
-    strategy = input.get("conflictStrategy") or "REPORT_ONLY"
-    if strategy not in STRATEGIES:
-        raise InvalidInput(f"conflictStrategy: one of {', '.join(STRATEGIES)}")
-
-
-async def select_studies(source: PacsSource, input: dict[str, Any]) -> list[StudyRecord]:
-    """The source's studies the input names (unknown UIDs are simply absent)."""
-    if input.get("studyInstanceUids"):
-        query = StudyQuery(study_uids=tuple(input["studyInstanceUids"]))
-    elif input.get("patientId"):
-        query = StudyQuery(patient_id=input["patientId"])
+async def select_studies(source: PacsSource, spec: SyncSpec) -> list[StudyRecord]:
+    """The source's studies the spec names (unknown UIDs are simply absent)."""
+    if spec.study_uids:
+        query = StudyQuery(study_uids=spec.study_uids)
+    elif spec.patient_id:
+        query = StudyQuery(patient_id=spec.patient_id)
     else:
         query = StudyQuery()
     try:
@@ -88,26 +64,25 @@ async def _studies_by_uid(source: PacsSource, uids: Sequence[str]) -> dict[str, 
     return {s.study_uid: s for s in found}
 
 
-async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[str, Any]:
+async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any]:
     """Plan, transfer (unless dry run), verify, record; the result as in the contract."""
-    validate(input, runtime.settings)
     start = time.monotonic()
-    src, dst = runtime.sources[input["from"]], runtime.sources[input["to"]]
-    strategy = input.get("conflictStrategy") or "REPORT_ONLY"
-    dry_run, verify = bool(input.get("dryRun")), input.get("verify", True) is not False
+    src, dst = runtime.sources[spec.source], runtime.sources[spec.destination]
+    strategy = spec.conflict_strategy
+    dry_run, verify = spec.dry_run, spec.verify
 
     await job.progress(0.0, "plan", "selecting studies")
     cursor: str | None = None
-    if input.get("periodic"):  # only what changed since the last periodic run
-        changes = await detect(src, await load_cursor(runtime, input["from"], input["to"]))
+    if spec.periodic:  # only what changed since the last periodic run
+        changes = await detect(src, await load_cursor(runtime, spec.source, spec.destination))
         cursor = changes.cursor
         studies = (
-            changes.studies if changes.studies is not None else await select_studies(src, input)
+            changes.studies if changes.studies is not None else await select_studies(src, spec)
         )
     else:
-        studies = await select_studies(src, input)
+        studies = await select_studies(src, spec)
     uids = [s.study_uid for s in studies]
-    not_found = sorted(set(input.get("studyInstanceUids") or []) - set(uids))
+    not_found = sorted(set(spec.study_uids) - set(uids))
     held = await _studies_by_uid(dst, uids)
     gate = asyncio.Semaphore(STUDY_CONCURRENCY)
 
@@ -146,8 +121,8 @@ async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[s
             except JobCancelled as exc:  # stopped between stored batches: say how far it got
                 outcomes.append({**outcome, "outcome": "CANCELLED", "transferred": None})
                 seconds = time.monotonic() - start
-                result = _result(input, outcomes, not_found, dry_run, False, seconds)
-                await _record(runtime, job.id, input, outcomes)
+                result = _result(spec, outcomes, not_found, dry_run, False, seconds)
+                await _record(runtime, job.id, spec, outcomes)
                 raise JobCancelled(str(exc), result) from None
             outcome.update(transferred=moved.stored, failed=moved.failed, bytes=moved.bytes)
         if verify and not dry_run and not plan.skipped:
@@ -157,13 +132,13 @@ async def run(job: JobHandle, runtime: Runtime, input: dict[str, Any]) -> dict[s
             outcome["verified"] = outcome["missingAfter"] == 0 and not outcome["failed"]
         outcomes.append(outcome)
     await job.progress(0.95, "record", "recording the outcome")
-    result = _result(input, outcomes, not_found, dry_run, verify, time.monotonic() - start)
-    await _record(runtime, job.id, input, outcomes)
+    result = _result(spec, outcomes, not_found, dry_run, verify, time.monotonic() - start)
+    await _record(runtime, job.id, spec, outcomes)
     unsynced = sum(o["missingAfter"] or 0 for o in outcomes if o["outcome"] != "SKIPPED")
     if verify and not dry_run and unsynced:
         raise JobError(f"{unsynced} instance(s) still missing after sync", result)
     if cursor is not None and not dry_run:
-        await save_cursor(runtime, input["from"], input["to"], cursor)
+        await save_cursor(runtime, spec.source, spec.destination, cursor)
     return result
 
 
@@ -186,7 +161,7 @@ def _outcome(plan: StudyPlan) -> dict[str, Any]:
 
 
 def _result(
-    input: dict[str, Any],
+    spec: SyncSpec,
     outcomes: list[dict[str, Any]],
     not_found: list[str],
     dry_run: bool,
@@ -197,10 +172,10 @@ def _result(
         return sum(int(o.get(key) or 0) for o in outcomes)
 
     return {
-        "from": input["from"],
-        "to": input["to"],
+        "from": spec.source,
+        "to": spec.destination,
         "dryRun": dry_run,
-        "conflictStrategy": input.get("conflictStrategy") or "REPORT_ONLY",
+        "conflictStrategy": spec.conflict_strategy.value,
         "studies": outcomes,
         "studiesNotFound": not_found,
         "instancesToTransfer": total("missing"),
@@ -220,7 +195,7 @@ def _result(
 
 
 async def _record(
-    runtime: Runtime, job_id: str, input: dict[str, Any], outcomes: list[dict[str, Any]]
+    runtime: Runtime, job_id: str, spec: SyncSpec, outcomes: list[dict[str, Any]]
 ) -> None:
     """One sync_runs row per study; a re-run of the job replaces its rows."""
     async with runtime.sessions() as session, session.begin():
@@ -229,10 +204,10 @@ async def _record(
             session.add(
                 SyncRun(
                     job_id=job_id,
-                    source=input["from"],
-                    destination=input["to"],
+                    source=spec.source,
+                    destination=spec.destination,
                     study_uid=o["studyInstanceUid"],
-                    outcome="DRY_RUN" if input.get("dryRun") else o["outcome"],
+                    outcome="DRY_RUN" if spec.dry_run else o["outcome"],
                     instances_transferred=o["transferred"] or 0,
                     instances_skipped=o["skipped"],
                     bytes=o["bytes"],

@@ -8,8 +8,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from gateway.core.enums import JobStatus
 from gateway.core.errors import InvalidInput, JobError
 from gateway.core.settings import Settings
+from gateway.jobs.specs import SyncSpec
 from gateway.jobs.store import JobStore
 from gateway.runtime import Runtime
 
@@ -20,7 +22,7 @@ async def run_sync(settings: Settings, body: dict[str, Any], quiet: bool = False
     from workers.runner import run_here
 
     try:
-        sync.validate(body, settings)
+        spec = SyncSpec.parse(body, settings)
     except InvalidInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -32,7 +34,7 @@ async def run_sync(settings: Settings, body: dict[str, Any], quiet: bool = False
         bar.update(round(fraction * 100) - bar.n)
 
     try:
-        job_id = await run_here(runtime, "SYNC", body, sync.run, "cli", watch)
+        job_id = await run_here(runtime, spec, sync.run, "cli", watch)
         job = await JobStore(runtime.sessions).get(job_id)
     except JobError as exc:  # the same sync is already running in a worker
         print(f"error: {exc}", file=sys.stderr)
@@ -43,4 +45,4 @@ async def run_sync(settings: Settings, body: dict[str, Any], quiet: bool = False
     assert job is not None
     summary = {"job": job.id, "status": job.status, "error": job.error, "result": job.result}
     print(json.dumps(summary, indent=2, default=str))
-    return 0 if job.status == "SUCCEEDED" else 1
+    return 0 if job.status == JobStatus.SUCCEEDED else 1
