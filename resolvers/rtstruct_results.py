@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from sqlalchemy import select
 
+from gateway.core.enums import JobKind, JobStatus
 from gateway.db.models import Job as JobRow
 from gateway.jobs.store import JobStore
 from resolvers.job_types import Roi, RtStructResult
@@ -18,8 +19,8 @@ async def rtstruct_results(store: JobStore, study_uid: str) -> list[RtStructResu
         rows = await session.scalars(
             select(JobRow)
             .where(
-                JobRow.kind == "RTSTRUCT",
-                JobRow.status == "SUCCEEDED",
+                JobRow.kind == JobKind.RTSTRUCT,
+                JobRow.status == JobStatus.SUCCEEDED,
                 JobRow.input["studyInstanceUid"].as_string() == study_uid,
             )
             .order_by(JobRow.finished_at.desc())

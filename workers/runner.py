@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from gateway.core.enums import JobStatus
 from gateway.core.errors import (
     InvalidInput,
     JobCancelled,
@@ -179,25 +180,36 @@ async def _execute(
         return change.status or ""
 
     if await service.store.cancel_requested(job_id):
-        return await final(Change(status="CANCELLED", message="cancelled"))
+        return await final(Change(status=JobStatus.CANCELLED, message="cancelled"))
     started = Change(
-        status="RUNNING", started=True, new_attempt=True, progress=0.0, phase="start", error=None
+        status=JobStatus.RUNNING,
+        started=True,
+        new_attempt=True,
+        progress=0.0,
+        phase="start",
+        error=None,
     )
     if await service.record(job_id, started) is None:
         return "not active"
     if runner is None:
-        return await final(Change(status="FAILED", error="no worker function for this job kind"))
+        return await final(
+            Change(status=JobStatus.FAILED, error="no worker function for this job kind")
+        )
     try:
         result = await runner(handle, runtime, parse_spec(kind, input, runtime.settings))
     except LeaseLost:
         return "lease lost"
     except JobCancelled as exc:
-        return await final(Change(status="CANCELLED", message="cancelled", result=exc.result))
+        return await final(
+            Change(status=JobStatus.CANCELLED, message="cancelled", result=exc.result)
+        )
     except JobError as exc:
-        change = Change(status="FAILED", error=str(exc), message="failed", result=exc.result)
+        change = Change(
+            status=JobStatus.FAILED, error=str(exc), message="failed", result=exc.result
+        )
         return await final(change)
     except InvalidInput as exc:
-        return await final(Change(status="FAILED", error=str(exc), message="failed"))
+        return await final(Change(status=JobStatus.FAILED, error=str(exc), message="failed"))
     except (SourceUnavailable, SourceTimeout) as exc:
         row = await service.store.get(job_id)
         runs = handle.attempt - (row.attempts_before_retry or 0 if row is not None else 0)
@@ -205,13 +217,15 @@ async def _execute(
             delay = RETRY_DELAY_S * handle.attempt
             await service.requeue(job_id, f"retrying: {exc}", delay, attempt=handle.attempt)
             return "retrying"
-        return await final(Change(status="FAILED", error=str(exc), message="failed"))
+        return await final(Change(status=JobStatus.FAILED, error=str(exc), message="failed"))
     except Exception as exc:  # anything unforeseen: recorded, never silently lost
         log.error("job %s: unexpected %s", job_id, type(exc).__name__)
         error = f"internal error ({type(exc).__name__})"
-        return await final(Change(status="FAILED", error=error, message="failed"))
+        return await final(Change(status=JobStatus.FAILED, error=error, message="failed"))
     return await final(
-        Change(status="SUCCEEDED", progress=1.0, phase="done", message="done", result=result)
+        Change(
+            status=JobStatus.SUCCEEDED, progress=1.0, phase="done", message="done", result=result
+        )
     )
 
 

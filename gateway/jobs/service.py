@@ -7,6 +7,7 @@ import logging
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from gateway.core.enums import JobStatus
 from gateway.core.errors import InvalidInput
 from gateway.db.models import Job
 from gateway.jobs import queue
@@ -51,8 +52,10 @@ class JobService:
             raise InvalidInput(f"job is already {job.status}")
         await self.store.request_cancel(job_id)
         await self.redis.set(self.keys.cancel(job_id), "1", ex=86400)
-        if job.status == "QUEUED" and not await queue.has_lease(self.redis, self.keys, job_id):
-            await self.record(job_id, Change(status="CANCELLED", message="cancelled"))
+        if job.status == JobStatus.QUEUED and not await queue.has_lease(
+            self.redis, self.keys, job_id
+        ):
+            await self.record(job_id, Change(status=JobStatus.CANCELLED, message="cancelled"))
         else:
             await self.record(job_id, Change(message="cancel requested"))
         return await self._reload(job_id)
@@ -62,11 +65,11 @@ class JobService:
         job = await self.store.get(job_id)
         if job is None:
             raise InvalidInput(f"no job with id {job_id!r}")
-        if job.status not in ("FAILED", "CANCELLED"):
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise InvalidInput(f"only FAILED or CANCELLED jobs can be retried, not {job.status}")
         await self.redis.delete(self.keys.cancel(job_id))
         change = Change(
-            status="QUEUED",
+            status=JobStatus.QUEUED,
             progress=0.0,
             phase=None,
             message="retry requested",
@@ -85,7 +88,9 @@ class JobService:
     ) -> bool:
         """Put an active job back on the queue for its next attempt (transient failure, lost
         worker); with `attempt`, only while that attempt is still the job's current one."""
-        if await self.record(job_id, Change(status="QUEUED", message=message, attempt=attempt)):
+        if await self.record(
+            job_id, Change(status=JobStatus.QUEUED, message=message, attempt=attempt)
+        ):
             await queue.enqueue(self.redis, self.keys, await self._reload(job_id), defer_s)
             return True
         return False
@@ -102,14 +107,16 @@ class JobService:
         for job in await self.store.active():
             if await queue.has_lease(self.redis, self.keys, job.id):
                 continue
-            if job.status == "RUNNING":
+            if job.status == JobStatus.RUNNING:
                 if job.id not in self._suspects:
                     suspects.add(job.id)
                     continue
                 await queue.forget(self.redis, self.keys, f"{job.id}:{(job.attempts or 1) - 1}")
                 if await self.requeue(job.id, "worker lost; re-queued", attempt=job.attempts):
                     fixed.append(job.id)
-            elif job.status == "QUEUED" and not await queue.is_queued(self.redis, self.keys, job):
+            elif job.status == JobStatus.QUEUED and not await queue.is_queued(
+                self.redis, self.keys, job
+            ):
                 await queue.enqueue(self.redis, self.keys, job)
                 fixed.append(job.id)
         self._suspects = suspects

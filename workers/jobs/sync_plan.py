@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.core.enums import ConflictStrategy
 from gateway.federation import merge
 from gateway.sources.base import InstanceRecord, StudyRecord
 
-STRATEGIES = ("REPORT_ONLY", "SKIP", "SOURCE_WINS")
 # the federated view's study attributes, less those that differ without a conflict:
 # modalities (an archive lacking a series) and study time (precision varies by archive)
 STUDY_FIELDS = tuple(f for f in merge.STUDY_FIELDS if f not in ("study_time", "modalities"))
@@ -73,7 +73,7 @@ def plan_study(
         if diff or study_fields:
             conflicting.append(inst)
             fields.update(diff)
-    skipped = strategy == "SKIP" and bool(conflicting)
+    skipped = strategy == ConflictStrategy.SKIP and bool(conflicting)
     return StudyPlan(
         study_uid=study_uid,
         source_count=len(source),
@@ -81,7 +81,7 @@ def plan_study(
         conflicting=tuple(conflicting),
         conflict_fields=tuple(sorted(fields)) if conflicting else (),
         skipped=skipped,
-        resend=strategy == "SOURCE_WINS",
+        resend=strategy == ConflictStrategy.SOURCE_WINS,
         whole_series=_whole_series(source, missing),
     )
 

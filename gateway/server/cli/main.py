@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.core.enums import ConflictStrategy
 from gateway.core.errors import ConfigError
 from gateway.core.logs import quiet_libraries
 from gateway.core.settings import Settings, load_settings
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="report what would move")
     p.add_argument("--no-verify", action="store_true", help="skip the verification")
     p.add_argument(
-        "--conflicts", default="REPORT_ONLY", choices=["REPORT_ONLY", "SKIP", "SOURCE_WINS"]
+        "--conflicts", default=ConflictStrategy.REPORT_ONLY, choices=list(ConflictStrategy)
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sync)
