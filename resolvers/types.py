@@ -7,28 +7,14 @@ from enum import Enum
 
 import strawberry
 
+from gateway.core.enums import SourceKind, SourceRole
 from gateway.core.settings import SourceConfig
 from resolvers.context import Info
 
-
-@strawberry.enum
-class SourceKind(Enum):
-    """The adapter family of a source."""
-
-    ORTHANC = "orthanc"
-    DICOMWEB = "dicomweb"
-    DIMSE = "dimse"
-    XNAT = "xnat"
-
-
-@strawberry.enum
-class SourceRole(Enum):
-    """What the gateway may use a source for."""
-
-    QUERY = "query"
-    RETRIEVE = "retrieve"
-    STORE = "store"
-    RESEARCH = "research"
+# The core enums themselves, marked for GraphQL (strawberry.enum marks the class it is
+# given); GraphQL names are the member names: ORTHANC, DICOMWEB, ..., QUERY, RETRIEVE, ...
+strawberry.enum(SourceKind)
+strawberry.enum(SourceRole)
 
 
 @strawberry.enum
@@ -70,12 +56,12 @@ class Source:
     @strawberry.field
     def kind(self) -> SourceKind:
         """Adapter family."""
-        return SourceKind(self.config.kind)
+        return self.config.kind
 
     @strawberry.field
     def roles(self) -> list[SourceRole]:
         """Configured roles."""
-        return [SourceRole(r) for r in self.config.roles]
+        return list(self.config.roles)
 
     @strawberry.field
     async def health(self, info: Info) -> SourceHealth:

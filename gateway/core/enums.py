@@ -44,3 +44,47 @@ class SourceRole(StrEnum):
     RETRIEVE = "retrieve"
     STORE = "store"
     RESEARCH = "research"
+
+
+class SourceKind(StrEnum):
+    """The adapter family of a source: the ONE place a kind is registered.
+
+    Each member carries its config value, its adapter (an import path, so this
+    bottom layer imports nothing above it; `gateway.sources.registry` imports it)
+    and the config keys the kind requires.
+    """
+
+    adapter: str
+    required: tuple[str, ...]
+
+    # The defaults only let mypy accept `SourceKind("orthanc")`, a lookup by value that
+    # never reaches this `__new__`: it builds the members below, each with its data.
+    def __new__(cls, value: str, adapter: str = "", required: tuple[str, ...] = ()) -> SourceKind:
+        if not adapter:
+            raise TypeError(f"SourceKind {value!r} needs its adapter")
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.adapter = adapter
+        member.required = required
+        return member
+
+    ORTHANC = "orthanc", "gateway.sources.orthanc.source:OrthancSource", ("url",)
+    DICOMWEB = "dicomweb", "gateway.sources.dicomweb.source:DicomWebSource", ("url",)
+    DIMSE = "dimse", "gateway.sources.dimse.source:DimseSource", ("host", "port", "called_aet")
+    XNAT = "xnat", "gateway.sources.xnat.source:XnatSource", ("url",)
+
+
+class Dialect(StrEnum):
+    """Which DICOMweb server a `dicomweb` source talks to (its quirks differ)."""
+
+    DCM4CHEE = "dcm4chee"
+    ORTHANC = "orthanc"
+    GENERIC = "generic"
+
+
+class SourceAuth(StrEnum):
+    """How the gateway authenticates to an HTTP source."""
+
+    NONE = "none"
+    BASIC = "basic"
+    BEARER = "bearer"

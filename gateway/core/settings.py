@@ -11,16 +11,14 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from gateway.core.enums import Dialect, SourceAuth, SourceKind, SourceRole
 from gateway.core.errors import ConfigError
 
-KINDS = ("orthanc", "dicomweb", "dimse", "xnat")
-ROLES = ("query", "retrieve", "store", "research")
-DIALECTS = ("dcm4chee", "orthanc", "generic")
-AUTHS = ("none", "basic", "bearer")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/gateway.db"
 
@@ -30,13 +28,13 @@ class SourceConfig:
     """One PACS as configured in a `[[sources]]` table."""
 
     id: str
-    kind: str
+    kind: SourceKind
     name: str = ""
     url: str | None = None
-    dialect: str = "generic"
+    dialect: Dialect = Dialect.GENERIC
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    auth: str = "none"
+    auth: SourceAuth = SourceAuth.NONE
     token_url: str | None = None
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
@@ -44,13 +42,20 @@ class SourceConfig:
     port: int | None = None
     called_aet: str | None = None
     calling_aet: str = "PACSGW"
-    roles: tuple[str, ...] = ("query",)
+    roles: tuple[SourceRole, ...] = (SourceRole.QUERY,)
     timeout_s: float = 5.0
     connect_timeout_s: float = 2.0
     max_concurrency: int = 8
     retries: int = 2
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        # Plain strings (as tests and benchmarks write them) become the enums.
+        object.__setattr__(self, "kind", SourceKind(self.kind))
+        object.__setattr__(self, "dialect", Dialect(self.dialect))
+        object.__setattr__(self, "auth", SourceAuth(self.auth))
+        object.__setattr__(self, "roles", tuple(SourceRole(r) for r in self.roles))
 
     def has_role(self, role: str) -> bool:
         """True when the source is configured with `role`."""
@@ -125,12 +130,10 @@ _SOURCE_KEYS: dict[str, tuple[type, ...]] = {
     "breaker_threshold": (int,),
     "breaker_cooldown_s": (int, float),
 }
-_REQUIRED = {
-    "orthanc": ("url",),
-    "dicomweb": ("url",),
-    "xnat": ("url",),
-    "dimse": ("host", "port", "called_aet"),
-}
+
+
+def _values(kind: type[StrEnum]) -> tuple[str, ...]:
+    return tuple(member.value for member in kind)
 
 
 def _check_keys(
@@ -169,30 +172,35 @@ def _parse_source(raw: Mapping[str, Any], index: int, env: Mapping[str, str]) ->
     _check_keys(raw, _SOURCE_KEYS, where)
     if "id" not in raw or not raw["id"].strip():
         raise ConfigError(f"'{where}.id' is required")
-    kind = raw.get("kind")
-    if kind is None:
-        raise ConfigError(f"'{where}.kind' is required (one of {', '.join(KINDS)})")
-    if kind not in KINDS:
-        raise ConfigError(f"'{where}.kind' is {kind!r}, expected one of {', '.join(KINDS)}")
-    for key in _REQUIRED[kind]:
+    kinds = ", ".join(_values(SourceKind))
+    if "kind" not in raw:
+        raise ConfigError(f"'{where}.kind' is required (one of {kinds})")
+    if raw["kind"] not in _values(SourceKind):
+        raise ConfigError(f"'{where}.kind' is {raw['kind']!r}, expected one of {kinds}")
+    kind = SourceKind(raw["kind"])
+    for key in kind.required:
         if key not in raw:
-            raise ConfigError(f"'{where}.{key}' is required for kind {kind!r}")
+            raise ConfigError(f"'{where}.{key}' is required for kind {kind.value!r}")
     if "url" in raw:
         _check_url(raw["url"], where)
     dialect = raw.get("dialect", "generic")
-    if dialect not in DIALECTS:
+    if dialect not in _values(Dialect):
         raise ConfigError(
-            f"'{where}.dialect' is {dialect!r}, expected one of {', '.join(DIALECTS)}"
+            f"'{where}.dialect' is {dialect!r}, expected one of {', '.join(_values(Dialect))}"
         )
     auth = raw.get("auth", "basic" if "username" in raw else "none")
-    if auth not in AUTHS:
-        raise ConfigError(f"'{where}.auth' is {auth!r}, expected one of {', '.join(AUTHS)}")
+    if auth not in _values(SourceAuth):
+        raise ConfigError(
+            f"'{where}.auth' is {auth!r}, expected one of {', '.join(_values(SourceAuth))}"
+        )
     if auth == "bearer" and "token_url" not in raw:
         raise ConfigError(f"'{where}.token_url' is required when auth is 'bearer'")
     roles = raw.get("roles", ["query"])
     for role in roles:
-        if role not in ROLES:
-            raise ConfigError(f"'{where}.roles' has {role!r}, expected some of {', '.join(ROLES)}")
+        if role not in _values(SourceRole):
+            raise ConfigError(
+                f"'{where}.roles' has {role!r}, expected some of {', '.join(_values(SourceRole))}"
+            )
     if "port" in raw and not 0 < raw["port"] < 65536:
         raise ConfigError(f"'{where}.port' must be between 1 and 65535")
     for key in ("timeout_s", "connect_timeout_s", "max_concurrency", "breaker_threshold"):

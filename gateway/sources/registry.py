@@ -1,4 +1,8 @@
-"""PACS adapters, one module per kind, behind `gateway.sources.base.PacsSource`."""
+"""Builds the adapter of a source, one package per kind, behind `gateway.sources.base.PacsSource`.
+
+A kind is registered in ONE place: its `gateway.core.enums.SourceKind` member, which
+names the adapter class by import path (core imports nothing above it).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,10 @@ from importlib import import_module
 from gateway.core.settings import SourceConfig
 from gateway.sources.base import PacsSource
 
-_ADAPTERS = {
-    "orthanc": ("gateway.sources.orthanc.source", "OrthancSource"),
-    "dicomweb": ("gateway.sources.dicomweb.source", "DicomWebSource"),
-    "dimse": ("gateway.sources.dimse.source", "DimseSource"),
-    "xnat": ("gateway.sources.xnat.source", "XnatSource"),
-}
-
 
 def build_source(config: SourceConfig) -> PacsSource:
     """The adapter for `config.kind`, constructed from its config."""
-    module, name = _ADAPTERS[config.kind]
+    module, _, name = config.kind.adapter.partition(":")
     cls = getattr(import_module(module), name)
     source: PacsSource = cls(config)
     return source

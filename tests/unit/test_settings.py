@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib import import_module
 from pathlib import Path
 
 import pytest
 
+from gateway.core.enums import Dialect, SourceAuth, SourceKind, SourceRole
 from gateway.core.errors import ConfigError
-from gateway.core.settings import load_settings, normalize_database_url, parse_settings
+from gateway.core.settings import (
+    SourceConfig,
+    load_settings,
+    normalize_database_url,
+    parse_settings,
+)
 
 GOOD = {
     "gateway": {"sync_interval_s": 30, "results_dir": "var/r"},
@@ -98,6 +105,56 @@ def test_bad_configs_name_the_key(data: dict[str, object], message: str) -> None
         parse_settings(data, ENV)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_unknown_or_missing_kind_names_the_key_and_lists_the_kinds() -> None:
+    kinds = ", ".join(k.value for k in SourceKind)
+    assert kinds == "orthanc, dicomweb, dimse, xnat"
+    with pytest.raises(ConfigError) as err:
+        parse_settings(_with(kind="pacs"), ENV)
+    assert str(err.value) == f"'sources.orthanc.kind' is 'pacs', expected one of {kinds}"
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"sources": [{"id": "a", "url": "http://h"}]}, ENV)
+    assert str(err.value) == f"'sources.a.kind' is required (one of {kinds})"
+
+
+@pytest.mark.parametrize("kind", list(SourceKind))
+def test_each_kind_requires_its_keys(kind: SourceKind) -> None:
+    full = {"url": "http://h", "host": "h", "port": 104, "called_aet": "AE"}
+    for key in kind.required:
+        raw = {"id": "s", "kind": kind.value, **{k: v for k, v in full.items() if k != key}}
+        with pytest.raises(ConfigError) as err:
+            parse_settings({"sources": [raw]}, {})
+        assert str(err.value) == f"'sources.s.{key}' is required for kind {kind.value!r}"
+    raw = {"id": "s", "kind": kind.value, **{k: full[k] for k in kind.required}}
+    assert parse_settings({"sources": [raw]}, {}).sources[0].kind is kind
+
+
+@pytest.mark.parametrize("kind", list(SourceKind))
+def test_each_kind_names_an_importable_adapter(kind: SourceKind) -> None:
+    module, _, name = kind.adapter.partition(":")
+    assert isinstance(getattr(import_module(module), name), type)
+
+
+def test_other_value_kinds_list_their_enum() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_settings(_with(dialect="pacs"), ENV)
+    assert str(err.value).endswith(f"expected one of {', '.join(d.value for d in Dialect)}")
+    with pytest.raises(ConfigError) as err:
+        parse_settings(_with(auth="kerberos"), ENV)
+    assert str(err.value).endswith(f"expected one of {', '.join(a.value for a in SourceAuth)}")
+    with pytest.raises(ConfigError) as err:
+        parse_settings(_with(roles=["admin"]), ENV)
+    assert str(err.value).endswith(f"expected some of {', '.join(r.value for r in SourceRole)}")
+
+
+def test_source_config_turns_plain_strings_into_the_enums() -> None:
+    config = SourceConfig(id="s", kind="dimse", roles=("query", "store"))  # type: ignore[arg-type]
+    assert config.kind is SourceKind.DIMSE and config.kind == "dimse"
+    assert config.roles == (SourceRole.QUERY, SourceRole.STORE)
+    assert config.has_role("store") and not config.has_role("research")
+    with pytest.raises(ValueError, match="pacs"):
+        SourceConfig(id="s", kind="pacs")  # type: ignore[arg-type]
 
 
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
