@@ -3,6 +3,13 @@
 Read once at start (`load_settings`) and passed down; nothing else in the
 project reads `os.environ`. Every problem is a `ConfigError` whose one-line
 message names the offending key.
+
+Each default is written once, on the dataclasses below; the parser passes only
+the keys a file sets and lets the dataclass default apply. Plain dataclasses
+rather than pydantic-settings: no extra dependency, and the hand-written parser
+keeps its one-line errors naming the key (`'sources.orthanc.kind' is 'pacs'`).
+Value kinds (source kind, role, dialect, auth) are the StrEnums of
+`gateway.core.enums`; `SourceKind` also says which keys a kind requires.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -18,9 +25,6 @@ from urllib.parse import urlparse
 
 from gateway.core.enums import Dialect, SourceAuth, SourceKind, SourceRole
 from gateway.core.errors import ConfigError
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/gateway.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +82,11 @@ class Settings:
     sync: tuple[SyncPair, ...] = ()
     sync_interval_s: float = 60.0
     results_dir: Path = Path("var/results")
-    database_url: str = DEFAULT_DATABASE_URL
-    redis_url: str = DEFAULT_REDIS_URL
+    database_url: str = "sqlite+aiosqlite:///var/gateway.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
     config_path: Path | None = None
+    deid_key_env: str = "GATEWAY_DEID_KEY"
+    mapping_key_env: str = "GATEWAY_MAPPING_KEY"
     deid_key: str | None = field(default=None, repr=False)
     mapping_key: str | None = field(default=None, repr=False)
     rtstruct_auto: bool = False
@@ -130,6 +136,20 @@ _SOURCE_KEYS: dict[str, tuple[type, ...]] = {
     "breaker_threshold": (int,),
     "breaker_cooldown_s": (int, float),
 }
+# Keys passed to the dataclass as they are (when present); the rest are converted below.
+_AS_IS = (
+    "username",
+    "token_url",
+    "client_id",
+    "host",
+    "port",
+    "called_aet",
+    "calling_aet",
+    "max_concurrency",
+    "retries",
+    "breaker_threshold",
+)
+_FLOATS = ("timeout_s", "connect_timeout_s", "breaker_cooldown_s")
 
 
 def _values(kind: type[StrEnum]) -> tuple[str, ...]:
@@ -181,26 +201,37 @@ def _parse_source(raw: Mapping[str, Any], index: int, env: Mapping[str, str]) ->
     for key in kind.required:
         if key not in raw:
             raise ConfigError(f"'{where}.{key}' is required for kind {kind.value!r}")
+    values: dict[str, Any] = {key: raw[key] for key in _AS_IS if key in raw}
+    values |= {key: float(raw[key]) for key in _FLOATS if key in raw}
     if "url" in raw:
         _check_url(raw["url"], where)
-    dialect = raw.get("dialect", "generic")
-    if dialect not in _values(Dialect):
-        raise ConfigError(
-            f"'{where}.dialect' is {dialect!r}, expected one of {', '.join(_values(Dialect))}"
-        )
-    auth = raw.get("auth", "basic" if "username" in raw else "none")
-    if auth not in _values(SourceAuth):
-        raise ConfigError(
-            f"'{where}.auth' is {auth!r}, expected one of {', '.join(_values(SourceAuth))}"
-        )
-    if auth == "bearer" and "token_url" not in raw:
-        raise ConfigError(f"'{where}.token_url' is required when auth is 'bearer'")
-    roles = raw.get("roles", ["query"])
-    for role in roles:
-        if role not in _values(SourceRole):
+        values["url"] = raw["url"].rstrip("/") or None
+    if "dialect" in raw:
+        if raw["dialect"] not in _values(Dialect):
             raise ConfigError(
-                f"'{where}.roles' has {role!r}, expected some of {', '.join(_values(SourceRole))}"
+                f"'{where}.dialect' is {raw['dialect']!r},"
+                f" expected one of {', '.join(_values(Dialect))}"
             )
+        values["dialect"] = Dialect(raw["dialect"])
+    if "auth" in raw:
+        if raw["auth"] not in _values(SourceAuth):
+            raise ConfigError(
+                f"'{where}.auth' is {raw['auth']!r},"
+                f" expected one of {', '.join(_values(SourceAuth))}"
+            )
+        values["auth"] = SourceAuth(raw["auth"])
+    elif "username" in raw:
+        values["auth"] = SourceAuth.BASIC  # a username alone means basic auth
+    if values.get("auth") == SourceAuth.BEARER and "token_url" not in raw:
+        raise ConfigError(f"'{where}.token_url' is required when auth is 'bearer'")
+    if "roles" in raw:
+        for role in raw["roles"]:
+            if role not in _values(SourceRole):
+                raise ConfigError(
+                    f"'{where}.roles' has {role!r},"
+                    f" expected some of {', '.join(_values(SourceRole))}"
+                )
+        values["roles"] = tuple(SourceRole(r) for r in raw["roles"])
     if "port" in raw and not 0 < raw["port"] < 65536:
         raise ConfigError(f"'{where}.port' must be between 1 and 65535")
     for key in ("timeout_s", "connect_timeout_s", "max_concurrency", "breaker_threshold"):
@@ -211,25 +242,9 @@ def _parse_source(raw: Mapping[str, Any], index: int, env: Mapping[str, str]) ->
         id=raw["id"],
         kind=kind,
         name=raw.get("name", raw["id"]),
-        url=raw.get("url", "").rstrip("/") or None,
-        dialect=dialect,
-        username=raw.get("username"),
         password=password,
-        auth=auth,
-        token_url=raw.get("token_url"),
-        client_id=raw.get("client_id"),
         client_secret=client_secret,
-        host=raw.get("host"),
-        port=raw.get("port"),
-        called_aet=raw.get("called_aet"),
-        calling_aet=raw.get("calling_aet", "PACSGW"),
-        roles=tuple(roles),
-        timeout_s=float(raw.get("timeout_s", 5.0)),
-        connect_timeout_s=float(raw.get("connect_timeout_s", 2.0)),
-        max_concurrency=raw.get("max_concurrency", 8),
-        retries=raw.get("retries", 2),
-        breaker_threshold=raw.get("breaker_threshold", 5),
-        breaker_cooldown_s=float(raw.get("breaker_cooldown_s", 10.0)),
+        **values,
     )
 
 
@@ -251,9 +266,9 @@ def parse_settings(
             raise ConfigError(f"unknown key '{key}'")
     gw = data.get("gateway", {})
     _check_keys(gw, _GATEWAY_KEYS, "gateway")
-    if gw.get("sync_interval_s", 0) < 0:
+    if "sync_interval_s" in gw and gw["sync_interval_s"] < 0:
         raise ConfigError("'gateway.sync_interval_s' must be 0 (off) or more")
-    if gw.get("rtstruct_poll_s", 60) <= 0:
+    if "rtstruct_poll_s" in gw and gw["rtstruct_poll_s"] <= 0:
         raise ConfigError("'gateway.rtstruct_poll_s' must be more than 0")
     raw_sources = data.get("sources", [])
     if not isinstance(raw_sources, list):
@@ -273,20 +288,22 @@ def parse_settings(
             if raw[key] not in seen:
                 raise ConfigError(f"'sync[{i}].{key}' names unknown source {raw[key]!r}")
         pairs.append(SyncPair(source=raw["from"], destination=raw["to"]))
-    database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
-    return Settings(
-        sources=sources,
-        sync=tuple(pairs),
-        sync_interval_s=float(gw.get("sync_interval_s", 60)),
-        results_dir=Path(gw.get("results_dir", "var/results")),
-        database_url=normalize_database_url(database_url),
-        redis_url=redis_url,
-        config_path=config_path,
-        deid_key=env.get(gw.get("deid_key_env", "GATEWAY_DEID_KEY")) or None,
-        mapping_key=env.get(gw.get("mapping_key_env", "GATEWAY_MAPPING_KEY")) or None,
-        rtstruct_auto=bool(gw.get("rtstruct_auto", False)),
-        rtstruct_poll_s=float(gw.get("rtstruct_poll_s", 60)),
+    values: dict[str, Any] = {
+        key: gw[key] for key in ("deid_key_env", "mapping_key_env", "rtstruct_auto") if key in gw
+    }
+    values |= {key: float(gw[key]) for key in ("sync_interval_s", "rtstruct_poll_s") if key in gw}
+    if "results_dir" in gw:
+        values["results_dir"] = Path(gw["results_dir"])
+    if env.get("DATABASE_URL"):
+        values["database_url"] = normalize_database_url(env["DATABASE_URL"])
+    if env.get("REDIS_URL"):
+        values["redis_url"] = env["REDIS_URL"]
+    settings = Settings(sources=sources, sync=tuple(pairs), config_path=config_path, **values)
+    # The keys themselves come from the variables the settings name.
+    return replace(
+        settings,
+        deid_key=env.get(settings.deid_key_env) or None,
+        mapping_key=env.get(settings.mapping_key_env) or None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from importlib import import_module
@@ -12,6 +13,7 @@ import pytest
 from gateway.core.enums import Dialect, SourceAuth, SourceKind, SourceRole
 from gateway.core.errors import ConfigError
 from gateway.core.settings import (
+    Settings,
     SourceConfig,
     load_settings,
     normalize_database_url,
@@ -146,6 +148,38 @@ def test_other_value_kinds_list_their_enum() -> None:
     with pytest.raises(ConfigError) as err:
         parse_settings(_with(roles=["admin"]), ENV)
     assert str(err.value).endswith(f"expected some of {', '.join(r.value for r in SourceRole)}")
+
+
+def _defaults(cls: type) -> dict[str, object]:
+    return {
+        f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
+    }
+
+
+def test_minimal_config_takes_every_default_from_the_dataclasses() -> None:
+    s = parse_settings({"sources": [{"id": "o", "kind": "orthanc", "url": "http://h"}]}, {})
+    given = {"sources", "config_path"}
+    for key, default in _defaults(Settings).items():
+        if key not in given:
+            assert getattr(s, key) == default, key
+    source = s.sources[0]
+    given = {"name", "url"}  # the name defaults to the id; the url was given
+    for key, default in _defaults(SourceConfig).items():
+        if key not in given:
+            assert getattr(source, key) == default, key
+    assert source.name == "o" and source.kind is SourceKind.ORTHANC
+    assert source.roles == (SourceRole.QUERY,) and source.auth is SourceAuth.NONE
+
+
+def test_a_username_alone_means_basic_auth_and_key_variables_are_configurable() -> None:
+    raw = {"id": "o", "kind": "orthanc", "url": "http://h", "username": "u"}
+    gw = {"deid_key_env": "MY_DEID", "mapping_key_env": "MY_MAPPING"}
+    env = {"MY_DEID": "d", "MY_MAPPING": "m", "GATEWAY_DEID_KEY": "not this one"}
+    s = parse_settings({"gateway": gw, "sources": [raw]}, env)
+    assert s.sources[0].auth is SourceAuth.BASIC
+    assert (s.deid_key, s.mapping_key) == ("d", "m")
+    s = parse_settings({"sources": [raw]}, {"GATEWAY_DEID_KEY": "k", "GATEWAY_MAPPING_KEY": ""})
+    assert (s.deid_key, s.mapping_key) == ("k", None)
 
 
 def test_source_config_turns_plain_strings_into_the_enums() -> None:
