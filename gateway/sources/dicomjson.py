@@ -1,44 +1,19 @@
-"""DICOM JSON (PS3.18 F.2) into the protocol's records; record filtering, ordering, paging.
+"""DICOM JSON (PS3.18 F.2): its tags, value readers, and the protocol's records made from it.
 
-The filtering, ordering and paging helpers are shared by the HTTP adapters so
-that every archive's answer is matched the same way (an archive's own matching
-only narrows the candidates) and comes back in the same order: patients by id,
-studies by Study Instance UID, series by (study, series UID), instances by
-(study, series, instance number, SOP Instance UID).
+Used by both HTTP adapters (DICOMweb QIDO/STOW answers, Orthanc's DICOM JSON).
+Matching is `gateway.sources.matching`, ordering and paging
+`gateway.sources.paging`, Part 10 bytes `gateway.sources.part10`.
 """
 
 from __future__ import annotations
 
-import re
-import string
-from collections.abc import Iterable, Mapping, Sequence
-from io import BytesIO
-from operator import attrgetter
-from typing import Any, TypeVar
-
-from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
+from collections.abc import Mapping
+from typing import Any
 
 from gateway.sources import normalize as n
-from gateway.sources.base import (
-    InstanceQuery,
-    InstanceRecord,
-    PatientQuery,
-    PatientRecord,
-    SeriesQuery,
-    SeriesRecord,
-    StudyQuery,
-    StudyRecord,
-)
-from gateway.sources.matching import (
-    match_date,
-    match_person_name,
-    match_string,
-    match_uid_list,
-)
+from gateway.sources.base import InstanceRecord, PatientRecord, SeriesRecord, StudyRecord
 
 Json = Mapping[str, Any]
-R = TypeVar("R")
 
 SPECIFIC_CHARACTER_SET = "00080005"
 SOP_CLASS_UID = "00080016"
@@ -66,10 +41,8 @@ INSTANCE_NUMBER = "00200013"
 PATIENT_STUDIES = "00201200"
 STUDY_SERIES = "00201206"
 STUDY_INSTANCES = "00201208"
-DUPLICATE_SOP_INSTANCE = 0x0111
-_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\Z")
-_SAFE = frozenset(string.ascii_letters + string.digits + "-._~*?^")
 SERIES_INSTANCES = "00201209"
+DUPLICATE_SOP_INSTANCE = 0x0111
 
 
 # Fast normalisers: the same results as `normalize`, several times faster on the
@@ -207,153 +180,3 @@ def stow_outcome(item: Json | None) -> tuple[set[str], set[str]]:
     stored = {uid for uid, _ in refs(REFERENCED_SOP_SEQUENCE)}
     stored |= {uid for uid, reason in failed if reason == DUPLICATE_SOP_INSTANCE}
     return stored, {uid for uid, reason in failed if reason != DUPLICATE_SOP_INSTANCE}
-
-
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
-
-
-def meta_sop_instance_uid(part10: bytes) -> str | None:
-    """(0002,0003) Media Storage SOP Instance UID read straight from the file meta bytes.
-
-    PS3.10 7.1: after the 128-byte preamble and "DICM", group 0002 in explicit VR
-    little endian. None when the bytes do not look like that.
-    """
-    if part10[128:132] != b"DICM":
-        return None
-    pos, end = 132, min(len(part10), 132 + 4096)
-    while pos + 8 <= end:
-        group = int.from_bytes(part10[pos : pos + 2], "little")
-        element = int.from_bytes(part10[pos + 2 : pos + 4], "little")
-        if group != 0x0002:
-            return None
-        vr = part10[pos + 4 : pos + 6]
-        if vr in _LONG_VRS:
-            length, pos = int.from_bytes(part10[pos + 8 : pos + 12], "little"), pos + 12
-        else:
-            length, pos = int.from_bytes(part10[pos + 6 : pos + 8], "little"), pos + 8
-        if element == 0x0003:
-            uid = part10[pos : pos + length].rstrip(b"\x00 ").decode("ascii", "replace")
-            return uid if is_uid(uid) else None
-        pos += length
-    return None
-
-
-def sop_instance_uid(part10: bytes) -> str | None:
-    """The SOP Instance UID of a Part 10 file, without reading its pixel data."""
-    fast = meta_sop_instance_uid(part10)
-    if fast is not None:
-        return fast
-    try:
-        ds = dcmread(BytesIO(part10), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-    except (InvalidDicomError, ValueError, TypeError, EOFError, OSError, KeyError):
-        return None
-    uid = n.text(ds.get("SOPInstanceUID"))
-    if uid is None and "MediaStorageSOPInstanceUID" in getattr(ds, "file_meta", {}):
-        uid = n.text(ds.file_meta.MediaStorageSOPInstanceUID)
-    return uid
-
-
-def is_uid(value: str) -> bool:
-    """True for a syntactically valid UID (PS3.5 9.1): digits and dots, at most 64."""
-    return len(value) <= 64 and _UID.match(value) is not None
-
-
-def uid_list(uids: Sequence[str]) -> tuple[str, ...] | None:
-    """The valid UIDs of a UID-list key; None when a list was given but none can match."""
-    valid = tuple(u for u in uids if is_uid(u))
-    return None if uids and not valid else valid
-
-
-def page(records: Sequence[R], offset: int, limit: int | None) -> list[R]:
-    """`records[offset:offset+limit]` (no limit when None)."""
-    start = max(offset, 0)
-    return list(records[start:] if limit is None else records[start : start + max(limit, 0)])
-
-
-def sort_patients(records: Iterable[PatientRecord]) -> list[PatientRecord]:
-    """Patients ordered by (patient id, issuer)."""
-    out = list(records)
-    if any(r.issuer for r in out):
-        out.sort(key=lambda r: (r.patient_id, r.issuer or ""))
-    else:  # the same order, 3x faster: no key tuples
-        out.sort(key=attrgetter("patient_id"))
-    return out
-
-
-def sort_studies(records: Iterable[StudyRecord]) -> list[StudyRecord]:
-    """Studies ordered by Study Instance UID."""
-    return sorted(records, key=attrgetter("study_uid"))
-
-
-def sort_series(records: Iterable[SeriesRecord]) -> list[SeriesRecord]:
-    """Series ordered by (study UID, series UID)."""
-    return sorted(records, key=lambda r: (r.study_uid, r.series_uid))
-
-
-def sort_instances(records: Iterable[InstanceRecord]) -> list[InstanceRecord]:
-    """Instances ordered by (study, series, instance number, SOP Instance UID)."""
-
-    def key(r: InstanceRecord) -> tuple[str, str, bool, int, str]:
-        number = r.instance_number
-        return (r.study_uid, r.series_uid, number is None, number or 0, r.sop_instance_uid)
-
-    return sorted(records, key=key)
-
-
-def widen(value: str | None, open_ended: bool = False) -> str | None:
-    """A matching key any archive takes literally and whose matches include `value`'s.
-
-    Characters that some archive mishandles once escaped (Orthanc's QIDO does
-    not percent-decode) become `?`; the key is cut at its first non-ASCII
-    character and left open with `*`. Person-name keys are always open-ended,
-    so a plain family name also finds "FAMILY^GIVEN". None when nothing is left.
-    """
-    if not value:
-        return None
-    cut = next((i for i, c in enumerate(value) if ord(c) > 127), None)
-    if cut is not None:
-        value, open_ended = value[:cut], True
-    key = "".join(c if c in _SAFE else "?" for c in value)
-    if open_ended and not key.endswith("*"):
-        key += "*"
-    return None if not key.strip("*") else key
-
-
-def patient_matches(q: PatientQuery, r: PatientRecord) -> bool:
-    """Local DICOM matching of a patient record."""
-    return (
-        match_string(q.patient_id, r.patient_id)
-        and match_person_name(q.name, r.name)
-        and match_date(q.birth_date, r.birth_date)
-    )
-
-
-def study_matches(q: StudyQuery, r: StudyRecord) -> bool:
-    """Local DICOM matching of a study record (modality against ModalitiesInStudy)."""
-    return (
-        match_uid_list(q.study_uids, r.study_uid)
-        and match_string(q.patient_id, r.patient_id)
-        and match_person_name(q.patient_name, r.patient_name)
-        and match_string(q.accession_number, r.accession_number)
-        and match_date(q.study_date, r.study_date)
-        and match_string(q.description, r.description)
-        and (not q.modality or any(match_string(q.modality, m) for m in r.modalities))
-    )
-
-
-def series_matches(q: SeriesQuery, r: SeriesRecord) -> bool:
-    """Local DICOM matching of a series record."""
-    return (
-        match_uid_list(q.study_uids, r.study_uid)
-        and match_uid_list(q.series_uids, r.series_uid)
-        and match_string(q.modality, r.modality)
-    )
-
-
-def instance_matches(q: InstanceQuery, r: InstanceRecord) -> bool:
-    """Local DICOM matching of an instance record."""
-    return (
-        r.study_uid == q.study_uid
-        and match_uid_list(q.series_uids, r.series_uid)
-        and match_uid_list(q.sop_instance_uids, r.sop_instance_uid)
-    )

@@ -26,7 +26,9 @@ from gateway.core.errors import (
     SourceUnavailable,
 )
 from gateway.core.settings import SourceConfig
-from gateway.sources import dicomjson
+from gateway.core.uids import is_uid
+from gateway.sources import dicomjson, matching
+from gateway.sources import part10 as p10
 from gateway.sources.base import PatientQuery, StudyQuery
 from gateway.sources.dicomweb.source import DicomWebSource
 from gateway.sources.http import multipart as mp
@@ -187,7 +189,7 @@ def part10(uid: str) -> bytes:
 
 
 async def test_stow_body_is_replayed_after_a_renewal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dicomjson, "sop_instance_uid", lambda d: d.split(b"\r")[0].decode())
+    monkeypatch.setattr(p10, "sop_instance_uid", lambda d: d.split(b"\r")[0].decode())
     token, archive = TokenServer(), Archive(valid={"t2"})
     source = source_for(token, archive)
     files = [part10(f"1.2.{i}") for i in range(3)]
@@ -206,7 +208,7 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
 
 
 async def test_streamed_stow_cannot_be_replayed_but_renews(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dicomjson, "sop_instance_uid", lambda d: d.split(b"\r")[0].decode())
+    monkeypatch.setattr(p10, "sop_instance_uid", lambda d: d.split(b"\r")[0].decode())
     token, archive = TokenServer(), Archive(valid={"t2"})
     source = source_for(token, archive)
 
@@ -321,16 +323,16 @@ def test_parse_json() -> None:
 def test_widen_gives_literal_superset_keys(
     value: str | None, open_ended: bool, key: str | None
 ) -> None:
-    assert dicomjson.widen(value, open_ended) == key
+    assert matching.widen(value, open_ended) == key
 
 
 def test_uid_lists() -> None:
-    assert dicomjson.is_uid("1.2.840.10008.1.2.1") and dicomjson.is_uid("0.1")
+    assert is_uid("1.2.840.10008.1.2.1") and is_uid("0.1")
     for bad in ("", "1..2", "1.02", "1.2.*", "../1", "1." + "2" * 64, "1.2\\3"):
-        assert not dicomjson.is_uid(bad), bad
-    assert dicomjson.uid_list(()) == ()
-    assert dicomjson.uid_list(("1.2", "x")) == ("1.2",)
-    assert dicomjson.uid_list(("x",)) is None
+        assert not is_uid(bad), bad
+    assert matching.uid_list(()) == ()
+    assert matching.uid_list(("1.2", "x")) == ("1.2",)
+    assert matching.uid_list(("x",)) is None
 
 
 def test_stow_outcome_counts_duplicates_as_stored() -> None:

@@ -28,7 +28,10 @@ import httpx
 
 from gateway.core.errors import NotFound, NotSupported, SourceProtocolError
 from gateway.core.settings import SourceConfig
+from gateway.core.uids import is_uid
 from gateway.sources import dicomjson as dj
+from gateway.sources import matching as m
+from gateway.sources import paging, part10
 from gateway.sources.base import (
     InstanceQuery,
     InstanceRecord,
@@ -80,7 +83,7 @@ def _query(params: Params) -> str:
     """A query string that leaves DICOM wildcards, `^` and `,` unescaped.
 
     Orthanc's QIDO does not percent-decode, so keys are first made safe with
-    `dicomjson.widen`; what remains is escaped only where RFC 3986 requires.
+    `matching.widen`; what remains is escaped only where RFC 3986 requires.
     """
     return "&".join(f"{key}={quote(value, safe=_QUERY_SAFE)}" for key, value in params)
 
@@ -119,7 +122,7 @@ class DicomWebSource:
         return self.guard.stats
 
     def _uid(self, op: str, uid: str) -> str:
-        if not dj.is_uid(uid):
+        if not is_uid(uid):
             raise NotFound(self.id, f"{op}: not a valid UID")
         return uid
 
@@ -177,8 +180,8 @@ class DicomWebSource:
     async def find_patients(self, query: PatientQuery) -> list[PatientRecord]:
         """Patients matching `query`, ordered by patient id."""
         params: Params = []
-        _put(params, "PatientID", dj.widen(query.patient_id))
-        _put(params, "PatientName", dj.widen(query.name, open_ended=True))
+        _put(params, "PatientID", m.widen(query.patient_id))
+        _put(params, "PatientName", m.widen(query.name, open_ended=True))
         _put(params, "PatientBirthDate", query.birth_date)
         records: list[PatientRecord] | None = None
         if self._patient_level is not False:
@@ -194,33 +197,34 @@ class DicomWebSource:
         if records is None:
             items = await self._qido("find_patients", "/studies", "studies", params)
             records = _patients_of(dj.study_record(x) for x in items)
-        matched = [r for r in records if dj.patient_matches(query, r)]
-        return dj.page(dj.sort_patients(matched), query.offset, query.limit)
+        matched = [r for r in records if m.patient_matches(query, r)]
+        return paging.page(paging.sort_patients(matched), query.offset, query.limit)
 
     async def find_studies(self, query: StudyQuery) -> list[StudyRecord]:
         """Studies matching `query`, ordered by study UID."""
         params: Params = []
-        _put(params, "PatientID", dj.widen(query.patient_id))
-        _put(params, "PatientName", dj.widen(query.patient_name, open_ended=True))
-        _put(params, "AccessionNumber", dj.widen(query.accession_number))
+        _put(params, "PatientID", m.widen(query.patient_id))
+        _put(params, "PatientName", m.widen(query.patient_name, open_ended=True))
+        _put(params, "AccessionNumber", m.widen(query.accession_number))
         _put(params, "StudyDate", query.study_date)
-        _put(params, "ModalitiesInStudy", dj.widen(query.modality))
-        _put(params, "StudyDescription", dj.widen(query.description))
-        if (uids := dj.uid_list(query.study_uids)) is None:
+        _put(params, "ModalitiesInStudy", m.widen(query.modality))
+        _put(params, "StudyDescription", m.widen(query.description))
+        if (uids := m.uid_list(query.study_uids)) is None:
             return []
         items = await self._qido_uids(
             "find_studies", "/studies", "studies", params, "StudyInstanceUID", uids
         )
-        records = [r for x in items if dj.study_matches(query, r := dj.study_record(x))]
-        return dj.page(dj.sort_studies(_unique(records, "study_uid")), query.offset, query.limit)
+        records = [r for x in items if m.study_matches(query, r := dj.study_record(x))]
+        studies = paging.sort_studies(_unique(records, "study_uid"))
+        return paging.page(studies, query.offset, query.limit)
 
     async def find_series(self, query: SeriesQuery) -> list[SeriesRecord]:
         """Series of the given studies, ordered by (study UID, series UID)."""
-        studies, series = dj.uid_list(query.study_uids), dj.uid_list(query.series_uids)
+        studies, series = m.uid_list(query.study_uids), m.uid_list(query.series_uids)
         if studies is None or series is None:
             return []
         params: Params = []
-        _put(params, "Modality", dj.widen(query.modality))
+        _put(params, "Modality", m.widen(query.modality))
         if len(series) <= UID_BATCH:
             _put(params, "SeriesInstanceUID", ",".join(series))
         op = "find_series"
@@ -232,12 +236,12 @@ class DicomWebSource:
             items = await self._qido_uids(op, "/series", "series", params, key, studies)
         default = studies[0] if len(studies) == 1 else ""
         records = (dj.series_record(x, default) for x in items)
-        return dj.sort_series(r for r in records if dj.series_matches(query, r))
+        return paging.sort_series(r for r in records if m.series_matches(query, r))
 
     async def find_instances(self, query: InstanceQuery) -> list[InstanceRecord]:
         """Instances of one study, ordered by (series, instance number, SOP UID)."""
-        series, sops = dj.uid_list(query.series_uids), dj.uid_list(query.sop_instance_uids)
-        if series is None or sops is None or not dj.is_uid(query.study_uid):
+        series, sops = m.uid_list(query.series_uids), m.uid_list(query.sop_instance_uids)
+        if series is None or sops is None or not is_uid(query.study_uid):
             return []
         params: Params = []
         for key, uids in (("SeriesInstanceUID", series), ("SOPInstanceUID", sops)):
@@ -246,7 +250,7 @@ class DicomWebSource:
         path = f"/studies/{query.study_uid}/instances"
         items = await self._qido_in_study("find_instances", path, "instances", params)
         records = (dj.instance_record(x, query.study_uid) for x in items)
-        return dj.sort_instances(r for r in records if dj.instance_matches(query, r))
+        return paging.sort_instances(r for r in records if m.instance_matches(query, r))
 
     # -- WADO-RS ---------------------------------------------------------------
 
@@ -367,7 +371,7 @@ class _Batch:
         self.bytes = 0
 
     def see(self, payload: bytes) -> None:
-        uid = dj.sop_instance_uid(payload)
+        uid = part10.sop_instance_uid(payload)
         self.uids.append(uid or f"#{self.start + len(self.uids)}")
         self.bytes += len(payload)
 

@@ -29,9 +29,9 @@ from gateway.sources.base import (
     StudyQuery,
     StudyRecord,
 )
-from gateway.sources.dicomjson import sort_instances
 from gateway.sources.dimse import records as r
 from gateway.sources.dimse.assoc import PATIENT_FIND, STUDY_FIND, DimseClient, FindRefused
+from gateway.sources.paging import page, sort_instances
 
 
 def find_patients(c: DimseClient, a: Association, q: PatientQuery) -> list[PatientRecord]:
@@ -55,7 +55,7 @@ def find_patients(c: DimseClient, a: Association, q: PatientQuery) -> list[Patie
         counts = Counter(r.uid(s, "PatientID") for s in rows)
     patients = r.unique((p for p in rows if r.keep_patient(p, q)), "PatientID")
     patients.sort(key=lambda p: r.uid(p, "PatientID"))
-    result = r.page(patients, q.offset, q.limit)
+    result = page(patients, q.offset, q.limit)
     if result and not counts and any("NumberOfPatientRelatedStudies" not in p for p in result):
         studies = r.unique(_studies_of(c, a, q), "StudyInstanceUID")
         counts = Counter(r.uid(s, "PatientID") for s in studies)
@@ -84,7 +84,7 @@ def find_studies(c: DimseClient, a: Association, q: StudyQuery) -> list[StudyRec
             if "ModalitiesInStudy" in s
             or r.keep_modality(q.modality, derived.get(r.uid(s, "StudyInstanceUID")))
         ]
-    result = r.page(rows, q.offset, q.limit)
+    result = page(rows, q.offset, q.limit)
     missing = [r.uid(s, "StudyInstanceUID") for s in result if not r.has_study_counts(s)]
     if missing:
         derived.update(study_counts(c, a, missing, instances=True))

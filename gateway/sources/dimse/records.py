@@ -6,14 +6,14 @@ are sent as UTF-8 and answers decode right. Person names are sent *broadened*
 every answer is then filtered locally with `gateway.sources.matching`, so all
 adapters give the same matches. Answers are flattened to keyword → text
 (`flatten`). A key the SCP did not return is trusted to have been matched by
-the SCP.
+the SCP. Paging is `gateway.sources.paging`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
@@ -31,10 +31,11 @@ from gateway.sources.base import (
     StudyRecord,
 )
 from gateway.sources.matching import (
-    match_date,
-    match_person_name,
-    match_string,
-    match_uid_list,
+    instance_matches,
+    match_any,
+    patient_matches,
+    series_matches,
+    study_matches,
 )
 
 CHARSET = "ISO_IR 192"
@@ -242,57 +243,75 @@ def uid(ds: Answer, keyword: str) -> str:
     return n.text(ds.get(keyword)) or ""
 
 
-def _ok(ds: Answer, keyword: str, test: Any) -> bool:
-    return keyword not in ds or bool(test(ds[keyword]))
+# The query key each returned keyword is matched with. A keyword the SCP did not
+# return is trusted to have been matched by the SCP: its key is made universal
+# (`_trusted`), then the answer is matched as a record like any archive's.
+_PATIENT_MATCH = {
+    "PatientID": "patient_id",
+    "PatientName": "name",
+    "PatientBirthDate": "birth_date",
+}
+_STUDY_MATCH = {
+    "StudyInstanceUID": "study_uids",
+    "PatientID": "patient_id",
+    "PatientName": "patient_name",
+    "AccessionNumber": "accession_number",
+    "StudyDate": "study_date",
+    "StudyDescription": "description",
+    "ModalitiesInStudy": "modality",
+}
+_SERIES_MATCH = {
+    "StudyInstanceUID": "study_uids",
+    "SeriesInstanceUID": "series_uids",
+    "Modality": "modality",
+}
+_IMAGE_MATCH = {
+    "StudyInstanceUID": "study_uid",
+    "SeriesInstanceUID": "series_uids",
+    "SOPInstanceUID": "sop_instance_uids",
+}
+# Universal keys: None for single values, () for UID lists; an image-level answer
+# without StudyInstanceUID makes a record whose study_uid is "" (`uid`), hence "".
+_UNIVERSAL: dict[str, Any] = {
+    "study_uids": (),
+    "series_uids": (),
+    "sop_instance_uids": (),
+    "study_uid": "",
+}
+Q = TypeVar("Q", PatientQuery, StudyQuery, SeriesQuery, InstanceQuery)
+
+
+def _trusted(q: Q, ds: Answer, keys: Mapping[str, str]) -> Q:
+    """`q` with the keys of the keywords `ds` lacks made universal."""
+    unreturned: dict[str, Any] = {
+        field: _UNIVERSAL.get(field) for kw, field in keys.items() if kw not in ds
+    }
+    return replace(q, **unreturned) if unreturned else q
 
 
 def keep_patient(ds: Answer, q: PatientQuery) -> bool:
     """Local PS3.4 matching of a patient-level (or study-level) answer."""
-    return (
-        _ok(ds, "PatientID", lambda v: match_string(q.patient_id, n.text(v)))
-        and _ok(ds, "PatientName", lambda v: match_person_name(q.name, n.person_name(v)))
-        and _ok(ds, "PatientBirthDate", lambda v: match_date(q.birth_date, n.date(v)))
-    )
-
-
-def _match_modalities(pattern: str | None, mods: Iterable[str]) -> bool:
-    return not pattern or any(match_string(pattern, m) for m in mods)
+    return patient_matches(_trusted(q, ds, _PATIENT_MATCH), patient_record(ds, None))
 
 
 def keep_study(ds: Answer, q: StudyQuery) -> bool:
     """Local matching of a study-level answer (ModalitiesInStudy only when returned)."""
-    return (
-        _ok(ds, "StudyInstanceUID", lambda v: match_uid_list(q.study_uids, n.text(v)))
-        and _ok(ds, "PatientID", lambda v: match_string(q.patient_id, n.text(v)))
-        and _ok(ds, "PatientName", lambda v: match_person_name(q.patient_name, n.person_name(v)))
-        and _ok(ds, "AccessionNumber", lambda v: match_string(q.accession_number, n.text(v)))
-        and _ok(ds, "StudyDate", lambda v: match_date(q.study_date, n.date(v)))
-        and _ok(ds, "StudyDescription", lambda v: match_string(q.description, n.text(v)))
-        and _ok(ds, "ModalitiesInStudy", lambda v: _match_modalities(q.modality, n.modalities(v)))
-    )
+    return study_matches(_trusted(q, ds, _STUDY_MATCH), study_record(ds, None))
 
 
 def keep_modality(pattern: str | None, counts: StudyCounts | None) -> bool:
     """Modality matching on derived modalities (for SCPs without ModalitiesInStudy)."""
-    return counts is not None and _match_modalities(pattern, counts.modalities)
+    return counts is not None and match_any(pattern, counts.modalities)
 
 
 def keep_series(ds: Answer, q: SeriesQuery) -> bool:
     """Local matching of a series-level answer."""
-    return (
-        _ok(ds, "StudyInstanceUID", lambda v: match_uid_list(q.study_uids, n.text(v)))
-        and _ok(ds, "SeriesInstanceUID", lambda v: match_uid_list(q.series_uids, n.text(v)))
-        and _ok(ds, "Modality", lambda v: match_string(q.modality, n.text(v)))
-    )
+    return series_matches(_trusted(q, ds, _SERIES_MATCH), series_record(ds, None))
 
 
 def keep_instance(ds: Answer, q: InstanceQuery) -> bool:
     """Local matching of an image-level answer."""
-    return (
-        _ok(ds, "StudyInstanceUID", lambda v: n.text(v) == q.study_uid)
-        and _ok(ds, "SeriesInstanceUID", lambda v: match_uid_list(q.series_uids, n.text(v)))
-        and _ok(ds, "SOPInstanceUID", lambda v: match_uid_list(q.sop_instance_uids, n.text(v)))
-    )
+    return instance_matches(_trusted(q, ds, _IMAGE_MATCH), instance_record(ds))
 
 
 def unique(rows: Iterable[Answer], keyword: str) -> list[Answer]:
@@ -305,12 +324,6 @@ def unique(rows: Iterable[Answer], keyword: str) -> list[Answer]:
             seen.add(key)
             out.append(ds)
     return out
-
-
-def page(rows: list[Any], offset: int, limit: int | None) -> list[Any]:
-    """`rows[offset:offset+limit]`, applied after sorting."""
-    start = max(offset, 0)
-    return rows[start:] if limit is None else rows[start : start + max(limit, 0)]
 
 
 def patient_record(ds: Answer, studies: int | None) -> PatientRecord:

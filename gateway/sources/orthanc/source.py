@@ -35,7 +35,9 @@ import httpx
 
 from gateway.core.errors import NotFound, SourceProtocolError
 from gateway.core.settings import SourceConfig
-from gateway.sources import dicomjson as dj
+from gateway.core.uids import is_uid
+from gateway.sources import matching as m
+from gateway.sources import paging, part10
 from gateway.sources.base import (
     InstanceQuery,
     InstanceRecord,
@@ -137,29 +139,29 @@ class OrthancSource:
     async def find_patients(self, query: PatientQuery) -> list[PatientRecord]:
         """Patients matching `query`, ordered by patient id."""
         q: dict[str, str] = {}
-        _put(q, "PatientID", dj.widen(query.patient_id))
-        _put(q, "PatientName", dj.widen(query.name, open_ended=True))
+        _put(q, "PatientID", m.widen(query.patient_id))
+        _put(q, "PatientName", m.widen(query.name, open_ended=True))
         _put(q, "PatientBirthDate", query.birth_date)
         items = await self._find("find_patients", "Patient", q, case_sensitive=not query.name)
         records = [self.records.patient(x) for x in items]
         if query.patient_id or query.name or query.birth_date:
-            records = [r for r in records if dj.patient_matches(query, r)]
-        return dj.page(dj.sort_patients(records), query.offset, query.limit)
+            records = [r for r in records if m.patient_matches(query, r)]
+        return paging.page(paging.sort_patients(records), query.offset, query.limit)
 
     async def find_studies(self, query: StudyQuery) -> list[StudyRecord]:
         """Studies matching `query`, ordered by study UID."""
-        if (uids := dj.uid_list(query.study_uids)) is None:
+        if (uids := m.uid_list(query.study_uids)) is None:
             return []
         q: dict[str, str] = {}
-        _put(q, "PatientID", dj.widen(query.patient_id))
-        _put(q, "PatientName", dj.widen(query.patient_name, open_ended=True))
+        _put(q, "PatientID", m.widen(query.patient_id))
+        _put(q, "PatientName", m.widen(query.patient_name, open_ended=True))
         _put(q, "StudyInstanceUID", _uids(uids))
-        _put(q, "AccessionNumber", dj.widen(query.accession_number))
+        _put(q, "AccessionNumber", m.widen(query.accession_number))
         _put(q, "StudyDate", query.study_date)
-        _put(q, "StudyDescription", dj.widen(query.description))
+        _put(q, "StudyDescription", m.widen(query.description))
         op, sensitive = "find_studies", not query.patient_name
         if query.modality:  # needs every candidate's series before paging
-            _put(q, "ModalitiesInStudy", dj.widen(query.modality))
+            _put(q, "ModalitiesInStudy", m.widen(query.modality))
             items = await self._find(op, "Study", q, case_sensitive=sensitive)
             series = await self._series_of(op, items, [])
         elif query.limit is None or query.offset + query.limit >= SERIES_PREFETCH:
@@ -172,16 +174,16 @@ class OrthancSource:
         else:  # a small page: match and page first, then fetch only the page's series
             items = await self._find(op, "Study", q, case_sensitive=sensitive)
             keyed = [
-                (r, x) for x in items if dj.study_matches(query, r := self.records.study(x, {}))
+                (r, x) for x in items if m.study_matches(query, r := self.records.study(x, {}))
             ]
             keyed.sort(key=lambda pair: pair[0].study_uid)
-            items = [x for _, x in dj.page(keyed, query.offset, query.limit)]
+            items = [x for _, x in paging.page(keyed, query.offset, query.limit)]
             series = await self._series_of(op, items, [])
             return [self.records.study(x, series) for x in items]
         records = [self.records.study(x, series) for x in items]
         if _constrained(query):
-            records = [r for r in records if dj.study_matches(query, r)]
-        return dj.page(dj.sort_studies(records), query.offset, query.limit)
+            records = [r for r in records if m.study_matches(query, r)]
+        return paging.page(paging.sort_studies(records), query.offset, query.limit)
 
     async def _series_of(self, op: str, studies: list[Item], known: list[Item]) -> dict[str, Item]:
         """The series of `studies` by Orthanc id: `known` ones plus one bulk fetch of the rest."""
@@ -192,13 +194,13 @@ class OrthancSource:
 
     async def find_series(self, query: SeriesQuery) -> list[SeriesRecord]:
         """Series of the given studies, ordered by (study UID, series UID)."""
-        studies, series = dj.uid_list(query.study_uids), dj.uid_list(query.series_uids)
+        studies, series = m.uid_list(query.study_uids), m.uid_list(query.series_uids)
         if studies is None or series is None:
             return []
         q: dict[str, str] = {}
         _put(q, "StudyInstanceUID", _uids(studies))
         _put(q, "SeriesInstanceUID", _uids(series))
-        _put(q, "Modality", dj.widen(query.modality))
+        _put(q, "Modality", m.widen(query.modality))
         single = studies[0] if len(studies) == 1 else None
         if single:
             items = await self._find("find_series", "Series", q)
@@ -213,14 +215,14 @@ class OrthancSource:
         records = (
             rec.series_record(x, single or uid_of.get(x.get("ParentStudy"), "")) for x in items
         )
-        return dj.sort_series(r for r in records if dj.series_matches(query, r))
+        return paging.sort_series(r for r in records if m.series_matches(query, r))
 
     async def find_instances(self, query: InstanceQuery) -> list[InstanceRecord]:
         """Instances of one study, ordered by (series, instance number, SOP UID)."""
-        series_uids = dj.uid_list(query.series_uids)
-        if series_uids is None or dj.uid_list(query.sop_instance_uids) is None:
+        series_uids = m.uid_list(query.series_uids)
+        if series_uids is None or m.uid_list(query.sop_instance_uids) is None:
             return []
-        if not dj.is_uid(query.study_uid):
+        if not is_uid(query.study_uid):
             return []
         q = {"StudyInstanceUID": query.study_uid}
         _put(q, "SeriesInstanceUID", _uids(series_uids))
@@ -228,12 +230,12 @@ class OrthancSource:
         uid_of = {s["ID"]: rec.text(rec.tags(s).get("SeriesInstanceUID")) or "" for s in series}
         items = await self._bulk("find_instances", list(uid_of), "Instance")
         records = (rec.instance_record(x, query.study_uid, uid_of) for x in items)
-        return dj.sort_instances(r for r in records if dj.instance_matches(query, r))
+        return paging.sort_instances(r for r in records if m.instance_matches(query, r))
 
     # -- retrieve --------------------------------------------------------------
 
     async def _instance_ids(self, op: str, query: dict[str, str]) -> list[str]:
-        if not all(dj.is_uid(uid) for value in query.values() for uid in value.split("\\")):
+        if not all(is_uid(uid) for value in query.values() for uid in value.split("\\")):
             raise NotFound(self.id, f"{op}: not a valid UID")
         ids = await self._find(op, "Instance", query, expand=False)
         if not ids:
@@ -296,7 +298,7 @@ class OrthancSource:
                     return
                 stored = await xfer.store_zip(self.http, [d for _, d in batch], self._store_one)
                 for (index, data), ok in zip(batch, stored, strict=True):
-                    uid = dj.sop_instance_uid(data) or f"#{index}"
+                    uid = part10.sop_instance_uid(data) or f"#{index}"
                     outcome.append((index, uid, ok, len(data)))
 
         await gather(

@@ -22,7 +22,7 @@ Mapping, as far as XNAT's REST listings expose it:
 
 Authentication: POST /data/JSESSION with the configured credentials gives a
 session id, sent as the JSESSIONID cookie; a 401 renews it once and retries.
-Matching, sorting and paging are local (`gateway.sources.matching`).
+Matching, sorting and paging are local (`gateway.sources.matching`, `.paging`).
 HTTP plumbing and error translation: `gateway.sources.http.client`.
 """
 
@@ -36,7 +36,7 @@ import zipfile
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import httpx
 from pydicom import dcmread
@@ -56,10 +56,10 @@ from gateway.sources.base import (
     StudyRecord,
 )
 from gateway.sources.http.client import DEFAULT_HEADERS, HttpClient, status_error, translate
-from gateway.sources.matching import match_date, match_person_name, match_string, match_uid_list
+from gateway.sources.matching import patient_matches, series_matches, study_matches
+from gateway.sources.paging import page, sort_patients, sort_series, sort_studies
 from gateway.sources.resilience import CallStats, Guard
 
-T = TypeVar("T")
 SESSIONS = {
     "xsiType": "xnat:imageSessionData",
     "columns": "ID,label,project,subject_ID,subject_label,date,time,UID,modality,"
@@ -205,32 +205,16 @@ class XnatSource:
                 sex=SEX.get((row.get("gender") or "").lower()),
                 studies=len(own.get(key, [])),
             )
-            if (
-                match_string(query.patient_id, record.patient_id)
-                and match_person_name(query.name, record.name)
-                and match_date(query.birth_date, record.birth_date)
-            ):
+            if patient_matches(query, record):
                 records.append(record)
-        records.sort(key=lambda p: (p.patient_id, p.issuer or ""))
-        return _page(records, query.offset, query.limit)
+        return page(sort_patients(records), query.offset, query.limit)
 
     async def find_studies(self, query: StudyQuery) -> list[StudyRecord]:
         """Image sessions with a UID as studies, ordered by study UID."""
         sessions = await self._rows("find_studies", "/data/experiments", SESSIONS)
-        q = query
-        keep = [
-            r
-            for r in (_study(s) for s in sessions if n.text(s.get("uid")))
-            if match_uid_list(q.study_uids, r.study_uid)
-            and match_string(q.patient_id, r.patient_id)
-            and match_person_name(q.patient_name, r.patient_name)
-            and match_string(q.accession_number, r.accession_number)
-            and match_date(q.study_date, r.study_date)
-            and match_string(q.description, r.description)
-            and (not q.modality or any(match_string(q.modality, m) for m in r.modalities))
-        ]
-        keep.sort(key=lambda r: r.study_uid)
-        return _page(keep, q.offset, q.limit)
+        records = (_study(s) for s in sessions if n.text(s.get("uid")))
+        keep = [r for r in records if study_matches(query, r)]
+        return page(sort_studies(keep), query.offset, query.limit)
 
     async def _session_ids(self, op: str, study_uids: Sequence[str]) -> dict[str, str]:
         rows = await self._rows(op, "/data/experiments", SESSIONS)
@@ -257,14 +241,8 @@ class XnatSource:
         ids = await self._session_ids("find_series", query.study_uids)
         found = await asyncio.gather(*(self._scans("find_series", i) for i in ids.values()))
         records = [_series(s, uid) for uid, scans in zip(ids, found, strict=True) for s in scans]
-        keep = [
-            r
-            for r in records
-            if r.series_uid
-            and match_uid_list(query.series_uids, r.series_uid)
-            and match_string(query.modality, r.modality)
-        ]
-        return sorted(keep, key=lambda r: (r.study_uid, r.series_uid))
+        # every record's study is one of query.study_uids (`_session_ids`)
+        return sort_series(r for r in records if r.series_uid and series_matches(query, r))
 
     async def find_instances(self, query: InstanceQuery) -> list[InstanceRecord]:
         """XNAT does not index instances."""
@@ -373,11 +351,6 @@ class XnatSource:
         await self.http.aclose()
         if self.auth is not None:
             await self.auth.aclose()
-
-
-def _page(rows: list[T], offset: int, limit: int | None) -> list[T]:
-    start = max(offset, 0)
-    return rows[start:] if limit is None else rows[start : start + max(limit, 0)]
 
 
 def _study(s: dict[str, str]) -> StudyRecord:
