@@ -37,6 +37,8 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # attempts made before the last retryJob: automatic retries count from there
     attempts_before_retry: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # seq of the job's newest event: the next one takes this plus one (see JobStore)
+    last_event_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
@@ -53,10 +55,13 @@ class Job(Base):
 
 
 class JobEvent(Base):
-    """One recorded change of a job's state (what subscriptions replay)."""
+    """One recorded change of a job's state (what subscriptions replay).
+
+    `seq` numbers a job's events 1, 2, 3, ... in the order they were recorded.
+    """
 
     __tablename__ = "job_events"
-    __table_args__ = (Index("ix_job_events_job_seq", "job_id", "seq"),)
+    __table_args__ = (Index("ux_job_events_job_seq", "job_id", "seq", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))

@@ -21,7 +21,7 @@ TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One recorded change of a job's state; `seq` orders a job's events."""
+    """One recorded change of a job's state; `seq` numbers a job's events 1, 2, 3, ..."""
 
     job_id: str
     kind: str

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.db.models import Job, JobEvent, utcnow
 from gateway.jobs.events import TERMINAL, Event
@@ -68,10 +69,7 @@ class JobStore:
             )
             session.add(job)
             await session.flush()
-            first = self._event(job, "queued")
-            session.add(first)
-            await session.flush()
-            event = as_event(job.kind, first)
+            event = as_event(job.kind, await _append(session, job, "queued"))
         return job, event
 
     async def get(self, job_id: str) -> Job | None:
@@ -84,7 +82,7 @@ class JobStore:
         out: dict[str, list[Event]] = {i: [] for i in ids}
         async with self.sessions() as session:
             rows = await session.execute(
-                _EVENTS.where(JobEvent.job_id.in_(list(ids))).order_by(JobEvent.id)
+                _EVENTS.where(JobEvent.job_id.in_(list(ids))).order_by(JobEvent.seq)
             )
             for ev, kind in rows:
                 out[ev.job_id].append(as_event(kind, ev))
@@ -94,7 +92,7 @@ class JobStore:
         """A job's events recorded after the one numbered `seq`, in order."""
         async with self.sessions() as session:
             rows = await session.execute(
-                _EVENTS.where(JobEvent.job_id == job_id, JobEvent.id > seq).order_by(JobEvent.id)
+                _EVENTS.where(JobEvent.job_id == job_id, JobEvent.seq > seq).order_by(JobEvent.seq)
             )
             return [as_event(kind, ev) for ev, kind in rows]
 
@@ -148,10 +146,7 @@ class JobStore:
             if change.attempt is not None and (job.attempts or 0) != change.attempt:
                 return None
             _apply(job, change)
-            ev = self._event(job, None)
-            session.add(ev)
-            await session.flush()
-            return as_event(job.kind, ev)
+            return as_event(job.kind, await _append(session, job, None))
 
     async def request_cancel(self, job_id: str) -> None:
         """Mark a job for cancelling; the running worker stops at its next checkpoint."""
@@ -173,22 +168,41 @@ class JobStore:
         async with self.sessions() as session:
             row = (
                 await session.execute(
-                    _EVENTS.where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc()).limit(1)
+                    _EVENTS.where(JobEvent.job_id == job_id).order_by(JobEvent.seq.desc()).limit(1)
                 )
             ).first()
             return as_event(row[1], row[0]) if row is not None else None
 
-    @staticmethod
-    def _event(job: Job, message: str | None) -> JobEvent:
-        return JobEvent(
-            job_id=job.id,
-            seq=0,
-            at=utcnow(),
-            status=job.status,
-            progress=job.progress or 0.0,
-            phase=job.phase,
-            message=message if message is not None else job.message,
+
+async def _append(session: AsyncSession, job: Job, message: str | None) -> JobEvent:
+    """Add the event of `job`'s current state, numbered after the job's last one.
+
+    The number comes from one atomic increment of the job's counter in this
+    transaction: a concurrent writer of the same job waits for its row (PostgreSQL)
+    or for the database (SQLite) and takes the next number, never the same one.
+    """
+    seq = (
+        await session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(last_event_seq=Job.last_event_seq + 1, updated_at=job.updated_at)
+            .returning(Job.last_event_seq)
+            .execution_options(synchronize_session=False)
         )
+    ).scalar_one()
+    set_committed_value(job, "last_event_seq", seq)
+    ev = JobEvent(
+        job_id=job.id,
+        seq=seq,
+        at=utcnow(),
+        status=job.status,
+        progress=job.progress or 0.0,
+        phase=job.phase,
+        message=message if message is not None else job.message,
+    )
+    session.add(ev)
+    await session.flush()
+    return ev
 
 
 def _apply(job: Job, change: Change) -> None:
@@ -220,7 +234,7 @@ def as_event(kind: str, ev: JobEvent) -> Event:
     return Event(
         job_id=ev.job_id,
         kind=kind,
-        seq=ev.id,
+        seq=ev.seq,
         at=ev.at,
         status=ev.status,
         progress=ev.progress,
