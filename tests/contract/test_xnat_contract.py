@@ -420,7 +420,12 @@ def test_registry_builds_an_xnat_source() -> None:
 
 
 async def test_logs_in_once_and_sends_the_session_cookie(fake: FakeXnat, xnat: XnatSource) -> None:
-    assert await xnat.ping() >= 0
+    fake.delay = 0.05  # every answer takes 50 ms: a measured ping (login, then one GET) cannot
+    latency = await xnat.ping()  # be faster than 100 ms
+    assert paths(fake) == ["POST /data/JSESSION", "GET /data/JSESSION"]
+    assert isinstance(latency, float)
+    assert 2 * fake.delay * 1000 <= latency < xnat.config.timeout_s * 1000
+    fake.delay = 0.0
     await xnat.find_studies(StudyQuery())
     assert paths(fake) == ["POST /data/JSESSION", "GET /data/JSESSION", "GET /data/experiments"]
     login, *calls = fake.requests

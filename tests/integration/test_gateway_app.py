@@ -24,7 +24,13 @@ SOURCES_QUERY = "{ sources { id name kind roles health { up latencyMs checkedAt 
 
 
 @pytest.fixture(scope="module")
-def client(settings: Settings) -> Iterator[TestClient]:
+def app_started() -> float:
+    """time.monotonic() just before the module's app starts."""
+    return time.monotonic()
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, app_started: float) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -46,13 +52,16 @@ def test_sources_query_all_up(client: TestClient) -> None:
         assert s["health"]["error"] is None
 
 
-def test_health_reports_every_dependency(client: TestClient) -> None:
+def test_health_reports_every_dependency(client: TestClient, app_started: float) -> None:
+    earlier = client.get("/health").json()["uptimeSeconds"]
+    time.sleep(0.3)
     r = client.get("/health")
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
     assert body["version"]
-    assert body["uptimeSeconds"] >= 0
+    # it counts, and from the app's start (rounded to 0.1 s)
+    assert earlier < body["uptimeSeconds"] <= time.monotonic() - app_started + 0.05
     assert body["database"]["up"] and body["redis"]["up"]
     assert [s["id"] for s in body["sources"]] == ["orthanc", "dcm4chee", "legacy"]
     assert all(s["up"] and s["latencyMs"] is not None for s in body["sources"])

@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import pytest
 import strawberry
-from graphql import OperationType
+from graphql import GraphQLError, OperationType
 
 from gateway.core.settings import Settings, SourceConfig
 from gateway.runtime import Runtime
@@ -116,11 +117,27 @@ async def test_a_timed_out_source_is_not_asked_again_in_the_same_request() -> No
     assert hang.calls == ["find_patients"] * 2  # the next request asks again
 
 
-async def test_subscriptions_are_not_bounded() -> None:
+async def outlive_deadline(operation: OperationType) -> str:
+    """Work 0.05 s inside QueryDeadline(0.01 s).on_execute, as strawberry drives it:
+    "finished", or the error the extension raised."""
     ext = QueryDeadline(deadline_s=0.01)
     ext.execution_context = cast(Any, type("E", (), {}))()
-    ext.execution_context.operation_type = OperationType.SUBSCRIPTION
+    ext.execution_context.operation_type = operation
     hook = ext.on_execute()
     await hook.__anext__()
-    await asyncio.sleep(0.05)  # would be cancelled at 0.01 s if the deadline applied
-    await hook.aclose()
+    try:
+        await asyncio.sleep(0.05)
+    except asyncio.CancelledError as stopped:  # the deadline fired: hand it to the extension
+        try:
+            await hook.athrow(stopped)
+        except GraphQLError as error:
+            return error.message
+        raise
+    with pytest.raises(StopAsyncIteration):
+        await hook.__anext__()
+    return "finished"
+
+
+async def test_subscriptions_are_not_bounded() -> None:
+    assert await outlive_deadline(OperationType.QUERY) == "query deadline exceeded (0.01 s)"
+    assert await outlive_deadline(OperationType.SUBSCRIPTION) == "finished"
