@@ -159,6 +159,10 @@ class AnonymizeInput:
     project: str | None = None
     options: list[str] | None = None
     keep_mapping: bool | None = False
+    allow_clinical_destination: bool | None = strawberry.field(
+        default=False,
+        description="Admins only, audited: store into an archive without role RESEARCH.",
+    )
 
     def as_input(self) -> dict[str, Any]:
         """The input as given, for the kind's spec (`gateway.jobs.specs`) to validate."""
@@ -170,6 +174,7 @@ class AnonymizeInput:
                 "project": self.project,
                 "options": self.options,
                 "keepMapping": self.keep_mapping,
+                "allowClinicalDestination": self.allow_clinical_destination,
             }
         )
 

@@ -88,3 +88,18 @@ class SourceAuth(StrEnum):
     NONE = "none"
     BASIC = "basic"
     BEARER = "bearer"
+
+
+class AuthMode(StrEnum):
+    """`[auth] mode`: `required` (every request carries a token) or `open` (loopback only)."""
+
+    REQUIRED = "required"
+    OPEN = "open"
+
+
+class Role(StrEnum):
+    """What a user may do (their own roles plus their groups')."""
+
+    ADMIN = "ADMIN"
+    RADIOLOGIST = "RADIOLOGIST"
+    RESEARCHER = "RESEARCHER"

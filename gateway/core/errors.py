@@ -7,6 +7,9 @@ source, the operation and the technical cause only.
     GatewayError
     ├── ConfigError            bad configuration file or environment
     ├── InvalidInput           a mutation's input is refused (BAD_USER_INPUT)
+    ├── Unauthenticated        no valid token (UNAUTHENTICATED)
+    ├── Forbidden              the caller's roles do not allow it (FORBIDDEN)
+    ├── AuditUnavailable       the audit trail cannot keep up; identity is not served
     ├── JobError               a job failed for good (not retried)
     │   └── JobCancelled       a job stopped at a safe point on request
     └── SourceError            anything a PACS call can fail with
@@ -40,6 +43,24 @@ class InvalidInput(GatewayError):
     """A request's input is refused; the message says which field and why."""
 
     code = "BAD_USER_INPUT"
+
+
+class Unauthenticated(GatewayError):
+    """No valid token: the caller is unknown (HTTP 401)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(GatewayError):
+    """The caller's roles or sources do not allow this; the message says what, never data."""
+
+    code = "FORBIDDEN"
+
+
+class AuditUnavailable(GatewayError):
+    """The audit trail cannot keep up: identity is not served unaudited (HTTP 503)."""
+
+    code = "AUDIT_UNAVAILABLE"
 
 
 class JobError(GatewayError):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from gateway.core.enums import Dialect, SourceAuth, SourceKind, SourceRole
+from gateway.core.enums import AuthMode, Dialect, SourceAuth, SourceKind, SourceRole
 from gateway.core.errors import ConfigError
 
 
@@ -75,6 +75,23 @@ class SyncPair:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """The `[auth]` table: how callers prove who they are."""
+
+    mode: AuthMode = AuthMode.REQUIRED
+    session_ttl_s: float = 8 * 3600.0
+    lockout_failures: int = 5  # failed logins in a row before the account waits
+    lockout_s: float = 300.0
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    roles_claim: str = "roles"
+    token_cache_s: float = 30.0  # how long a verified token is trusted without the database
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", AuthMode(self.mode))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway and the workers need, resolved once."""
 
@@ -91,6 +108,7 @@ class Settings:
     mapping_key: str | None = field(default=None, repr=False)
     rtstruct_auto: bool = False
     rtstruct_poll_s: float = 60.0
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with this id; `KeyError` when there is none."""
@@ -137,6 +155,17 @@ _SOURCE_KEYS: dict[str, tuple[type, ...]] = {
     "breaker_cooldown_s": (int, float),
 }
 # Keys passed to the dataclass as they are (when present); the rest are converted below.
+_AUTH_KEYS: dict[str, tuple[type, ...]] = {
+    "mode": (str,),
+    "session_ttl_s": (int, float),
+    "lockout_failures": (int,),
+    "lockout_s": (int, float),
+    "oidc_issuer": (str,),
+    "oidc_audience": (str,),
+    "roles_claim": (str,),
+    "token_cache_s": (int, float),
+}
+
 _AS_IS = (
     "username",
     "token_url",
@@ -163,19 +192,19 @@ def _check_keys(
         if key not in allowed:
             raise ConfigError(f"unknown key '{where}.{key}'")
         types = allowed[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
             names = " or ".join(t.__name__ for t in types)
             raise ConfigError(f"'{where}.{key}' must be {names}")
 
 
-def _check_url(url: str, where: str) -> None:
+def _check_url(url: str, where: str, key: str = "url") -> None:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ConfigError(f"'{where}.url' is not an http(s) URL: {url!r}")
+        raise ConfigError(f"'{where}.{key}' is not an http(s) URL: {url!r}")
     try:
         parsed.port  # noqa: B018 - raises on a bad port
     except ValueError as exc:
-        raise ConfigError(f"'{where}.url' has a bad port: {url!r}") from exc
+        raise ConfigError(f"'{where}.{key}' has a bad port: {url!r}") from exc
 
 
 def _positive(table: Mapping[str, Any], key: str, where: str) -> None:
@@ -262,7 +291,7 @@ def parse_settings(
 ) -> Settings:
     """Validate a parsed TOML document and resolve it against `env`."""
     for key in data:
-        if key not in ("gateway", "sources", "sync"):
+        if key not in ("gateway", "sources", "sync", "auth"):
             raise ConfigError(f"unknown key '{key}'")
     gw = data.get("gateway", {})
     _check_keys(gw, _GATEWAY_KEYS, "gateway")
@@ -298,6 +327,7 @@ def parse_settings(
         values["database_url"] = normalize_database_url(env["DATABASE_URL"])
     if env.get("REDIS_URL"):
         values["redis_url"] = env["REDIS_URL"]
+    values["auth"] = _parse_auth(data.get("auth", {}))
     settings = Settings(sources=sources, sync=tuple(pairs), config_path=config_path, **values)
     # The keys themselves come from the variables the settings name.
     return replace(
@@ -305,6 +335,24 @@ def parse_settings(
         deid_key=env.get(settings.deid_key_env) or None,
         mapping_key=env.get(settings.mapping_key_env) or None,
     )
+
+
+def _parse_auth(raw: Any) -> AuthConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("'auth' must be a table")
+    _check_keys(raw, _AUTH_KEYS, "auth")
+    if "mode" in raw and raw["mode"] not in _values(AuthMode):
+        raise ConfigError(
+            f"'auth.mode' is {raw['mode']!r}, expected one of {', '.join(_values(AuthMode))}"
+        )
+    for key in ("session_ttl_s", "lockout_failures", "lockout_s"):
+        _positive(raw, key, "auth")
+    if "oidc_issuer" in raw:
+        _check_url(raw["oidc_issuer"], "auth", key="oidc_issuer")
+    if ("oidc_issuer" in raw) != ("oidc_audience" in raw):
+        raise ConfigError("'auth.oidc_issuer' and 'auth.oidc_audience' go together")
+    floats = {k: float(raw[k]) for k in ("session_ttl_s", "lockout_s", "token_cache_s") if k in raw}
+    return AuthConfig(**{**raw, **floats})
 
 
 def normalize_database_url(url: str) -> str:

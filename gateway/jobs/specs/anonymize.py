@@ -28,6 +28,7 @@ class AnonymizeSpec:
     project: str | None = None
     options: frozenset[str] = frozenset()
     keep_mapping: bool = False
+    allow_clinical_destination: bool = False  # admins only (gateway.auth.policy)
 
     @property
     def project_or_default(self) -> str:
@@ -38,7 +39,11 @@ class AnonymizeSpec:
     def parse(cls, data: Mapping[str, Any], settings: Settings) -> AnonymizeSpec:
         """Validate an ANONYMIZE input."""
         source = source_of(data, "source", settings, SourceRole.RETRIEVE)
-        dest = source_of(data, "destination", settings, SourceRole.RESEARCH, SourceRole.STORE)
+        clinical = flag(data, "allowClinicalDestination", False)
+        roles = (SourceRole.RESEARCH, SourceRole.STORE) if clinical else (SourceRole.RESEARCH,)
+        dest = source_of(data, "destination", settings, *roles)
+        if dest.id == source.id:
+            raise InvalidInput("destination: must differ from the source")
         uid = data.get("studyInstanceUid")
         if not is_uid(uid):
             raise InvalidInput("studyInstanceUid: a DICOM UID is required")
@@ -59,6 +64,7 @@ class AnonymizeSpec:
             project=project,
             options=chosen,
             keep_mapping=flag(data, "keepMapping", False),
+            allow_clinical_destination=clinical,
         )
 
     def as_input(self) -> dict[str, Any]:
@@ -72,4 +78,6 @@ class AnonymizeSpec:
         }
         if self.project is not None:
             data["project"] = self.project
+        if self.allow_clinical_destination:
+            data["allowClinicalDestination"] = True
         return data

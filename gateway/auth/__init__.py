@@ -1,0 +1,1 @@
+"""Identity: users, groups, sessions, API tokens, OIDC, the roles policy and the audit trail."""
