@@ -21,7 +21,8 @@ Mapping, as far as XNAT's REST listings expose it:
   `import_study(files, project, subject, label)`, the DICOM-zip import service.
 
 Authentication: POST /data/JSESSION with the configured credentials gives a
-session id, sent as the JSESSIONID cookie; a 401 renews it once and retries.
+session id, sent as the JSESSIONID cookie; a 401 renews it once and retries
+(`gateway.sources.http.auth.JSessionAuth`).
 Matching, sorting and paging are local (`gateway.sources.matching`, `.paging`).
 HTTP plumbing and error translation: `gateway.sources.http.client`.
 """
@@ -29,11 +30,10 @@ HTTP plumbing and error translation: `gateway.sources.http.client`.
 from __future__ import annotations
 
 import asyncio
-import re
 import tempfile
 import time
 import zipfile
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from typing import IO, Any
@@ -55,7 +55,8 @@ from gateway.sources.base import (
     StudyQuery,
     StudyRecord,
 )
-from gateway.sources.http.client import DEFAULT_HEADERS, HttpClient, status_error, translate
+from gateway.sources.http.auth import JSessionAuth
+from gateway.sources.http.client import HttpClient, status_error, translate
 from gateway.sources.matching import patient_matches, series_matches, study_matches
 from gateway.sources.paging import page, sort_patients, sort_series, sort_studies
 from gateway.sources.resilience import CallStats, Guard
@@ -69,7 +70,6 @@ SUBJECTS = {"columns": "ID,label,project,gender,dob"}
 SPOOL_BYTES = 16 << 20
 SEX = {"male": "M", "female": "F", "other": "O", "m": "M", "f": "F", "o": "O"}
 SCAN_MODALITY = {"mr": "MR", "ct": "CT", "pet": "PT", "us": "US", "cr": "CR", "dx": "DX"}
-_SESSION_ID = re.compile(r"[A-Za-z0-9._-]{8,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,65 +79,6 @@ class ImportResult:
     uri: str
     stored: tuple[str, ...]
     bytes: int
-
-
-class JSessionAuth(httpx.Auth):
-    """XNAT session auth: POST /data/JSESSION once, send JSESSIONID, renew once on a 401."""
-
-    def __init__(self, config: SourceConfig, transport: httpx.AsyncBaseTransport | None) -> None:
-        self.source = config.id
-        self._login = httpx.AsyncClient(
-            base_url=config.url or "",
-            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            transport=transport,
-            headers=DEFAULT_HEADERS,
-        )
-        self._credentials = (config.username or "", config.password or "")
-        self._lock = asyncio.Lock()
-        self._session: str | None = None
-        self.logins = 0
-
-    async def session(self, stale: str | None = None) -> str:
-        """The session id; a new one when there is none or `stale` was refused."""
-        async with self._lock:
-            if self._session is None or self._session == stale:
-                self._session = await self._new_session()
-            return self._session
-
-    async def _new_session(self) -> str:
-        try:
-            response = await self._login.post("/data/JSESSION", auth=self._credentials)
-        except httpx.HTTPError as exc:
-            raise translate(exc, self.source, "login") from None
-        self.logins += 1
-        if response.status_code in (401, 403):
-            raise AuthError(self.source, "login: credentials refused")
-        if response.status_code != 200:
-            raise status_error(response.status_code, self.source, "login")
-        session = response.text.strip()
-        if not _SESSION_ID.fullmatch(session):
-            raise SourceProtocolError(self.source, "login: no session id in the answer")
-        return session
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        session = await self.session()
-        request.headers["Cookie"] = f"JSESSIONID={session}"
-        response = yield request
-        if response.status_code == 401:
-            session = await self.session(stale=session)
-            if not isinstance(request.stream, httpx.ByteStream):
-                return  # a streamed body cannot be sent twice: the caller sends it again
-            request.headers["Cookie"] = f"JSESSIONID={session}"
-            yield request
-
-    def sync_auth_flow(self, request: httpx.Request) -> Any:
-        raise RuntimeError("JSessionAuth is async only")
-
-    async def aclose(self) -> None:
-        """Close the login client."""
-        await self._login.aclose()
 
 
 class XnatSource:
@@ -392,4 +333,4 @@ async def _read(spool: IO[bytes], size: int = 1 << 20) -> AsyncIterator[bytes]:
         yield chunk
 
 
-__all__ = ["ImportResult", "JSessionAuth", "XnatSource"]
+__all__ = ["ImportResult", "XnatSource"]
