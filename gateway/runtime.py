@@ -23,6 +23,7 @@ from gateway import __version__
 from gateway.core.errors import SourceError
 from gateway.core.logs import quiet_libraries
 from gateway.core.settings import Settings
+from gateway.core.timing import elapsed_ms
 from gateway.db.engine import make_engine, migrate, ping, sessionmaker
 from gateway.jobs.queue import Keys
 from gateway.jobs.service import JobService
@@ -101,9 +102,9 @@ class Runtime:
         try:
             latency = await asyncio.wait_for(source.ping(), source.config.timeout_s + 0.5)
         except SourceError as exc:
-            return Check(False, _ms(start), f"{type(exc).__name__}: {exc.detail}")
+            return Check(False, elapsed_ms(start), f"{type(exc).__name__}: {exc.detail}")
         except TimeoutError:
-            return Check(False, _ms(start), "SourceTimeout: no answer to ping")
+            return Check(False, elapsed_ms(start), "SourceTimeout: no answer to ping")
         return Check(True, round(latency, 2))
 
     async def check_database(self) -> Check:
@@ -112,8 +113,8 @@ class Runtime:
         try:
             await asyncio.wait_for(ping(self.engine), 5)
         except Exception as exc:  # any driver error means "down"; its text has no patient data
-            return Check(False, _ms(start), type(exc).__name__)
-        return Check(True, _ms(start))
+            return Check(False, elapsed_ms(start), type(exc).__name__)
+        return Check(True, elapsed_ms(start))
 
     async def check_redis(self) -> Check:
         """Send PING."""
@@ -121,8 +122,8 @@ class Runtime:
         try:
             await asyncio.wait_for(self.redis.ping(), 5)
         except (RedisError, OSError, TimeoutError) as exc:
-            return Check(False, _ms(start), type(exc).__name__)
-        return Check(True, _ms(start))
+            return Check(False, elapsed_ms(start), type(exc).__name__)
+        return Check(True, elapsed_ms(start))
 
     async def health(self) -> dict[str, Any]:
         """Everything /health reports, checked concurrently."""
@@ -143,7 +144,3 @@ class Runtime:
             "redis": redis.as_json(),
             "sources": sources,
         }
-
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 2)
