@@ -83,14 +83,19 @@ class JobCancelled(JobError):
 
 
 class SourceError(GatewayError):
-    """A call to one PACS failed."""
+    """A call to one PACS failed.
+
+    `status` is the HTTP status the archive answered, when the failure is one;
+    the circuit breaker reads it (a 4xx faults the request, not the source).
+    """
 
     code = "SOURCE_ERROR"
 
-    def __init__(self, source: str, message: str) -> None:
+    def __init__(self, source: str, message: str, *, status: int | None = None) -> None:
         super().__init__(f"{source}: {message}")
         self.source = source
         self.detail = message
+        self.status = status
 
 
 class SourceUnavailable(SourceError):

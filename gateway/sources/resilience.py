@@ -12,7 +12,6 @@ times every call.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -30,8 +29,6 @@ from gateway.core.settings import SourceConfig
 
 T = TypeVar("T")
 TRANSIENT = (SourceUnavailable, SourceTimeout)
-# http.status_error words an unexpected status "<operation>: HTTP <status>"
-_CLIENT_STATUS = re.compile(r"\bHTTP 4\d\d\b")
 
 
 def source_at_fault(err: SourceError) -> bool:
@@ -39,12 +36,12 @@ def source_at_fault(err: SourceError) -> bool:
 
     Unreachable, too slow, or answering a server error or garbage: yes. An
     answer that faults the request (not found, not supported, credentials
-    refused, another 4xx): no, the source is up.
+    refused, another 4xx `status`): no, the source is up.
     """
     if isinstance(err, TRANSIENT):
         return True
     if isinstance(err, SourceProtocolError):
-        return _CLIENT_STATUS.search(err.detail) is None
+        return err.status is None or not 400 <= err.status < 500
     return False
 
 

@@ -17,6 +17,7 @@ from gateway.core.errors import (
     SourceUnavailable,
 )
 from gateway.core.settings import SourceConfig
+from gateway.sources.http.errors import status_error
 from gateway.sources.resilience import CircuitBreaker, Guard, source_at_fault
 
 
@@ -200,10 +201,10 @@ async def test_breaker_opens_on_garbage_answers() -> None:
 @pytest.mark.parametrize(
     "err",
     [
-        NotFound("s", "find: HTTP 404"),
-        NotSupported("s", "find: HTTP 501"),
-        AuthError("s", "find: HTTP 401"),
-        SourceProtocolError("s", "find: HTTP 400"),
+        NotFound("s", "find: HTTP 404", status=404),
+        NotSupported("s", "find: HTTP 501", status=501),
+        AuthError("s", "find: HTTP 401", status=401),
+        SourceProtocolError("s", "find: HTTP 400", status=400),
     ],
 )
 async def test_request_faults_do_not_open_the_breaker(err: Exception) -> None:
@@ -214,19 +215,40 @@ async def test_request_faults_do_not_open_the_breaker(err: Exception) -> None:
 
 async def test_a_request_fault_resets_the_failure_count() -> None:
     g = _guard(retries=0, breaker_threshold=3)
-    await _fail_times(g, SourceProtocolError("s", "find: HTTP 500"), 2)
-    await _fail_times(g, NotFound("s", "find: HTTP 404"), 1)
-    await _fail_times(g, SourceProtocolError("s", "find: HTTP 500"), 2)
+    await _fail_times(g, SourceProtocolError("s", "find: HTTP 500", status=500), 2)
+    await _fail_times(g, NotFound("s", "find: HTTP 404", status=404), 1)
+    await _fail_times(g, SourceProtocolError("s", "find: HTTP 500", status=500), 2)
     assert g.breaker.state == "closed"
 
 
 def test_source_at_fault() -> None:
     assert source_at_fault(SourceTimeout("s", "x"))
     assert source_at_fault(SourceUnavailable("s", "x"))
-    assert source_at_fault(SourceProtocolError("s", "find: HTTP 502"))
+    assert source_at_fault(SourceProtocolError("s", "find: HTTP 502", status=502))
     assert source_at_fault(SourceProtocolError("s", "C-FIND: AttributeError"))
-    assert not source_at_fault(SourceProtocolError("s", "find: HTTP 422"))
+    assert not source_at_fault(SourceProtocolError("s", "find: HTTP 422", status=422))
     assert not source_at_fault(NotFound("s", "x"))
+
+
+def test_the_status_decides_not_the_message() -> None:
+    # an error that merely mentions an HTTP 4xx, with no status, is the source's fault
+    assert source_at_fault(SourceProtocolError("s", "find: HTTP 404 in a part header"))
+    assert source_at_fault(SourceProtocolError("s", "find: upstream said HTTP 400"))
+    assert not source_at_fault(SourceProtocolError("s", "find: bad request", status=400))
+    assert source_at_fault(SourceProtocolError("s", "find: redirected", status=302))
+
+
+async def test_an_http_4xx_text_without_status_opens_the_breaker() -> None:
+    g = _guard(retries=0, breaker_threshold=2)
+    await _fail_times(g, SourceProtocolError("s", "find: HTTP 404"), 2)
+    assert g.breaker.state == "open"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 409, 422, 429, 500, 501, 502, 504])
+def test_status_errors_carry_their_status(status: int) -> None:
+    err = status_error(status, "s", "find")
+    assert err.status == status and err.detail == f"find: HTTP {status}"
+    assert source_at_fault(err) is (status in (429, 500, 502, 504))  # 501: not supported
 
 
 async def test_a_cancelled_probe_does_not_lock_the_source_out() -> None:

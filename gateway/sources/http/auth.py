@@ -124,7 +124,9 @@ class ClientCredentials(RenewingAuth):
         self.fetches += 1
         if response.status_code in (400, 401, 403):
             status = response.status_code
-            raise AuthError(self.source, f"token endpoint refused the client (HTTP {status})")
+            raise AuthError(
+                self.source, f"token endpoint refused the client (HTTP {status})", status=status
+            )
         if response.status_code != 200:
             raise status_error(response.status_code, self.source, "token request")
         body = parse_json(response, self.source, "token request")

@@ -42,19 +42,19 @@ def translate(exc: httpx.HTTPError, source: str, operation: str) -> SourceError:
 
 
 def status_error(status: int, source: str, operation: str) -> SourceError:
-    """The gateway error for an unexpected HTTP status."""
+    """The gateway error for an unexpected HTTP status (carried as its `status`)."""
     message = f"{operation}: HTTP {status}"
     if status in (401, 403):
-        return AuthError(source, message)
+        return AuthError(source, message, status=status)
     if status == 404:
-        return NotFound(source, message)
+        return NotFound(source, message, status=status)
     if status in (405, 501):
-        return NotSupported(source, message)
+        return NotSupported(source, message, status=status)
     if status in _UNAVAILABLE or status == 429:
-        return SourceUnavailable(source, message)
+        return SourceUnavailable(source, message, status=status)
     if status in _TIMEOUT:
-        return SourceTimeout(source, message)
-    return SourceProtocolError(source, message)
+        return SourceTimeout(source, message, status=status)
+    return SourceProtocolError(source, message, status=status)
 
 
 def parse_json(response: httpx.Response, source: str, operation: str) -> Any:
