@@ -20,6 +20,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from gateway import __version__
+from gateway.auth.audit import AuditWriter
+from gateway.auth.service import AuthService
 from gateway.core.errors import SourceError
 from gateway.core.logs import quiet_libraries
 from gateway.core.settings import Settings
@@ -57,6 +59,12 @@ class Runtime:
     sources: dict[str, PacsSource]
     started_at: float = field(default_factory=time.monotonic)
     _cpu_pool: Executor | None = None
+    auth: AuthService = field(init=False)
+    audit: AuditWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.auth = AuthService(self.sessions, self.settings.auth)
+        self.audit = AuditWriter(self.sessions)
 
     @classmethod
     async def create(cls, settings: Settings, run_migrations: bool = True) -> Runtime:
@@ -85,7 +93,9 @@ class Runtime:
         return self._cpu_pool
 
     async def aclose(self) -> None:
-        """Close every client."""
+        """Close every client (queued audit events are written first)."""
+        with contextlib.suppress(Exception):
+            await self.audit.aclose()
         if self._cpu_pool is not None:
             self._cpu_pool.shutdown(wait=False, cancel_futures=True)
         for source in self.sources.values():

@@ -115,16 +115,18 @@ def bad_input(message: str, code: str = "BAD_USER_INPUT") -> GraphQLError:
 def choose_sources(
     ctx: Context, requested: Sequence[strawberry.ID] | None
 ) -> tuple[list[str], list[str]]:
-    """(queried, skipped) source ids for a filter's `sources`."""
-    default = ctx.query_sources
+    """(queried, skipped) source ids for a filter's `sources`; sources the caller may not
+    read are skipped, never asked."""
+    readable = ctx.query_sources
     if requested is None:
-        return default, []
+        return readable, [s for s in ctx.all_query_sources if s not in readable]
     known = {s.id for s in ctx.runtime.settings.sources}
     for r in requested:
         if r not in known:
             raise bad_input(f"unknown source id {r!r}")
     chosen = [s.id for s in ctx.runtime.settings.sources if s.id in requested]
-    return chosen, [s for s in default if s not in chosen]
+    allowed = [s for s in chosen if ctx.caller is not None and ctx.caller.may_read_source(s)]
+    return allowed, [s for s in ctx.all_query_sources if s not in allowed]
 
 
 def keep(m: Merged[Any], presence: Presence | None) -> bool:

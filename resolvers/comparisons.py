@@ -23,7 +23,7 @@ from resolvers.common import (
 )
 from resolvers.context import Info
 from resolvers.loaders import Fed
-from resolvers.privacy import identity
+from resolvers.privacy import identity, identity_conflicts
 from resolvers.types import Source, SourceStatus
 
 
@@ -120,16 +120,21 @@ class StudyComparison:
     async def field_conflicts(self, info: Info) -> list[FieldConflict]:
         """Attributes that differ, at every level."""
         found = (await self.diff(info)).conflicts
-        return conflicts(info.context, identity(info, "conflicts", found))
+        return conflicts(info.context, identity_conflicts(info, found))
 
 
 @strawberry.type
 class PatientComparison:
     """Every study of one patient compared across sources."""
 
-    patient_id: str
+    asked: strawberry.Private[str]
     outcomes: strawberry.Private[list[Outcome[list[StudyRecord]]]]
     studies: list[StudyComparison]
+
+    @strawberry.field
+    def patient_id(self, info: Info) -> str:
+        """The patient ID compared."""
+        return identity(info, "patientId", self.asked, self.asked)
 
     @strawberry.field
     async def in_sync(self, info: Info) -> bool:

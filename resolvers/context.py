@@ -10,18 +10,14 @@ from typing import Any
 from aiodataloader import DataLoader
 from strawberry.types import Info as _Info
 
+from gateway.auth.policy import readable_sources
+from gateway.auth.principal import Principal
+from gateway.core.enums import SourceRole
+from gateway.core.errors import Unauthenticated
 from gateway.federation.fanout import Strikes
 from gateway.jobs.store import JobStore
 from gateway.runtime import Check, Runtime
 from resolvers.loaders import JobEventsLoader, Loaders, make_loaders
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is asking. Anonymous until authentication exists."""
-
-    id: str = "anonymous"
-    roles: tuple[str, ...] = ()
 
 
 class HealthLoader(DataLoader[str, Check]):
@@ -44,7 +40,11 @@ class Context:
     health: HealthLoader
     loaders: Loaders
     strikes: Strikes = field(default_factory=Strikes)
-    caller: Caller = field(default_factory=Caller)
+    caller: Principal | None = None  # None: not authenticated (only `login` answers)
+    token: str | None = None  # the bearer token the caller came with, to re-check it
+    address: str | None = None
+    connection_params: dict[str, Any] | None = None  # a WebSocket's connection_init payload
+    identity_reads: set[str] = field(default_factory=set)  # opaque refs, for the audit trail
     request: Any = None
     response: Any = None
     extras: dict[str, Any] = field(default_factory=dict)  # further per-request loaders
@@ -55,22 +55,55 @@ class Context:
         return JobEventsLoader(JobStore(self.runtime.sessions))
 
     @property
-    def query_sources(self) -> list[str]:
+    def all_query_sources(self) -> list[str]:
         """Ids of the sources with role `query`, in configuration order."""
-        return self.runtime.settings.ids_with_role("query")
+        return self.runtime.settings.ids_with_role(SourceRole.QUERY)
+
+    @property
+    def query_sources(self) -> list[str]:
+        """The query sources this caller may read."""
+        if self.caller is None:
+            return []
+        return readable_sources(self.caller, self.all_query_sources)
+
+    async def still_authenticated(self) -> None:
+        """Raise `Unauthenticated` once the caller's token has expired or been revoked (for
+        long subscriptions); a caller without a token (open mode) stays."""
+        if self.token is None or self.caller is None or self.caller.via == "open":
+            return
+        if await self.runtime.auth.authenticate(self.token) is None:
+            self.caller = None
+            raise Unauthenticated("the token has expired or was revoked")
+
+    def require_caller(self) -> Principal:
+        """The authenticated caller; `Unauthenticated` when there is none."""
+        if self.caller is None:
+            raise Unauthenticated("authentication required")
+        return self.caller
 
 
-def make_context(runtime: Runtime, request: Any = None, response: Any = None) -> Context:
-    """A fresh context with fresh dataloaders."""
-    query = runtime.settings.ids_with_role("query")
+def make_context(
+    runtime: Runtime,
+    request: Any = None,
+    response: Any = None,
+    caller: Principal | None = None,
+    token: str | None = None,
+    address: str | None = None,
+) -> Context:
+    """A fresh context with fresh dataloaders over the sources `caller` may read."""
+    query = runtime.settings.ids_with_role(SourceRole.QUERY)
+    readable = readable_sources(caller, query) if caller is not None else []
     strikes = Strikes()
     return Context(
         runtime=runtime,
         health=HealthLoader(runtime),
-        loaders=make_loaders(runtime.sources, query, strikes),
+        loaders=make_loaders(runtime.sources, readable, strikes),
         strikes=strikes,
         request=request,
         response=response,
+        caller=caller,
+        token=token,
+        address=address,
     )
 
 

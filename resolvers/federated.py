@@ -31,7 +31,7 @@ from resolvers.common import (
 )
 from resolvers.context import Info
 from resolvers.loaders import StudiesByPatient
-from resolvers.privacy import identity
+from resolvers.privacy import identity, identity_conflicts
 from resolvers.types import Source
 
 
@@ -160,7 +160,7 @@ class Series:
     @strawberry.field
     def conflicts(self, info: Info) -> list[FieldConflict]:
         """Attributes that differ between sources."""
-        return conflicts(info.context, identity(info, "conflicts", self.m.conflicts))
+        return conflicts(info.context, identity_conflicts(info, self.m.conflicts, self.m.key))
 
     @strawberry.field
     async def instances(self, info: Info) -> list[Instance]:
@@ -201,12 +201,12 @@ class Study:
     @strawberry.field
     def patient_id(self, info: Info) -> str | None:
         """Patient ID."""
-        return identity(info, "patientId", self.m.value("patient_id"))
+        return identity(info, "patientId", self.m.value("patient_id"), self.m.key)
 
     @strawberry.field
     def patient_name(self, info: Info) -> str | None:
         """Patient's Name."""
-        return identity(info, "patientName", self.m.value("patient_name"))
+        return identity(info, "patientName", self.m.value("patient_name"), self.m.key)
 
     @strawberry.field
     def patient(self) -> Patient | None:
@@ -263,7 +263,7 @@ class Study:
     @strawberry.field
     def conflicts(self, info: Info) -> list[FieldConflict]:
         """Attributes that differ between sources."""
-        return conflicts(info.context, identity(info, "conflicts", self.m.conflicts))
+        return conflicts(info.context, identity_conflicts(info, self.m.conflicts, self.m.key))
 
     @strawberry.field
     async def series(self, info: Info) -> list[Series]:
@@ -284,27 +284,27 @@ class Patient:
     @strawberry.field
     def patient_id(self, info: Info) -> str:
         """Patient ID."""
-        return identity(info, "patientId", split_key(self.m.key)[0])
+        return identity(info, "patientId", split_key(self.m.key)[0], self.m.key)
 
     @strawberry.field
     def issuer_of_patient_id(self, info: Info) -> str | None:
         """Issuer of Patient ID."""
-        return identity(info, "issuerOfPatientId", self.m.value("issuer"))
+        return identity(info, "issuerOfPatientId", self.m.value("issuer"), self.m.key)
 
     @strawberry.field
     def name(self, info: Info) -> str | None:
         """Patient's Name ("FAMILY^GIVEN")."""
-        return identity(info, "name", self.m.value("name"))
+        return identity(info, "name", self.m.value("name"), self.m.key)
 
     @strawberry.field
     def birth_date(self, info: Info) -> str | None:
         """Patient's Birth Date."""
-        return identity(info, "birthDate", self.m.value("birth_date"))
+        return identity(info, "birthDate", self.m.value("birth_date"), self.m.key)
 
     @strawberry.field
     def sex(self, info: Info) -> str | None:
         """Patient's Sex."""
-        return identity(info, "sex", self.m.value("sex"))
+        return identity(info, "sex", self.m.value("sex"), self.m.key)
 
     @strawberry.field
     def present_in(self, info: Info) -> list[Source]:
@@ -319,7 +319,7 @@ class Patient:
     @strawberry.field
     def conflicts(self, info: Info) -> list[FieldConflict]:
         """Attributes that differ between sources."""
-        return conflicts(info.context, identity(info, "conflicts", self.m.conflicts))
+        return conflicts(info.context, identity_conflicts(info, self.m.conflicts, self.m.key))
 
     @strawberry.field
     async def studies(self, info: Info, filter: StudyFilter | None = None) -> list[Study]:

@@ -102,6 +102,11 @@ class Job:
         return self.row.error
 
     @strawberry.field
+    def owner(self) -> str | None:
+        """User id of who submitted it (none for the scheduler's jobs)."""
+        return self.row.owner
+
+    @strawberry.field
     def requested_by(self) -> str:
         """Who asked for the job."""
         return self.row.requested_by

@@ -7,6 +7,9 @@ from typing import Any
 
 import strawberry
 
+from gateway.auth import policy
+from gateway.auth.audit import Entry
+from gateway.core.errors import Forbidden, InvalidInput
 from gateway.jobs.events import Event, Listener
 from gateway.jobs.service import JobService
 from gateway.jobs.specs import parse_spec
@@ -57,8 +60,11 @@ def _after(cursor: str | None) -> tuple[str, str] | None:
 class JobQuery:
     @strawberry.field
     async def job(self, info: Info, id: strawberry.ID) -> Job | None:
+        caller = info.context.require_caller()
         row = await store_of(info.context).get(str(id))
-        return Job(row=row) if row is not None else None
+        if row is None or not policy.may_see_job(caller, row.owner):
+            return None  # another's job is as unknown as a job that does not exist
+        return Job(row=row)
 
     @strawberry.field
     async def jobs(
@@ -69,9 +75,13 @@ class JobQuery:
         first: int | None = 50,
         after: str | None = None,
     ) -> JobConnection:
+        caller = info.context.require_caller()
         first = 50 if first is None else first
         check_first(first)
-        rows, more, total = await store_of(info.context).page(kind, status, first, _after(after))
+        owner = None if caller.is_admin else caller.user_id
+        rows, more, total = await store_of(info.context).page(
+            kind, status, first, _after(after), owner
+        )
         edges = [JobEdge(node=Job(row=r), cursor=_cursor(r)) for r in rows]
         return JobConnection(
             edges=edges,
@@ -81,13 +91,57 @@ class JobQuery:
 
     @strawberry.field
     async def rt_struct_results(self, info: Info, study_instance_uid: str) -> list[RtStructResult]:
-        return await rtstruct_results(store_of(info.context), study_instance_uid)
+        caller = info.context.require_caller()
+        # clinical users see every structure set's results (the watcher's too); others their own
+        owner = None if policy.sees_identity(caller) else caller.user_id
+        return await rtstruct_results(store_of(info.context), study_instance_uid, owner)
 
 
 async def _submit(info: Info, kind: JobKind, body: dict[str, Any]) -> Job:
     ctx = info.context
+    caller = ctx.require_caller()
     spec = parse_spec(kind, body, ctx.runtime.settings)
-    return Job(row=await service_of(ctx).submit(spec, ctx.caller.id))
+    clinical = bool(getattr(spec, "allow_clinical_destination", False))
+    try:
+        policy.check_submit(
+            caller, kind, spec.sources, ctx.runtime.settings, clinical_destination=clinical
+        )
+    except Forbidden:
+        _audit(ctx, "job-submit", None, "refused", {"kind": kind.value})
+        raise
+    row = await service_of(ctx).submit(spec, caller.actor, caller.user_id)
+    details: dict[str, Any] = {"kind": kind.value}
+    if clinical:
+        details["allowClinicalDestination"] = True
+    _audit(ctx, "job-submit", row.id, "ok", details)
+    return Job(row=row)
+
+
+async def _own_job(info: Info, job_id: str, what: str) -> None:
+    ctx = info.context
+    caller = ctx.require_caller()
+    row = await store_of(ctx).get(job_id)
+    if row is None:
+        raise InvalidInput(f"no job with id {job_id!r}")
+    try:
+        policy.require_job(caller, row.owner, what)
+    except Forbidden:
+        _audit(ctx, f"job-{what}", job_id, "refused", None)
+        raise
+
+
+def _audit(ctx: Context, action: str, job_id: str | None, outcome: str, details: Any) -> None:
+    ctx.runtime.audit.submit(
+        Entry(
+            actor=ctx.caller.actor if ctx.caller else None,
+            action=action,
+            outcome=outcome,
+            object_type="job",
+            object_ref=job_id,
+            address=ctx.address,
+            details=details,
+        )
+    )
 
 
 @strawberry.type
@@ -106,11 +160,17 @@ class Mutation:
 
     @strawberry.mutation
     async def cancel_job(self, info: Info, id: strawberry.ID) -> Job:
-        return Job(row=await service_of(info.context).cancel(str(id)))
+        await _own_job(info, str(id), "cancel")
+        row = await service_of(info.context).cancel(str(id))
+        _audit(info.context, "job-cancel", row.id, "ok", None)
+        return Job(row=row)
 
     @strawberry.mutation
     async def retry_job(self, info: Info, id: strawberry.ID) -> Job:
-        return Job(row=await service_of(info.context).retry(str(id)))
+        await _own_job(info, str(id), "retry")
+        row = await service_of(info.context).retry(str(id))
+        _audit(info.context, "job-retry", row.id, "ok", None)
+        return Job(row=row)
 
 
 @strawberry.type
@@ -119,7 +179,12 @@ class Subscription:
         description="Current state first, then every change; completes after the terminal event."
     )
     async def job_progress(self, info: Info, id: strawberry.ID) -> AsyncGenerator[JobEvent, None]:
-        runtime, store = info.context.runtime, store_of(info.context)
+        ctx = info.context
+        caller = ctx.require_caller()
+        runtime, store = ctx.runtime, store_of(ctx)
+        row = await store.get(str(id))
+        if row is None or not policy.may_see_job(caller, row.owner):
+            raise bad_input(f"no job with id {str(id)!r}")
         async with Listener(runtime.redis, runtime.keys.job_events(str(id))) as listener:
             current = await store.last_event(str(id))
             if current is None:
@@ -130,6 +195,7 @@ class Subscription:
                 # pub/sub only wakes us: the recorded events are the truth, so one published
                 # out of order (two writers) or lost (Redis away) is still delivered, in order
                 await listener.next(IDLE_RECHECK_S)
+                await ctx.still_authenticated()
                 for ev in await store.events_after(str(id), last.seq):
                     yield JobEvent.of(ev)
                     last = ev
@@ -140,10 +206,21 @@ class Subscription:
     async def job_events(
         self, info: Info, kinds: list[JobKind] | None = None
     ) -> AsyncGenerator[JobEvent, None]:
-        runtime = info.context.runtime
+        ctx = info.context
+        caller = ctx.require_caller()
+        runtime, store = ctx.runtime, store_of(ctx)
         wanted = {k.value for k in kinds or []}
+        owners: dict[str, str | None] = {}  # job id -> owner, looked up once per job
         async with Listener(runtime.redis, runtime.keys.all_events) as listener:
             while True:
                 ev: Event | None = await listener.next(IDLE_RECHECK_S)
-                if ev is not None and (not wanted or ev.kind in wanted):
-                    yield JobEvent.of(ev)
+                await ctx.still_authenticated()
+                if ev is None or (wanted and ev.kind not in wanted):
+                    continue
+                if not caller.is_admin:
+                    if ev.job_id not in owners:
+                        row = await store.get(ev.job_id)
+                        owners[ev.job_id] = row.owner if row is not None else None
+                    if not policy.may_see_job(caller, owners[ev.job_id]):
+                        continue
+                yield JobEvent.of(ev)

@@ -33,6 +33,7 @@ from strawberry.extensions import (
 from strawberry.extensions.query_depth_limiter import create_validator
 
 from gateway.core.errors import GatewayError
+from resolvers.access import AuditIdentityReads, RequireCaller
 
 MAX_DEPTH = 12
 MAX_TOKENS = 5000
@@ -168,6 +169,8 @@ def extensions(deadline_s: float | None = None) -> list[Any]:
     request otherwise); the token limit is part of the parse cache's key.
     """
     return [
+        RequireCaller,
+        AuditIdentityReads,
         lambda: QueryDeadline(deadline_s=deadline_s),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),

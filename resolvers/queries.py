@@ -21,6 +21,7 @@ from resolvers.comparisons import PatientComparison, StudyComparison
 from resolvers.context import Info
 from resolvers.federated import Patient, Study, StudyFilter
 from resolvers.loaders import group
+from resolvers.privacy import search_by_identity
 from resolvers.types import Source
 
 
@@ -98,6 +99,7 @@ class Query:
         ctx = info.context
         first = 50 if first is None else first
         f = filter or PatientFilter()
+        search_by_identity(info, f.patient_id, f.name, f.birth_date)
         queried, skipped = choose_sources(ctx, f.sources)
         query = PatientQuery(patient_id=f.patient_id, name=f.name, birth_date=f.birth_date)
         outcomes = await fan_out(
@@ -124,6 +126,7 @@ class Query:
     @strawberry.field
     async def patient(self, info: Info, patient_id: str) -> Patient | None:
         """One patient by exact PatientID."""
+        search_by_identity(info, patient_id)
         ctx = info.context
         query = PatientQuery(patient_id=patient_id)
         outcomes = await fan_out(
@@ -148,6 +151,7 @@ class Query:
         ctx = info.context
         first = 50 if first is None else first
         f = filter or StudyFilter()
+        search_by_identity(info, f.patient_id, f.patient_name)
         queried, skipped = choose_sources(ctx, f.sources)
         query = f.to_query()
         outcomes = await fan_out(
@@ -182,6 +186,7 @@ class Query:
     @strawberry.field
     async def compare_patient(self, info: Info, patient_id: str) -> PatientComparison:
         """Every study of the patient, compared across sources."""
+        search_by_identity(info, patient_id)
         ctx = info.context
         query = StudyQuery(patient_id=patient_id)
         outcomes = await fan_out(
@@ -193,7 +198,7 @@ class Query:
         uids = sorted({r.study_uid for o in outcomes if o.ok for r in o.value or []})
         feds = group(uids, outcomes, lambda r: r.study_uid)
         return PatientComparison(
-            patient_id=patient_id,
+            asked=patient_id,
             outcomes=outcomes,
             studies=[
                 StudyComparison(study_instance_uid=u, fed=f)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import select, true
 
 from gateway.core.enums import JobKind, JobStatus
 from gateway.db.models import Job as JobRow
@@ -13,8 +13,11 @@ from gateway.jobs.store import JobStore
 from resolvers.job_types import Roi, RtStructResult
 
 
-async def rtstruct_results(store: JobStore, study_uid: str) -> list[RtStructResult]:
-    """Newest first; one entry per structure set a job processed."""
+async def rtstruct_results(
+    store: JobStore, study_uid: str, owner: str | None = None
+) -> list[RtStructResult]:
+    """Newest first; one entry per structure set a job processed (of `owner`'s jobs only,
+    when given)."""
     async with store.sessions() as session:
         rows = await session.scalars(
             select(JobRow)
@@ -23,6 +26,7 @@ async def rtstruct_results(store: JobStore, study_uid: str) -> list[RtStructResu
                 JobRow.status == JobStatus.SUCCEEDED,
                 JobRow.input["studyInstanceUid"].as_string() == study_uid,
             )
+            .where(JobRow.owner == owner if owner is not None else true())
             .order_by(JobRow.finished_at.desc())
         )
         jobs = list(rows)

@@ -12,7 +12,9 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from gateway.core.errors import GatewayError
-from resolvers.jobs import JobQuery, Mutation, Subscription
+from resolvers.identity import IdentityMutation, IdentityQuery
+from resolvers.jobs import JobQuery, Subscription
+from resolvers.jobs import Mutation as JobMutation
 from resolvers.limits import error_code, extensions
 from resolvers.queries import Query as ReadQuery
 
@@ -42,7 +44,8 @@ class GatewaySchema(strawberry.Schema):
             log.error("unexpected %s in a resolver\n%s", type(original).__name__, stack)
 
 
-Query = merge_types("Query", (ReadQuery, JobQuery))
+Query = merge_types("Query", (ReadQuery, JobQuery, IdentityQuery))
+Mutation = merge_types("Mutation", (JobMutation, IdentityMutation))
 schema = GatewaySchema(
     query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions()
 )

@@ -58,11 +58,15 @@ def stack(local_stack: LocalStack) -> StackInfo:
 
 
 @pytest.fixture(scope="session")
-def gateway_toml(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gateway_toml(
+    stack: StackInfo, tmp_path_factory: pytest.TempPathFactory, auth_mode="open"
+) -> Path:
     """A gateway.toml pointing at the stack."""
     path = tmp_path_factory.mktemp("config") / "gateway.toml"
     results = tmp_path_factory.mktemp("results")
-    path.write_text(stack.gateway_toml(results_dir=str(results), sync_interval_s=0))
+    path.write_text(
+        stack.gateway_toml(results_dir=str(results), sync_interval_s=0, auth_mode="open")
+    )
     return path
 
 
@@ -117,7 +121,9 @@ def job_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobEnv]:
         assert info is not None
         config = workdir / "gateway.toml"
         config.write_text(
-            info.gateway_toml(results_dir=str(workdir / "results"), sync_interval_s=0)
+            info.gateway_toml(
+                results_dir=str(workdir / "results"), sync_interval_s=0, auth_mode="open"
+            )
         )
         env = {
             "DATABASE_URL": info.database_url,

@@ -8,8 +8,11 @@ chain stays linear with several gateways and workers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +21,10 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.core.errors import AuditUnavailable
 from gateway.db.models import AuditEvent, utcnow
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x5047_4155  # "PGAU": the advisory lock that orders chain writers
@@ -42,7 +48,7 @@ def chain_hash(prev: str, at: datetime, entry: Entry) -> str:
     body = json.dumps(
         [
             prev,
-            _utc(at).isoformat(timespec="microseconds"),
+            as_utc(at).isoformat(timespec="microseconds"),
             entry.actor,
             entry.action,
             entry.outcome,
@@ -58,8 +64,8 @@ def chain_hash(prev: str, at: datetime, entry: Entry) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _utc(at: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC
+def as_utc(at: datetime) -> datetime:
+    """`at` in UTC; SQLite hands back naive datetimes, and every stored time is UTC."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
@@ -140,3 +146,65 @@ async def verify(sessions: async_sessionmaker) -> tuple[int, int | None]:
             return count, row.id
         prev = row.hash
     return count, None
+
+
+class AuditWriter:
+    """Writes events in the background so that auditing never blocks a request.
+
+    Events wait in a bounded in-memory queue; a writer task appends them to the chain.
+    When the queue is full (the database is slow or away) `saturated` is true and the
+    API refuses identity reads rather than serve them unaudited; `submit` then raises.
+    """
+
+    def __init__(self, sessions: async_sessionmaker, bound: int = 10_000) -> None:
+        self.sessions = sessions
+        self.queue: asyncio.Queue[Entry] = asyncio.Queue(maxsize=bound)
+        self._task: asyncio.Task[None] | None = None
+        self.failures = 0
+
+    @property
+    def saturated(self) -> bool:
+        """True when no further event can be queued."""
+        return self.queue.full()
+
+    def submit(self, entry: Entry) -> None:
+        """Queue `entry`; `AuditUnavailable` when the queue is full."""
+        try:
+            self.queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            raise AuditUnavailable("the audit trail is not keeping up") from None
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while not self.queue.empty():
+            batch = [self.queue.get_nowait() for _ in range(min(self.queue.qsize(), 100))]
+            while True:
+                try:
+                    async with self.sessions() as session, session.begin():
+                        for entry in batch:
+                            await append(session, entry)
+                    break
+                except Exception as exc:  # the database is away: keep the events, retry
+                    self.failures += 1
+                    log.warning("audit events not written yet: %s", type(exc).__name__)
+                    await asyncio.sleep(min(5.0, 0.2 * self.failures))
+            self.failures = 0
+            for _ in batch:
+                self.queue.task_done()
+
+    async def flush(self, within_s: float = 10.0) -> None:
+        """Wait until every queued event is written (at most `within_s`)."""
+        if self.queue.empty():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await self.queue.join()
+
+    async def aclose(self) -> None:
+        """Write what is queued, then stop."""
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task

@@ -12,13 +12,20 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from gateway.auth import audit
+from gateway.auth.audit import Entry
 from gateway.core.errors import InvalidInput
-from gateway.db.models import AuditEvent
 from gateway.deid.mapping import load_cipher, load_mappings
 
 
 async def reidentify(
-    sessions: async_sessionmaker, mapping_key: str | None, project: str, pseudonym: str, actor: str
+    sessions: async_sessionmaker,
+    mapping_key: str | None,
+    project: str,
+    pseudonym: str,
+    actor: str,
+    reason: str | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """The original identities behind `pseudonym` in `project`, one per de-identified study.
 
@@ -29,13 +36,20 @@ async def reidentify(
     found = await load_mappings(sessions, cipher, project, pseudonym)
     ref = "deid:" + cipher.lookup(project, pseudonym)[:32]
     async with sessions() as session, session.begin():
-        session.add(
-            AuditEvent(
+        details: dict[str, Any] = {"project": project, "studies": len(found), "found": bool(found)}
+        if reason:
+            details["reason"] = reason[:500]
+        await audit.append(
+            session,
+            Entry(
                 actor=actor,
                 action="reidentify",
+                outcome="ok" if found else "error",
+                object_type="pseudonym",
                 object_ref=ref,
-                detail={"project": project, "studies": len(found), "found": bool(found)},
-            )
+                address=address,
+                details=details,
+            ),
         )
     if not found:
         raise InvalidInput("pseudonym: no mapping kept for it in this project")

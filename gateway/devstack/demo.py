@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from gateway.core.settings import load_settings, service_urls_from_env
+from gateway.auth.service import AuthService
+from gateway.core.enums import Role
+from gateway.core.settings import Settings, load_settings, service_urls_from_env
+from gateway.db.engine import make_engine, migrate, sessionmaker
 from gateway.devstack.seed.archives import seed_archives
 from gateway.devstack.stack import LocalStack, StackInfo, die_with_parent
 
@@ -91,6 +95,29 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+DEMO_USERS = {"admin": Role.ADMIN, "radiologist": Role.RADIOLOGIST, "researcher": Role.RESEARCHER}
+
+
+async def demo_users(settings: Settings) -> dict[str, str]:
+    """The demo's three users, each with a password made for this run (name -> password)."""
+    await migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    service = AuthService(sessionmaker(engine), settings.auth)
+    out: dict[str, str] = {}
+    try:
+        for name, role in DEMO_USERS.items():
+            password = secrets.token_urlsafe(12)
+            user = await service.user_by_name(name)
+            if user is None:
+                await service.create_user(name, [role], "demo", password=password)
+            else:
+                await service.set_password(user.id, password, "demo")
+            out[name] = password
+    finally:
+        await engine.dispose()
+    return out
+
+
 def run_demo(host: str, port: int, patients: int, seed_value: int, workdir: Path) -> int:
     """Stack, demo data, one worker and the gateway; Ctrl-C (or SIGTERM) stops every process."""
     signal.signal(signal.SIGINT, _interrupt)
@@ -104,6 +131,7 @@ def run_demo(host: str, port: int, patients: int, seed_value: int, workdir: Path
         print(f"seeding {patients} patients into {', '.join(s.id for s in settings.sources)} ...")
         counts = asyncio.run(seed_archives(settings, seed_value, patients, workdir / "truth.json"))
         print("seeded: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+        logins = asyncio.run(demo_users(settings))
         child_env = {**_demo_keys(workdir), **os.environ, **env}
         cli = [sys.executable, "-m", "gateway.server.cli"]
         procs.append(
@@ -126,8 +154,13 @@ def run_demo(host: str, port: int, patients: int, seed_value: int, workdir: Path
             print(
                 f"\n  GraphiQL:  http://{host}:{port}/graphql\n  Health:    http://{host}:{port}/health"
             )
+            print("  Log in (passwords made for this run):")
+            for name, password in logins.items():
+                print(f"    {name:<12} {password}")
             print(
-                "  Try:       { sources { id kind health { up latencyMs } } }\n"
+                '  In GraphiQL: mutation { login(username: "admin", password: "...") { token } }\n'
+                '  then add the header {"Authorization": "Bearer <token>"} and try\n'
+                "             { sources { id kind health { up latencyMs } } }\n"
                 "  Ctrl-C stops everything.\n"
             )
         with contextlib.suppress(KeyboardInterrupt):

@@ -169,9 +169,12 @@ class StackInfo:
         """REST root of the research Orthanc, when the stack has one."""
         return f"http://127.0.0.1:{self.research_http}" if self.research_http else None
 
-    def gateway_toml(self, results_dir: str = "var/results", sync_interval_s: int = 60) -> str:
-        """A gateway.toml pointing at this stack."""
-        return self._clinical_toml(results_dir, sync_interval_s) + self._research_toml()
+    def gateway_toml(
+        self, results_dir: str = "var/results", sync_interval_s: int = 60, auth_mode: str = ""
+    ) -> str:
+        """A gateway.toml pointing at this stack (`auth_mode` "open": no login, loopback)."""
+        auth = f'\n[auth]\nmode = "{auth_mode}"\n' if auth_mode else ""
+        return self._clinical_toml(results_dir, sync_interval_s) + self._research_toml() + auth
 
     def _research_toml(self) -> str:
         if not self.research_url:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from gateway.core.errors import SourceError, SourceTimeout, SourceUnavailable
+from gateway.core.timing import elapsed_ms
 from gateway.sources.base import PacsSource
 
 T = TypeVar("T")
@@ -77,15 +78,15 @@ async def call_one(
         value = await asyncio.wait_for(call(source), deadline * (1 + GUARD_MARGIN))
     except TimeoutError:
         out: Outcome[T] = Outcome(
-            source.id, TIMEOUT, _ms(start), error=f"no answer within {deadline:g}s"
+            source.id, TIMEOUT, elapsed_ms(start), error=f"no answer within {deadline:g}s"
         )
     except SourceTimeout as exc:
-        out = Outcome(source.id, TIMEOUT, _ms(start), error=_message(exc))
+        out = Outcome(source.id, TIMEOUT, elapsed_ms(start), error=_message(exc))
     except SourceError as exc:
-        out = Outcome(source.id, ERROR, _ms(start), error=_message(exc))
+        out = Outcome(source.id, ERROR, elapsed_ms(start), error=_message(exc))
         sticky = isinstance(exc, SourceUnavailable)
     else:
-        return Outcome(source.id, OK, _ms(start), value=value)
+        return Outcome(source.id, OK, elapsed_ms(start), value=value)
     if strikes is not None and sticky:
         strikes.failed.setdefault(source.id, out)
     return out
@@ -103,7 +104,3 @@ async def fan_out(
     results = await asyncio.gather(*(call_one(sources[i], call, strikes=strikes) for i in ids))
     skip: list[Outcome[T]] = [Outcome(i, SKIPPED) for i in skipped]
     return [*results, *skip]
-
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 2)

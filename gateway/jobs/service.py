@@ -27,14 +27,14 @@ class JobService:
         self.keys = keys
         self._suspects: set[str] = set()
 
-    async def submit(self, spec: JobSpec, requested_by: str) -> Job:
+    async def submit(self, spec: JobSpec, requested_by: str, owner: str | None = None) -> Job:
         """Write the job row for a validated spec, then enqueue it; an identical active job is
         returned instead.
 
         If Redis is down the row stays QUEUED and the workers' reconciliation
         enqueues it once Redis is back: nothing is lost.
         """
-        job, first = await self.store.create(spec.kind, spec.as_input(), requested_by)
+        job, first = await self.store.create(spec.kind, spec.as_input(), requested_by, owner)
         if first is not None:
             try:
                 await queue.enqueue(self.redis, self.keys, job)

@@ -49,13 +49,14 @@ class JobStore:
         self.sessions = sessions
 
     async def create(
-        self, kind: str, input: dict[str, Any], requested_by: str
+        self, kind: str, input: dict[str, Any], requested_by: str, owner: str | None = None
     ) -> tuple[Job, Event | None]:
-        """A new QUEUED job and its first event, or the identical job already queued or
-        running and None."""
+        """A new QUEUED job and its first event, or the identical job of the same owner
+        already queued or running and None."""
         async with self.sessions() as session, session.begin():
+            same_owner = Job.owner.is_(None) if owner is None else Job.owner == owner
             active = await session.scalars(
-                select(Job).where(Job.kind == kind, Job.status.in_(ACTIVE))
+                select(Job).where(Job.kind == kind, Job.status.in_(ACTIVE), same_owner)
             )
             for job in active:
                 if canonical(job.input) == canonical(input):
@@ -66,6 +67,7 @@ class JobStore:
                 status="QUEUED",
                 input=input,
                 requested_by=requested_by,
+                owner=owner,
             )
             session.add(job)
             await session.flush()
@@ -97,12 +99,20 @@ class JobStore:
             return [as_event(kind, ev) for ev, kind in rows]
 
     async def page(
-        self, kind: str | None, status: str | None, first: int, after: tuple[str, str] | None
+        self,
+        kind: str | None,
+        status: str | None,
+        first: int,
+        after: tuple[str, str] | None,
+        owner: str | None = None,
     ) -> tuple[list[Job], bool, int]:
-        """Newest first, keyset on (created_at, id); (jobs, has_next, total)."""
+        """Newest first, keyset on (created_at, id); (jobs, has_next, total); only the jobs
+        of `owner` when given."""
         async with self.sessions() as session:
             stmt = select(Job)
             count = select(func.count()).select_from(Job)
+            if owner is not None:
+                stmt, count = stmt.where(Job.owner == owner), count.where(Job.owner == owner)
             if kind:
                 stmt, count = stmt.where(Job.kind == kind), count.where(Job.kind == kind)
             if status:

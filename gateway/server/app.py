@@ -17,8 +17,12 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 
+from gateway.auth.principal import OPEN_CALLER
+from gateway.core.enums import AuthMode
 from gateway.core.settings import Settings
 from gateway.runtime import Runtime
 from resolvers.context import Context, make_context
@@ -48,8 +52,38 @@ class GatewayGraphQL(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        """Context for one request."""
-        return make_context(self._runtime_of(request), request, response)
+        """Context for one request, with the caller its bearer token stands for (a WebSocket
+        authenticates later, in `connection_init`)."""
+        runtime: Runtime = self._runtime_of(request)
+        address = request.client.host if request.client else None
+        if runtime.settings.auth.mode == AuthMode.OPEN:
+            return make_context(runtime, request, response, OPEN_CALLER, None, address)
+        token = bearer(request.headers.get("authorization"))
+        caller = await runtime.auth.authenticate(token) if token else None
+        if caller is None and isinstance(response, Response):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="pacs-gateway"'
+        return make_context(runtime, request, response, caller, token, address)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate a WebSocket from `connection_init`'s `Authorization`; 4403 if refused."""
+        if context.caller is not None:  # open mode
+            return UNSET
+        params = context.connection_params or {}
+        token = bearer(str(params.get("Authorization") or params.get("authorization") or ""))
+        caller = await context.runtime.auth.authenticate(token) if token else None
+        if caller is None:
+            raise ConnectionRejectionError()
+        context.caller, context.token = caller, token
+        context.loaders = make_context(context.runtime, caller=caller).loaders
+        return UNSET
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def _with_examples(html: str) -> str:

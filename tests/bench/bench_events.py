@@ -81,7 +81,7 @@ async def main(events: int) -> None:
     gateway = None
     try:
         config = work / "gateway.toml"
-        config.write_text(info.gateway_toml(sync_interval_s=0))
+        config.write_text(info.gateway_toml(sync_interval_s=0, auth_mode="open"))
         env = {"DATABASE_URL": info.database_url, "REDIS_URL": info.redis_url}
         gateway = GatewayProcess(config, env, work / "gateway.log").start()
         runtime = await Runtime.create(load_settings(config, env=env))

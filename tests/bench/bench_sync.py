@@ -64,7 +64,8 @@ async def main(instances: int, repeat: int) -> None:
     try:
         config = work / "gateway.toml"
         config.write_text(
-            info.gateway_toml(sync_interval_s=0) + MIRROR.format(url=info.dcm4chee_rest)
+            info.gateway_toml(sync_interval_s=0, auth_mode="open")
+            + MIRROR.format(url=info.dcm4chee_rest)
         )
         env = {"DATABASE_URL": info.database_url, "REDIS_URL": info.redis_url}
         settings = load_settings(config, env=env)

@@ -51,7 +51,9 @@ def base_settings(private_stack: LocalStack, tmp_path_factory: pytest.TempPathFa
     assert info is not None
     path = tmp_path_factory.mktemp("faults") / "gateway.toml"
     results = tmp_path_factory.mktemp("fault-results")
-    path.write_text(info.gateway_toml(results_dir=str(results), sync_interval_s=0))
+    path.write_text(
+        info.gateway_toml(results_dir=str(results), sync_interval_s=0, auth_mode="open")
+    )
     env = {"DATABASE_URL": info.database_url, "REDIS_URL": info.redis_url}
     return load_settings(path, env=env)
 

@@ -84,7 +84,7 @@ async def test_migrations_applied_on_postgres(settings: Settings, client: TestCl
 
 def _unreachable_config(stack: StackInfo, tmp: Path) -> Path:
     dead = free_port()
-    text = stack.gateway_toml(results_dir=str(tmp / "results"), sync_interval_s=0)
+    text = stack.gateway_toml(results_dir=str(tmp / "results"), sync_interval_s=0, auth_mode="open")
     text += f"""
 [[sources]]
 id = "offline"

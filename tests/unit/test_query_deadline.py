@@ -11,6 +11,7 @@ import pytest
 import strawberry
 from graphql import GraphQLError, OperationType
 
+from gateway.auth.principal import OPEN_CALLER
 from gateway.core.settings import Settings, SourceConfig
 from gateway.runtime import Runtime
 from gateway.sources.base import PatientQuery, PatientRecord, StudyQuery, StudyRecord
@@ -47,9 +48,19 @@ class FakeSource:
 
 
 @dataclass
+class FakeAudit:
+    saturated: bool = False
+    entries: list[Any] = field(default_factory=list)
+
+    def submit(self, entry: Any) -> None:
+        self.entries.append(entry)
+
+
+@dataclass
 class FakeRuntime:
     settings: Settings
     sources: dict[str, Any]
+    audit: FakeAudit = field(default_factory=FakeAudit)
 
 
 def runtime(*sources: FakeSource) -> Runtime:
@@ -74,7 +85,9 @@ async def run(rt: Runtime, deadline_s: float | None = None) -> tuple[Any, float]
     schema = strawberry.Schema(query=Query, extensions=extensions(deadline_s))
     start = time.monotonic()
     result = await schema.execute(
-        PATIENTS, variable_values={"name": "Müller*"}, context_value=make_context(rt)
+        PATIENTS,
+        variable_values={"name": "Müller*"},
+        context_value=make_context(rt, caller=OPEN_CALLER),
     )
     return result, time.monotonic() - start
 
@@ -93,7 +106,9 @@ async def test_deadline_stops_the_query_with_a_code() -> None:
 async def test_default_deadline_is_largest_source_timeout_plus_margin() -> None:
     ext = QueryDeadline(margin_s=2.5)
     ext.execution_context = cast(Any, type("E", (), {}))()
-    ext.execution_context.context = make_context(runtime(source("a", 1), source("b", 7)))
+    ext.execution_context.context = make_context(
+        runtime(source("a", 1), source("b", 7)), caller=OPEN_CALLER
+    )
     assert ext.seconds() == 9.5
     assert QueryDeadline(deadline_s=1.5).seconds() == 1.5
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 
+from gateway.auth import audit
+from gateway.auth.audit import Entry
 from gateway.core.errors import ConfigError, JobError, NotFound, SourceError
 from gateway.db.models import AuditEvent
 from gateway.deid import load_cipher, save_mapping
@@ -233,4 +235,7 @@ async def _audit(
             )
         )
         if seen is None:
-            session.add(AuditEvent(actor=actor, action=action, object_ref=ref, detail=detail))
+            entry = Entry(
+                actor=actor, action=action, object_type="study", object_ref=ref, details=detail
+            )
+            await audit.append(session, entry)

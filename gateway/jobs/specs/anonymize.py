@@ -35,6 +35,11 @@ class AnonymizeSpec:
         """The research project, `default` when none was given."""
         return self.project or DEFAULT_PROJECT
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The sources this job reads or writes."""
+        return (self.source, self.destination)
+
     @classmethod
     def parse(cls, data: Mapping[str, Any], settings: Settings) -> AnonymizeSpec:
         """Validate an ANONYMIZE input."""

@@ -24,6 +24,11 @@ class JobSpec(Protocol):
         """The stored job input, with the contract's field names."""
         ...
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every source the job reads or writes (for the roles policy)."""
+        ...
+
 
 def source_of(
     data: Mapping[str, Any], key: str, settings: Settings, *roles: SourceRole

@@ -23,6 +23,11 @@ class RtStructSpec:
     series_uid: str | None = None
     full_grid_masks: bool = False
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The sources this job reads or writes."""
+        return (self.source,)
+
     @classmethod
     def parse(cls, data: Mapping[str, Any], settings: Settings) -> RtStructSpec:
         """Validate an RTSTRUCT input."""

@@ -34,6 +34,11 @@ class SyncSpec:
     conflict_strategy: ConflictStrategy = ConflictStrategy.REPORT_ONLY
     periodic: bool = False
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The sources this job reads or writes."""
+        return (self.source, self.destination)
+
     @classmethod
     def parse(cls, data: Mapping[str, Any], settings: Settings) -> SyncSpec:
         """Validate a SYNC input."""

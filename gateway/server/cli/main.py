@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.core.enums import ConflictStrategy
+from gateway.core.enums import AuthMode, ConflictStrategy
 from gateway.core.errors import ConfigError
 from gateway.core.logs import quiet_libraries
 from gateway.core.settings import Settings, load_settings
 from gateway.devstack.seed.archives import seed_archives
+from gateway.server.cli import identity
 
 log = logging.getLogger("pacs_gateway")
 
@@ -29,7 +31,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.server.app import create_app
 
-    app = create_app(_settings(args))
+    settings = _settings(args)
+    if settings.auth.mode == AuthMode.OPEN:
+        if not _loopback(args.host):
+            raise ConfigError("'auth.mode' is 'open': the gateway binds to loopback only")
+        logging.getLogger("gateway").warning(
+            "auth mode is OPEN: every caller is an administrator (local development only)"
+        )
+    app = create_app(settings)
     uvicorn.run(
         app,
         host=args.host,
@@ -39,6 +48,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,  # a GET /graphql?query=... line would hold the query's values
     )
     return 0
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -194,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("check-config", help="validate a config file")).set_defaults(
         func=cmd_check_config
     )
+    identity.add_parsers(sub, with_config)
     return parser
 
 
