@@ -1,4 +1,4 @@
-"""GraphQL types of the public contract (shared/design/contract.graphql)."""
+"""GraphQL types of the public contract: sources, their health and how they answered."""
 
 from __future__ import annotations
 
