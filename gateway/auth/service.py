@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth import audit, passwords, tokens
 from gateway.auth.audit import Entry
+from gateway.auth.oidc import OidcVerifier, looks_like_jwt
 from gateway.auth.principal import Principal
 from gateway.core.enums import Role
 from gateway.core.errors import Forbidden, InvalidInput, Unauthenticated
@@ -52,6 +53,9 @@ class AuthService:
         self.sessions = sessions
         self.config = config
         self._cache: dict[str, tuple[Principal, float]] = {}
+        self.oidc: OidcVerifier | None = None
+        if config.oidc_issuer and config.oidc_audience:
+            self.oidc = OidcVerifier(config.oidc_issuer, config.oidc_audience, config.roles_claim)
 
     # -- authentication -------------------------------------------------------------------
 
@@ -66,6 +70,13 @@ class AuthService:
         now = time.monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
+        if self.oidc is not None and looks_like_jwt(token):  # an OIDC JWT: no database row
+            verified = await self.oidc.verify(token)
+            if verified is None:
+                return None
+            left = verified.expires_at - time.time()  # never trusted past its `exp`
+            self._cache[key] = (verified.principal, now + min(self.config.token_cache_s, left))
+            return verified.principal
         async with self.sessions() as session, session.begin():
             cred = await session.scalar(select(Credential).where(Credential.digest == key))
             if cred is None or cred.revoked_at is not None or _expired(cred.expires_at):
@@ -102,7 +113,11 @@ class AuthService:
         """
         async with self.sessions() as session, session.begin():
             user = await _by_name(session, username)
-            locked = user is not None and not _expired(user.locked_until)
+            locked = (
+                user is not None
+                and user.locked_until is not None
+                and not _expired(user.locked_until)
+            )
             ok = passwords.verify_password(user.password_hash if user else None, password)
             if user is None or not user.active or locked or not ok:
                 if user is not None and not locked:
