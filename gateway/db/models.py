@@ -54,7 +54,7 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     requested_by: Mapped[str] = mapped_column(String(128), default="anonymous")
-    owner: Mapped[str | None] = mapped_column(String(36), index=True)  # user id of the submitter
+    owner: Mapped[str | None] = mapped_column(String(128), index=True)  # user id of the submitter
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]

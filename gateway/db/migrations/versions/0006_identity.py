@@ -76,7 +76,7 @@ def upgrade() -> None:
         sa.Column("revoked_at", WHEN),
     )
     with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("owner", sa.String(36)))
+        batch.add_column(sa.Column("owner", sa.String(128)))
         batch.create_index("ix_jobs_owner", ["owner"])
     with op.batch_alter_table("audit_events") as batch:
         batch.alter_column("actor", existing_type=sa.String(128), nullable=True)
