@@ -15,7 +15,7 @@ from gateway.auth.principal import Principal
 from gateway.core.enums import Role
 from gateway.core.errors import Forbidden, InvalidInput
 from gateway.db.models import AuditEvent as AuditRow
-from gateway.db.models import Credential
+from gateway.db.models import Credential, utcnow
 from gateway.db.models import Group as GroupRow
 from gateway.db.models import User as UserRow
 from gateway.deid import reidentify as deid_reidentify
@@ -257,6 +257,16 @@ class IdentityQuery:
         """The caller (null in open mode)."""
         caller = info.context.require_caller()
         row = await info.context.runtime.auth.user(caller.user_id)
+        if row is None and caller.via == "oidc":  # known from the token alone, no local row
+            row = UserRow(
+                id=caller.user_id,
+                username=caller.username,
+                roles=sorted(caller.roles),
+                sources=None,
+                active=True,
+                created_at=utcnow(),
+            )
+            row.groups = []
         return User(row=row) if row is not None else None
 
     @strawberry.field
