@@ -8,11 +8,15 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
+from gateway.auth.policy import may_see_job
 from gateway.core.enums import ConflictStrategy, JobKind, JobStatus
 from gateway.db.models import Job as JobRow
 from gateway.jobs.events import Event
 from gateway.jobs.specs.base import drop_none
 from resolvers.common import PageInfo
+
+# an ANONYMIZE result's fields that name the pseudonyms: admins only (the pseudonym link)
+PSEUDONYM_FIELDS = ("anonymizedPatientId", "anonymizedStudyInstanceUid")
 
 # the value kinds are defined once, in gateway.core.enums; here they become GraphQL enums
 for _enum in (JobKind, JobStatus, ConflictStrategy):
@@ -90,12 +94,26 @@ class Job:
         return self.row.finished_at
 
     @strawberry.field
-    def input(self) -> JSON:
+    def input(self, info: strawberry.Info) -> JSON:
+        # to the job's owner and admins only (empty to others); a finished ANONYMIZE job
+        # keeps its study UID only as a keyed hash (workers.jobs.anonymize)
+        caller = info.context.caller
+        if caller is None or not may_see_job(caller, self.row.owner):
+            return JSON({})
         return JSON(dict(self.row.input or {}))
 
     @strawberry.field
-    def result(self) -> JSON | None:
-        return JSON(self.row.result) if self.row.result is not None else None
+    def result(self, info: strawberry.Info) -> JSON | None:
+        # an ANONYMIZE job's pseudonyms are shown to admins only
+        if self.row.result is None:
+            return None
+        result = dict(self.row.result)
+        caller = info.context.caller
+        if self.row.kind == JobKind.ANONYMIZE and (caller is None or not caller.is_admin):
+            # the owner knows the original study: with its pseudonym they would hold the link
+            for name in PSEUDONYM_FIELDS:
+                result.pop(name, None)
+        return JSON(result)
 
     @strawberry.field
     def error(self) -> str | None:

@@ -158,6 +158,18 @@ class JobStore:
             _apply(job, change)
             return as_event(job.kind, await _append(session, job, None))
 
+    async def redact_input(self, job_id: str, input: dict[str, Any]) -> bool:
+        """Replace a job's stored input (e.g. an identifier by its keyed hash once the job
+        is done); no event, the job's state is unchanged. False when the job is unknown."""
+        async with self.sessions() as session, session.begin():
+            done = await session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(input=input)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(getattr(done, "rowcount", 0))
+
     async def request_cancel(self, job_id: str) -> None:
         """Mark a job for cancelling; the running worker stops at its next checkpoint."""
         async with self.sessions() as session, session.begin():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -15,15 +16,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketClose
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from gateway.auth.principal import OPEN_CALLER
-from gateway.core.enums import AuthMode
+from gateway.auth import policy
+from gateway.auth.audit import Entry
+from gateway.auth.principal import OPEN_CALLER, Principal
+from gateway.core.enums import AuthMode, JobKind
+from gateway.core.errors import AuditUnavailable
 from gateway.core.settings import Settings
+from gateway.jobs.store import JobStore
 from gateway.runtime import Runtime
 from resolvers.context import Context, make_context
 from resolvers.queries import EXAMPLES
@@ -31,6 +37,8 @@ from resolvers.schema import schema
 
 log = logging.getLogger(__name__)
 _DEFAULT_DOC = re.compile(r"const EXAMPLE_QUERY = `.*?`;", re.DOTALL)
+FILES_KIND = JobKind.RTSTRUCT  # the one job kind that writes files (results_dir/rtstruct/<id>/)
+_JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class GatewayGraphQL(GraphQL[Context, None]):
@@ -92,6 +100,73 @@ def _with_examples(html: str) -> str:
     return _DEFAULT_DOC.sub(lambda _: f"const EXAMPLE_QUERY = {literal};", html, count=1)
 
 
+class JobFiles:
+    """`/files/rtstruct/<job id>/...`: job outputs, to a caller who may see the job.
+
+    The same bearer authentication as `/graphql` (anyone in open mode): 401 without a valid
+    token. A caller reads the outputs of their own jobs (admins every job's); like
+    `rtStructResults`, callers who see identity (admin, radiologist) read every RT-STRUCT
+    output, the watcher's too. A job the caller may not see answers 404, as one that does
+    not exist; a path leaving the results directory is refused by StaticFiles.
+    """
+
+    def __init__(self, directory: Path, runtime_of: Any) -> None:
+        self.static = StaticFiles(directory=directory)
+        self._runtime_of = runtime_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await WebSocketClose()(scope, receive, send)
+            return
+        request = Request(scope)
+        runtime: Runtime = self._runtime_of(request)
+        caller = await self._caller(runtime, request)
+        if caller is None:
+            response: Response = JSONResponse(
+                {"error": "authentication required: send Authorization: Bearer <token>"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="pacs-gateway"'},
+            )
+        else:
+            path = self.static.get_path(scope)
+            if await self._may_read(runtime, caller, path, request):
+                response = await self.static.get_response(path, scope)
+            else:
+                response = JSONResponse({"error": "not found"}, status_code=404)
+        await response(scope, receive, send)
+
+    @staticmethod
+    async def _caller(runtime: Runtime, request: Request) -> Principal | None:
+        if runtime.settings.auth.mode == AuthMode.OPEN:
+            return OPEN_CALLER
+        token = bearer(request.headers.get("authorization"))
+        return await runtime.auth.authenticate(token) if token else None
+
+    @staticmethod
+    async def _may_read(runtime: Runtime, caller: Principal, path: str, request: Request) -> bool:
+        """Whether `path` (normalised, relative to the results directory) is an output of a
+        job the caller may see; a refusal of an existing job is audited."""
+        kind, job_id, *rest = [*Path(path).parts, "", ""]
+        if kind != FILES_KIND.lower() or not _JOB_ID.fullmatch(job_id) or not rest[0]:
+            return False
+        job = await JobStore(runtime.sessions).get(job_id)
+        if job is None or job.kind != FILES_KIND:
+            return False
+        if policy.sees_identity(caller) or policy.may_see_job(caller, job.owner):
+            return True
+        refusal = Entry(
+            actor=caller.actor,
+            action="file-read",
+            outcome="refused",
+            object_type="job",
+            object_ref=job_id,
+            address=request.client.host if request.client else None,
+        )
+        with contextlib.suppress(AuditUnavailable):  # refused either way
+            runtime.audit.submit(refusal)
+        return False
+
+
 def create_app(settings: Settings) -> Starlette:
     """The gateway app; clients are created in the lifespan, migrations applied first."""
 
@@ -117,7 +192,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/health", health),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
-            Mount("/files", StaticFiles(directory=results), name="files"),
+            Mount("/files", JobFiles(results, lambda conn: conn.app.state.runtime), name="files"),
         ],
         lifespan=lifespan,
     )

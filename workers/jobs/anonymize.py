@@ -7,11 +7,22 @@ service with project, subject = pseudonym and session label), "verify" (the
 destination lists the new study), then the optional encrypted mapping and an
 audit event. New UIDs and pseudonyms are keyed hashes, so a re-run stores the
 same instances again: idempotent.
+
+The pseudonym link: once the job is done (succeeded, or failed or cancelled after
+de-identified data reached the destination), the stored input keeps the original
+`studyInstanceUid` only as a keyed hash (`input_ref`), so the job row never holds an
+original identifier next to its pseudonym. A transient source error is left as it is:
+the runner retries it from the stored input. A redacted job cannot be re-run by
+`retryJob` (nothing in clear is left to run it); submitting the study again can, and
+stores the same instances.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,7 +32,14 @@ from sqlalchemy import select
 
 from gateway.auth import audit
 from gateway.auth.audit import Entry
-from gateway.core.errors import ConfigError, JobError, NotFound, SourceError
+from gateway.core.errors import (
+    ConfigError,
+    JobError,
+    NotFound,
+    SourceError,
+    SourceTimeout,
+    SourceUnavailable,
+)
 from gateway.db.models import AuditEvent
 from gateway.deid import load_cipher, save_mapping
 from gateway.jobs.specs import AnonymizeSpec
@@ -32,8 +50,11 @@ from workers.dicom.deid import EDITION, DeidConfig, DeidReport
 from workers.dicom.deid.validate import process_instance
 from workers.jobs.base import JobHandle
 
+log = logging.getLogger(__name__)
+
 BATCH = 25
 WINDOW = 4  # instances in the process pool at once
+REDACTED = "hmac:"  # prefix of a study UID replaced by its keyed hash in a finished job
 
 
 @runtime_checkable
@@ -105,11 +126,46 @@ async def run(job: JobHandle, runtime: Runtime, spec: AnonymizeSpec) -> dict[str
     except Exception as exc:
         if run_.instances:  # de-identified data reached the destination: the trail says so
             await _audit(runtime, job.id, spec, result_of(None), type(exc).__name__)
+            if _final(job, exc):
+                try:
+                    await _forget_original(runtime, job.id, key)
+                except Exception as why:  # the job's own failure is what gets reported
+                    log.warning("job %s: input not redacted: %s", job.id, type(why).__name__)
         raise
     result = result_of(verified)
     await _audit(runtime, job.id, spec, result)
+    await _forget_original(runtime, job.id, key)
     await job.progress(1.0, "done", f"{run_.instances} instances de-identified")
     return result
+
+
+def input_ref(key: str, study_uid: str) -> str:
+    """The keyed hash a finished job keeps instead of the original study UID: HMAC-SHA256
+    under the de-identification key, in a domain of its own (never a UID the
+    de-identification derives), hex, prefixed `hmac:`."""
+    msg = b"job-input\x1fstudyInstanceUid\x1f" + study_uid.encode("utf-8")
+    return REDACTED + hmac.new(key.encode("utf-8"), msg, hashlib.sha256).hexdigest()
+
+
+def _final(job: JobHandle, exc: Exception) -> bool:
+    """Whether the run ends the job: not a transient source error (the runner retries it
+    from the stored input), not a lost lease (another worker carries on)."""
+    if isinstance(exc, SourceUnavailable | SourceTimeout):
+        return False
+    return not getattr(job, "lease_lost", False)
+
+
+async def _forget_original(runtime: Runtime, job_id: str, key: str) -> None:
+    """Replace the stored input's study UID by its keyed hash (no-op for an unknown job)."""
+    store = JobStore(runtime.sessions)
+    row = await store.get(job_id)
+    if row is None:
+        return
+    stored = dict(row.input or {})
+    uid = stored.get("studyInstanceUid")
+    if not isinstance(uid, str) or uid.startswith(REDACTED):
+        return
+    await store.redact_input(job_id, {**stored, "studyInstanceUid": input_ref(key, uid)})
 
 
 class _Run:
