@@ -118,7 +118,10 @@ class AuthService:
                 and user.locked_until is not None
                 and not _expired(user.locked_until)
             )
-            ok = passwords.verify_password(user.password_hash if user else None, password)
+            # argon2 takes a CPU for a good while: off the event loop, so other requests go on
+            ok = await asyncio.to_thread(
+                passwords.verify_password, user.password_hash if user else None, password
+            )
             if user is None or not user.active or locked or not ok:
                 if user is not None and not locked:
                     user.failed_logins = (user.failed_logins or 0) + 1
@@ -143,7 +146,7 @@ class AuthService:
                 user.locked_until = None
                 user.last_login_at = utcnow()
                 if passwords.needs_rehash(user.password_hash or ""):
-                    user.password_hash = passwords.hash_password(password)
+                    user.password_hash = await asyncio.to_thread(passwords.hash_password, password)
                 secret = tokens.new_token(tokens.SESSION_PREFIX)
                 expires = utcnow() + timedelta(seconds=self.config.session_ttl_s)
                 cred = _credential("session", secret, user.id, expires)
@@ -281,7 +284,9 @@ class AuthService:
             username=name,
             username_key=name.lower(),
             display_name=display_name,
-            password_hash=passwords.hash_password(password) if password else None,
+            password_hash=await asyncio.to_thread(passwords.hash_password, password)
+            if password
+            else None,
             roles=sorted({Role(r).value for r in roles}),
             sources=sorted(set(sources)) if sources is not None else None,
             active=True,
@@ -354,11 +359,12 @@ class AuthService:
         """A new password; the user's sessions end."""
         if why := passwords.check_strength(password):
             raise InvalidInput(why)
+        hashed = await asyncio.to_thread(passwords.hash_password, password)
         async with self.sessions() as session, session.begin():
             user = await session.get(User, user_id)
             if user is None:
                 raise InvalidInput("id: no such user")
-            user.password_hash = passwords.hash_password(password)
+            user.password_hash = hashed
             user.failed_logins, user.locked_until = 0, None
             await audit.append(
                 session,
@@ -375,6 +381,11 @@ class AuthService:
                 query = query.where(Credential.kind == kind)
             await session.execute(query.values(revoked_at=utcnow()))
         self.forget(user_id)
+
+    async def group(self, group_id: str) -> Group | None:
+        """One group, with its members."""
+        async with self.sessions() as session:
+            return await session.get(Group, group_id)
 
     async def groups(self) -> list[Group]:
         """Every group, by name."""
@@ -416,7 +427,9 @@ class AuthService:
                 ),
             )
         self.forget()
-        return group
+        saved = await self.group(group.id)  # with its members: the new row has none loaded
+        assert saved is not None
+        return saved
 
     async def delete_group(self, group_id: str, actor: str) -> bool:
         """Remove a group (its members keep their own rights)."""
