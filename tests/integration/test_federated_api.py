@@ -200,20 +200,29 @@ def test_page_of_patients_with_studies_costs_few_requests(
 def test_identity_goes_through_one_choke_point(
     client: TestClient, truth: GroundTruth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Refusing every identity field in `privacy.may_see` hides it from every query."""
+    """Refusing every identity field in `privacy.may_see` refuses it in every query: each
+    identity field answers FORBIDDEN, and no identity value is anywhere in the answer."""
     from resolvers import privacy
 
     monkeypatch.setattr(privacy, "may_see", lambda caller, field: False)
-    query = """{
-      patients(first: 500) { edges { node { patientId issuerOfPatientId name birthDate sex
-        conflicts { field values { value } }
-        studies { patientId patientName conflicts { field values { value } } } } } }
-      studies(first: 500) { edges { node { patientId patientName
-        conflicts { field values { value } } } } }
-    }"""
-    r = client.post("/graphql", json={"query": query})
-    assert r.status_code == 200 and "errors" not in r.json(), r.text
-    text = r.text
+    fields = {
+        "patients": "patients(first: 500) { edges { node { %s } } }",
+        "studies": "studies(first: 500) { edges { node { %s } } }",
+        "patient studies": "patients(first: 500) { edges { node { studies { %s } } } }",
+    }
+    asked = {
+        "patients": ["patientId", "issuerOfPatientId", "name", "birthDate", "sex"],
+        "studies": ["patientId", "patientName"],
+        "patient studies": ["patientId", "patientName"],
+    }
+    text = ""
+    for where, shape in fields.items():
+        for field in asked[where]:
+            r = client.post("/graphql", json={"query": "{ %s }" % (shape % field)})
+            body = r.json()
+            codes = {e["extensions"]["code"] for e in body.get("errors", [])}
+            assert codes == {"FORBIDDEN"}, (where, field, r.text)
+            text += r.text
     for p in truth.patients:
         assert f'"{p.patient_id}"' not in text
         assert p.birth_date not in text

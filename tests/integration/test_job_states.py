@@ -75,14 +75,15 @@ def test_a_retried_job_gets_its_automatic_retries_again(job_env: JobEnv) -> None
         runtime = await Runtime.create(job_env.settings, run_migrations=False)
         try:
             service = runtime.job_service()
-            job, _ = await service.store.create("SYNC", {"state-test": 3}, "test")
+            body = {"from": "orthanc", "to": "dcm4chee", "studyInstanceUids": ["1.2.3.3"]}
+            job, _ = await service.store.create("SYNC", body, "test")
             for attempt in range(1, MAX_ATTEMPTS + 1):  # every automatic retry used up
                 handle = DbJobHandle(service, job.id, attempt)
-                last = await _execute(runtime, service, handle, flaky, {})
+                last = await _execute(runtime, service, handle, flaky, "SYNC", body)
             assert last == "FAILED"
             await service.retry(job.id)
             handle = DbJobHandle(service, job.id, MAX_ATTEMPTS + 1)
-            again = await _execute(runtime, service, handle, flaky, {})
+            again = await _execute(runtime, service, handle, flaky, "SYNC", body)
             row = await service.store.get(job.id)
             assert row is not None
             await service.cancel(job.id)  # nothing left queued

@@ -376,4 +376,6 @@ def test_the_scheduler_submits_each_pair_once_per_interval(seeded: JobEnv) -> No
                 await rt.aclose()
 
     inputs = asyncio.run(scenario())
-    assert inputs == [{"from": "dcm4chee", "to": "orthanc", "all": True, "periodic": True}]
+    spec = SyncSpec(source="dcm4chee", destination="orthanc", all=True, periodic=True)
+    assert inputs == [spec.as_input()]
+    assert inputs[0]["periodic"] is True and inputs[0]["all"] is True
