@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import strawberry
 from graphql import GraphQLError
 
+from gateway.core.enums import Consistency
 from gateway.federation.fanout import Outcome
 from gateway.federation.merge import Conflict, Merged
 from resolvers.context import Context
@@ -28,6 +29,9 @@ class Presence(Enum):
     PARTIAL = "PARTIAL"
 
 
+strawberry.enum(Consistency)
+
+
 @strawberry.type
 class SourceResult:
     """How one source answered one federated query."""
@@ -37,6 +41,9 @@ class SourceResult:
     latency_ms: float | None
     count: int | None
     error: str | None
+    consistency: Consistency | None = strawberry.field(
+        default=None, description="How the list was cut: from the key index, or live."
+    )
 
 
 @strawberry.type
@@ -82,8 +89,10 @@ def sources_of(ctx: Context, ids: Sequence[str]) -> list[Source]:
     return [source_obj(ctx, i) for i in ids]
 
 
-def source_results(ctx: Context, outcomes: Sequence[Outcome[Any]]) -> list[SourceResult]:
-    """`sourceResults` of a fan-out."""
+def source_results(
+    ctx: Context, outcomes: Sequence[Outcome[Any]], consistency: Consistency | None = None
+) -> list[SourceResult]:
+    """`sourceResults` of a fan-out (of a list cut as `consistency` says)."""
     return [
         SourceResult(
             source=source_obj(ctx, o.source),
@@ -91,6 +100,7 @@ def source_results(ctx: Context, outcomes: Sequence[Outcome[Any]]) -> list[Sourc
             latency_ms=o.latency_ms,
             count=len(o.value) if o.ok and isinstance(o.value, list) else None,
             error=o.error,
+            consistency=consistency,
         )
         for o in outcomes
     ]

@@ -158,6 +158,10 @@ class Mutation:
     async def process_rt_struct(self, info: Info, input: RtStructInput) -> Job:
         return await _submit(info, JobKind.RTSTRUCT, input.as_input())
 
+    @strawberry.mutation(description="Admins: build an archive's key index (a full listing).")
+    async def build_index(self, info: Info, source: strawberry.ID) -> Job:
+        return await _submit(info, JobKind.INDEX, {"source": str(source)})
+
     @strawberry.mutation
     async def cancel_job(self, info: Info, id: strawberry.ID) -> Job:
         await _own_job(info, str(id), "cancel")

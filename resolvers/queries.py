@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import strawberry
 
+from gateway.core.enums import Consistency
 from gateway.federation.fanout import fan_out
 from gateway.federation.merge import Merged, merge_patients, merge_studies, split_key
+from gateway.index import store
+from gateway.index.store import name_prefix
 from gateway.sources.base import PatientQuery, StudyQuery
+from resolvers import indexed
 from resolvers.common import (
     PageInfo,
     Presence,
     SourceResult,
+    bad_input,
+    check_first,
     choose_sources,
+    decode_cursor,
     encode_cursor,
     keep,
     page,
     source_results,
 )
 from resolvers.comparisons import PatientComparison, StudyComparison
-from resolvers.context import Info
+from resolvers.context import Context, Info
 from resolvers.federated import Patient, Study, StudyFilter
 from resolvers.loaders import group
 from resolvers.privacy import search_by_identity
 from resolvers.types import Source
+
+Total = Callable[[], Awaitable[int]]
 
 
 @strawberry.input
@@ -50,8 +61,12 @@ class PatientConnection:
 
     edges: list[PatientEdge]
     page_info: PageInfo
-    total_count: int
     source_results: list[SourceResult]
+    total: strawberry.Private[Total]
+
+    @strawberry.field(description="Every patient of the list: exact, from the index or live.")
+    async def total_count(self) -> int:
+        return await self.total()
 
 
 @strawberry.type
@@ -68,8 +83,21 @@ class StudyConnection:
 
     edges: list[StudyEdge]
     page_info: PageInfo
-    total_count: int
     source_results: list[SourceResult]
+    total: strawberry.Private[Total]
+
+    @strawberry.field(description="Every study of the list: exact, from the index or live.")
+    async def total_count(self) -> int:
+        return await self.total()
+
+
+def known(n: int) -> Total:
+    """A total already counted."""
+
+    async def total() -> int:
+        return n
+
+    return total
 
 
 def _page_info(items: list[Merged[object]], has_next: bool) -> PageInfo:
@@ -94,13 +122,29 @@ class Query:
         filter: PatientFilter | None = None,
         first: int | None = 50,
         after: str | None = None,
+        consistency: Consistency | None = None,
     ) -> PatientConnection:
-        """Patients in every source, merged on PatientID, in PatientID order."""
+        """Patients in every source, merged on PatientID, in PatientID order.
+
+        INDEXED (the default where the filter allows it: none, or a name prefix `ABC*`)
+        cuts the page from the key index and verifies its rows live; LIVE asks every
+        archive for the whole list."""
         ctx = info.context
         first = 50 if first is None else first
+        check_first(first)
         f = filter or PatientFilter()
         search_by_identity(info, f.patient_id, f.name, f.birth_date)
         queried, skipped = choose_sources(ctx, f.sources)
+        prefix = name_prefix(f.name)
+        indexable = (
+            f.patient_id is None
+            and f.birth_date is None
+            and f.presence in (None, Presence.ANY)
+            and (f.name is None or prefix is not None)
+        )
+        mode = indexed.choose(consistency, indexable)
+        if mode is Consistency.INDEXED and await indexed.usable(ctx, queried):
+            return await _indexed_patients(ctx, queried, skipped, first, after, prefix)
         query = PatientQuery(patient_id=f.patient_id, name=f.name, birth_date=f.birth_date)
         outcomes = await fan_out(
             ctx.runtime.sources, lambda s: s.find_patients(query), queried, skipped, ctx.strikes
@@ -119,8 +163,8 @@ class Query:
                 for m in items
             ],
             page_info=_page_info(items, has_next),  # type: ignore[arg-type]
-            total_count=len(merged),
-            source_results=source_results(ctx, outcomes),
+            total=known(len(merged)),
+            source_results=source_results(ctx, outcomes, Consistency.LIVE),
         )
 
     @strawberry.field
@@ -146,13 +190,23 @@ class Query:
         filter: StudyFilter | None = None,
         first: int | None = 50,
         after: str | None = None,
+        consistency: Consistency | None = None,
     ) -> StudyConnection:
-        """Studies in every source, merged on StudyInstanceUID, in UID order."""
+        """Studies in every source, merged on StudyInstanceUID.
+
+        INDEXED (the default without a filter): newest first (study date and time, then UID),
+        cut from the key index and verified live. LIVE (with a filter, or when asked): every
+        archive asked for the whole list, in UID order."""
         ctx = info.context
         first = 50 if first is None else first
+        check_first(first)
         f = filter or StudyFilter()
         search_by_identity(info, f.patient_id, f.patient_name)
         queried, skipped = choose_sources(ctx, f.sources)
+        unfiltered = f.to_query() == StudyQuery() and f.presence in (None, Presence.ANY)
+        mode = indexed.choose(consistency, unfiltered)
+        if mode is Consistency.INDEXED and await indexed.usable(ctx, queried):
+            return await _indexed_studies(ctx, queried, skipped, first, after)
         query = f.to_query()
         outcomes = await fan_out(
             ctx.runtime.sources, lambda s: s.find_studies(query), queried, skipped, ctx.strikes
@@ -166,8 +220,8 @@ class Query:
         return StudyConnection(
             edges=[StudyEdge(node=Study(m=m), cursor=encode_cursor(m.key)) for m in items],
             page_info=_page_info(items, has_next),  # type: ignore[arg-type]
-            total_count=len(merged),
-            source_results=source_results(ctx, outcomes),
+            total=known(len(merged)),
+            source_results=source_results(ctx, outcomes, Consistency.LIVE),
         )
 
     @strawberry.field
@@ -257,3 +311,62 @@ query SourcesHealth {
   }
 }
 """
+
+
+async def _indexed_patients(
+    ctx: Context,
+    queried: list[str],
+    skipped: list[str],
+    first: int,
+    after: str | None,
+    prefix: str | None,
+) -> PatientConnection:
+    after_id = split_key(decode_cursor(after))[0] if after is not None else None
+    rows, has_next, outcomes, answered = await indexed.patient_rows(
+        ctx, queried, skipped, first, after_id, prefix
+    )
+    uids = tuple(sorted({r.study_uid for records in answered.values() for r in records}))
+    loader = ctx.loaders.studies_of_page(queried, StudyQuery(study_uids=uids))
+    pids = sorted({m.first.patient_id for m in rows})
+    for pid, fed in zip(pids, group(pids, outcomes, lambda r: r.patient_id or ""), strict=True):
+        loader.prime(pid, fed)  # the page's studies are known: no second request
+
+    async def total() -> int:
+        return await store.count_patients(ctx.runtime.sessions, queried, prefix)
+
+    return PatientConnection(
+        edges=[
+            PatientEdge(node=Patient(m=m, loader=loader), cursor=encode_cursor(m.key)) for m in rows
+        ],
+        page_info=_page_info(rows, has_next),  # type: ignore[arg-type]
+        total=total,
+        source_results=source_results(ctx, outcomes, Consistency.INDEXED),
+    )
+
+
+async def _indexed_studies(
+    ctx: Context, queried: list[str], skipped: list[str], first: int, after: str | None
+) -> StudyConnection:
+    key: indexed.DateKey | None = None
+    if after is not None:
+        parts = decode_cursor(after, "d").split("|")
+        if len(parts) != 3:
+            raise bad_input("invalid cursor")
+        key = (parts[0], parts[1], parts[2])
+    rows, keys, has_next, outcomes = await indexed.study_rows(ctx, queried, skipped, first, key)
+
+    async def total() -> int:
+        return await store.count_studies(ctx.runtime.sessions, queried)
+
+    return StudyConnection(
+        edges=[
+            StudyEdge(node=Study(m=m), cursor=encode_cursor("|".join(k), "d"))
+            for m, k in zip(rows, keys, strict=True)
+        ],
+        page_info=PageInfo(
+            has_next_page=has_next,
+            end_cursor=encode_cursor("|".join(keys[-1]), "d") if keys else None,
+        ),
+        total=total,
+        source_results=source_results(ctx, outcomes, Consistency.INDEXED),
+    )

@@ -16,8 +16,10 @@ from typing import Any
 
 from arq.connections import RedisSettings
 
-from gateway.core.enums import JobKind, JobStatus
+from gateway.core.enums import JobKind, JobStatus, SourceRole
+from gateway.core.errors import SourceError
 from gateway.core.settings import Settings
+from gateway.index.refresh import Refreshed, refresh
 from gateway.jobs.queue import Keys
 from gateway.jobs.service import JobService
 from gateway.jobs.specs import SyncSpec
@@ -55,6 +57,26 @@ async def periodic_sync(runtime: Runtime, service: JobService) -> None:
     for pair in settings.sync:
         spec = SyncSpec(source=pair.source, destination=pair.destination, all=True, periodic=True)
         await service.submit(spec, "scheduler")
+
+
+async def refresh_indexes(runtime: Runtime) -> list[Refreshed]:
+    """Bring every built key index up to date, from one worker per interval."""
+    settings = runtime.settings
+    lock = runtime.keys.tick("index")
+    if not await runtime.redis.set(lock, "1", nx=True, px=int(settings.index_interval_s * 1000)):
+        return []
+    done: list[Refreshed] = []
+    for source_id in settings.ids_with_role(SourceRole.QUERY):
+        try:
+            found = await refresh(
+                runtime.sessions, runtime.sources[source_id], settings.index_reconcile_s
+            )
+        except SourceError as exc:  # this archive is away: the others still refresh
+            log.warning("index of %s not refreshed: %s", source_id, type(exc).__name__)
+            continue
+        if found is not None:
+            done.append(found)
+    return done
 
 
 async def watch_rtstructs(runtime: Runtime, service: JobService) -> int:
@@ -107,6 +129,12 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 _every(settings.sync_interval_s, "sync", lambda: periodic_sync(runtime, service))
             )
             tasks.append(sync)
+        if settings.index_interval_s > 0:
+            tasks.append(
+                asyncio.create_task(
+                    _every(settings.index_interval_s, "index", lambda: refresh_indexes(runtime))
+                )
+            )
         if settings.rtstruct_auto:
             watch = asyncio.create_task(
                 _every(

@@ -15,13 +15,14 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.errors import AuditUnavailable
+from gateway.core.timing import as_utc
 from gateway.db.models import AuditEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,6 @@ def chain_hash(prev: str, at: datetime, entry: Entry) -> str:
         default=str,
     )
     return hashlib.sha256(body.encode()).hexdigest()
-
-
-def as_utc(at: datetime) -> datetime:
-    """`at` in UTC; SQLite hands back naive datetimes, and every stored time is UTC."""
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _entry(row: AuditEvent) -> Entry:

@@ -12,6 +12,7 @@ class JobKind(StrEnum):
     ANONYMIZE = "ANONYMIZE"
     RTSTRUCT = "RTSTRUCT"
     IMPORT = "IMPORT"
+    INDEX = "INDEX"
 
 
 class JobStatus(StrEnum):
@@ -103,3 +104,10 @@ class Role(StrEnum):
     ADMIN = "ADMIN"
     RADIOLOGIST = "RADIOLOGIST"
     RESEARCHER = "RESEARCHER"
+
+
+class Consistency(StrEnum):
+    """How a list is ordered and cut: from the key index (then verified live), or live."""
+
+    INDEXED = "INDEXED"
+    LIVE = "LIVE"

@@ -108,6 +108,9 @@ class Settings:
     mapping_key: str | None = field(default=None, repr=False)
     rtstruct_auto: bool = False
     rtstruct_poll_s: float = 60.0
+    index_interval_s: float = 30.0  # key index refresh from each archive's changes, 0 = off
+    index_freshness_s: float = 300.0  # an index older than this is not used for pages
+    index_reconcile_s: float = 3600.0  # a full listing this often (deletions without a feed)
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     def source(self, source_id: str) -> SourceConfig:
@@ -129,6 +132,9 @@ _GATEWAY_KEYS: dict[str, tuple[type, ...]] = {
     "mapping_key_env": (str,),
     "rtstruct_auto": (bool,),
     "rtstruct_poll_s": (int, float),
+    "index_interval_s": (int, float),
+    "index_freshness_s": (int, float),
+    "index_reconcile_s": (int, float),
 }
 _SOURCE_KEYS: dict[str, tuple[type, ...]] = {
     "id": (str,),
@@ -299,6 +305,10 @@ def parse_settings(
         raise ConfigError("'gateway.sync_interval_s' must be 0 (off) or more")
     if "rtstruct_poll_s" in gw and gw["rtstruct_poll_s"] <= 0:
         raise ConfigError("'gateway.rtstruct_poll_s' must be more than 0")
+    if "index_interval_s" in gw and gw["index_interval_s"] < 0:
+        raise ConfigError("'gateway.index_interval_s' must be 0 (off) or more")
+    for key in ("index_freshness_s", "index_reconcile_s"):
+        _positive(gw, key, "gateway")
     raw_sources = data.get("sources", [])
     if not isinstance(raw_sources, list):
         raise ConfigError("'sources' must be an array of tables ([[sources]])")
@@ -320,7 +330,8 @@ def parse_settings(
     values: dict[str, Any] = {
         key: gw[key] for key in ("deid_key_env", "mapping_key_env", "rtstruct_auto") if key in gw
     }
-    values |= {key: float(gw[key]) for key in ("sync_interval_s", "rtstruct_poll_s") if key in gw}
+    floats = ("sync_interval_s", "rtstruct_poll_s", "index_interval_s", "index_freshness_s")
+    values |= {key: float(gw[key]) for key in (*floats, "index_reconcile_s") if key in gw}
     if "results_dir" in gw:
         values["results_dir"] = Path(gw["results_dir"])
     if env.get("DATABASE_URL"):

@@ -227,3 +227,50 @@ class Credential(Base):
     expires_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class IndexedStudy(Base):
+    """One study as one archive holds it: the keys a page needs, nothing more (no pixels).
+
+    Kept by `gateway.index` from each archive's change feed or date windows; it holds
+    identity (patient ID, name, birth date) under the same rules as the rest of the database.
+    """
+
+    __tablename__ = "index_studies"
+    __table_args__ = (
+        Index("ix_index_studies_patient", "patient_id", "issuer"),
+        Index("ix_index_studies_date", "study_date", "study_time", "study_uid"),
+        Index("ix_index_studies_name", "name_key"),
+        Index("ix_index_studies_uid", "study_uid"),
+    )
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    issuer: Mapped[str] = mapped_column(String(64), default="")  # "" when none
+    patient_name: Mapped[str | None] = mapped_column(String(256))
+    name_key: Mapped[str] = mapped_column(String(256), default="")  # folded, for prefix search
+    birth_date: Mapped[str | None] = mapped_column(String(8))
+    sex: Mapped[str | None] = mapped_column(String(16))
+    study_date: Mapped[str] = mapped_column(String(8), default="")
+    study_time: Mapped[str] = mapped_column(String(16), default="")
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    modalities: Mapped[str] = mapped_column(String(128), default="")  # "\\"-joined
+    description: Mapped[str | None] = mapped_column(String(256))
+    series_count: Mapped[int | None] = mapped_column(Integer)
+    instance_count: Mapped[int | None] = mapped_column(Integer)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IndexState(Base):
+    """How far one archive's index is: its feed cursor and when it was last brought up to date."""
+
+    __tablename__ = "index_state"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(String(128))
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    studies: Mapped[int] = mapped_column(Integer, default=0)
+    built_at: Mapped[datetime | None] = mapped_column()
+    refreshed_at: Mapped[datetime | None] = mapped_column()
+    reconciled_at: Mapped[datetime | None] = mapped_column()

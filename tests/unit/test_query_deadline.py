@@ -73,7 +73,7 @@ def source(id: str, timeout_s: float = 5.0, delay_s: float | None = 0.0) -> Fake
 
 
 PATIENTS = """query($name: String) {
-  patients(filter: {name: $name}) {
+  patients(filter: {name: $name}, consistency: LIVE) {
     totalCount
     sourceResults { source { id } status error }
     edges { node { patientId studies { studyInstanceUid } } }

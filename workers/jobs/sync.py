@@ -16,6 +16,7 @@ from sqlalchemy import delete
 
 from gateway.core.errors import JobCancelled, JobError, NotFound
 from gateway.db.models import SyncRun, utcnow
+from gateway.index.feed import detect
 from gateway.jobs.specs import SyncSpec
 from gateway.runtime import Runtime
 from gateway.sources.base import (
@@ -26,7 +27,7 @@ from gateway.sources.base import (
     StudyRecord,
 )
 from workers.jobs.base import JobHandle
-from workers.jobs.changes import detect, load_cursor, save_cursor
+from workers.jobs.changes import load_cursor, save_cursor
 from workers.jobs.sync_plan import StudyPlan, extra_in, missing_after, plan_study
 from workers.jobs.transfer import transfer
 

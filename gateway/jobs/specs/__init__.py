@@ -14,6 +14,7 @@ from gateway.core.errors import InvalidInput
 from gateway.core.settings import Settings
 from gateway.jobs.specs.anonymize import AnonymizeSpec
 from gateway.jobs.specs.base import JobSpec
+from gateway.jobs.specs.index import IndexSpec
 from gateway.jobs.specs.rtstruct import RtStructSpec
 from gateway.jobs.specs.sync import SyncSpec
 
@@ -21,6 +22,7 @@ SPECS: dict[JobKind, type[JobSpec]] = {
     JobKind.SYNC: SyncSpec,
     JobKind.ANONYMIZE: AnonymizeSpec,
     JobKind.RTSTRUCT: RtStructSpec,
+    JobKind.INDEX: IndexSpec,
 }
 
 
@@ -32,4 +34,12 @@ def parse_spec(kind: str, data: Mapping[str, Any], settings: Settings) -> JobSpe
     return spec.parse(data, settings)
 
 
-__all__ = ["SPECS", "AnonymizeSpec", "JobSpec", "RtStructSpec", "SyncSpec", "parse_spec"]
+__all__ = [
+    "SPECS",
+    "AnonymizeSpec",
+    "IndexSpec",
+    "JobSpec",
+    "RtStructSpec",
+    "SyncSpec",
+    "parse_spec",
+]

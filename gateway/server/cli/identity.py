@@ -16,6 +16,7 @@ from gateway.auth import audit
 from gateway.core.enums import Role
 from gateway.core.errors import GatewayError
 from gateway.core.settings import load_settings
+from gateway.core.timing import as_utc
 from gateway.db.models import AuditEvent
 from gateway.runtime import Runtime
 
@@ -130,7 +131,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     async def work(runtime: Runtime) -> int:
         n = 0
         async for row in audit.rows(runtime.sessions):
-            if since is not None and audit.as_utc(row.at) < audit.as_utc(since):
+            if since is not None and as_utc(row.at) < as_utc(since):
                 continue
             print(json.dumps(_event(row), default=str))
             n += 1

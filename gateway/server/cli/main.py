@@ -16,7 +16,7 @@ from gateway.core.errors import ConfigError
 from gateway.core.logs import quiet_libraries
 from gateway.core.settings import Settings, load_settings
 from gateway.devstack.seed.archives import seed_archives
-from gateway.server.cli import identity
+from gateway.server.cli import identity, index
 
 log = logging.getLogger("pacs_gateway")
 
@@ -211,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_check_config
     )
     identity.add_parsers(sub, with_config)
+    index.add_parsers(sub, with_config)
     return parser
 
 

@@ -1,0 +1,287 @@
+"""Reading and writing the key index (`index_studies`, `index_state`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+
+from gateway.db.models import IndexedStudy, IndexState, utcnow
+from gateway.sources.base import StudyRecord
+
+BATCH = 500  # rows written per statement
+
+
+def fold_name(name: str | None) -> str:
+    """A person name as the index compares it: upper case, components separated by `^`."""
+    return (name or "").strip().upper()
+
+
+def name_prefix(pattern: str | None) -> str | None:
+    """The prefix of a `PREFIX*` name pattern (None when the pattern is anything else)."""
+    if not pattern or not pattern.endswith("*"):
+        return None
+    prefix = pattern[:-1]
+    if not prefix or any(c in prefix for c in "*?\\%_"):
+        return None
+    return fold_name(prefix)
+
+
+def _row(source: str, r: StudyRecord, at: datetime) -> dict[str, object]:
+    return {
+        "source": source,
+        "study_uid": r.study_uid,
+        "patient_id": r.patient_id or "",
+        "issuer": r.issuer or "",
+        "patient_name": r.patient_name,
+        "name_key": fold_name(r.patient_name),
+        "birth_date": r.birth_date,
+        "sex": r.sex,
+        "study_date": r.study_date or "",
+        "study_time": r.study_time or "",
+        "accession_number": r.accession_number,
+        "modalities": "\\".join(r.modalities),
+        "description": r.description,
+        "series_count": r.series_count,
+        "instance_count": r.instance_count,
+        "seen_at": at,
+    }
+
+
+async def upsert(
+    sessions: async_sessionmaker, source: str, records: Sequence[StudyRecord]
+) -> datetime:
+    """Write `records` of `source` (replacing what the index held for those studies)."""
+    at = utcnow()
+    async with sessions() as session, session.begin():
+        for start in range(0, len(records), BATCH):
+            chunk = list({r.study_uid: r for r in records[start : start + BATCH]}.values())
+            await session.execute(
+                delete(IndexedStudy).where(
+                    IndexedStudy.source == source,
+                    IndexedStudy.study_uid.in_([r.study_uid for r in chunk]),
+                )
+            )
+            await session.execute(insert(IndexedStudy), [_row(source, r, at) for r in chunk])
+    return at
+
+
+async def remove(sessions: async_sessionmaker, source: str, study_uids: Iterable[str]) -> int:
+    """Forget studies `source` no longer holds; how many rows went."""
+    uids = list(study_uids)
+    if not uids:
+        return 0
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            delete(IndexedStudy).where(
+                IndexedStudy.source == source, IndexedStudy.study_uid.in_(uids)
+            )
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def remove_unseen(sessions: async_sessionmaker, source: str, since: datetime) -> int:
+    """Forget the studies of `source` not seen since `since` (after a full listing)."""
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            delete(IndexedStudy).where(IndexedStudy.source == source, IndexedStudy.seen_at < since)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def state(sessions: async_sessionmaker, source: str) -> IndexState | None:
+    """The index state of one archive."""
+    async with sessions() as session:
+        return await session.get(IndexState, source)
+
+
+async def states(sessions: async_sessionmaker) -> dict[str, IndexState]:
+    """Every archive's index state."""
+    async with sessions() as session:
+        return {s.source: s for s in (await session.scalars(select(IndexState))).all()}
+
+
+async def save_state(sessions: async_sessionmaker, source: str, **values: object) -> None:
+    """Update (or create) the index state of one archive."""
+    async with sessions() as session, session.begin():
+        row = await session.get(IndexState, source)
+        if row is None:
+            row = IndexState(source=source, complete=False, studies=0)
+            session.add(row)
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.studies = int(
+            await session.scalar(
+                select(func.count()).select_from(IndexedStudy).where(IndexedStudy.source == source)
+            )
+            or 0
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PatientPage:
+    """Patient IDs of one page, in order, and whether more follow."""
+
+    patient_ids: list[str]
+    has_next: bool
+
+
+async def patient_page(
+    sessions: async_sessionmaker,
+    sources: Sequence[str],
+    first: int,
+    after: str | None,
+    name: str | None = None,
+    patient_id: str | None = None,
+) -> PatientPage:
+    """The next `first` distinct patient IDs after `after`, in order, held by any of `sources`.
+
+    Reads rows in index order and skips repeats (a patient has a row per study and
+    archive), so a page costs about the page, not the archive.
+    """
+    conditions: list[ColumnElement[bool]] = [IndexedStudy.source.in_(list(sources))]
+    if name is not None:
+        conditions.append(IndexedStudy.name_key.like(name.replace("\\", "") + "%"))
+    if patient_id is not None:
+        conditions.append(IndexedStudy.patient_id == patient_id)
+    ids: list[str] = []
+    cursor = after
+    chunk = max(4 * (first + 1), 64)
+    async with sessions() as session:
+        while True:
+            query = select(IndexedStudy.patient_id).where(*conditions)
+            if cursor is not None:  # "> cursor" also skips the rest of the last ID's rows
+                query = query.where(IndexedStudy.patient_id > cursor)
+            rows = list(
+                (await session.scalars(query.order_by(IndexedStudy.patient_id).limit(chunk))).all()
+            )
+            for pid in rows:
+                if not ids or ids[-1] != pid:
+                    ids.append(pid)
+            if len(rows) < chunk or len(ids) > first:
+                break
+            cursor = rows[-1]
+    return PatientPage(ids[:first], len(ids) > first)
+
+
+async def studies_of_patients(
+    sessions: async_sessionmaker, sources: Sequence[str], patient_ids: Sequence[str]
+) -> dict[str, list[str]]:
+    """Study UIDs per archive of these patients."""
+    out: dict[str, list[str]] = {s: [] for s in sources}
+    if not patient_ids:
+        return out
+    async with sessions() as session:
+        rows = await session.execute(
+            select(IndexedStudy.source, IndexedStudy.study_uid).where(
+                IndexedStudy.source.in_(list(sources)),
+                IndexedStudy.patient_id.in_(list(patient_ids)),
+            )
+        )
+        for source, uid in rows:
+            out[source].append(uid)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StudyPage:
+    """Study UIDs of one page, newest first, with each one's (date, time) order key."""
+
+    keys: list[tuple[str, str, str]]  # (study_date, study_time, study_uid)
+    has_next: bool
+
+
+async def study_page(
+    sessions: async_sessionmaker,
+    sources: Sequence[str],
+    first: int,
+    after: tuple[str, str, str] | None,
+) -> StudyPage:
+    """The next `first` distinct studies after `after`, newest first (date, time, UID).
+
+    A study whose date differs between archives is ordered by its newest date.
+    """
+    out: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    cursor = after
+    chunk = max(2 * len(sources) * (first + 1), 64)
+    order = (IndexedStudy.study_date, IndexedStudy.study_time, IndexedStudy.study_uid)
+    async with sessions() as session:
+        while True:
+            query = select(*order).where(IndexedStudy.source.in_(list(sources)))
+            if cursor is not None:
+                query = query.where(tuple_(*order) < cursor)
+            query = query.order_by(*(c.desc() for c in order)).limit(chunk)
+            rows = [(d, t, u) for d, t, u in (await session.execute(query)).all()]
+            fresh = [r for r in rows if r[2] not in seen]
+            if fresh and after is not None:
+                # a study met again at an older date of another archive was on an earlier page
+                shown = await _newer_than(session, sources, [r[2] for r in fresh], after)
+                fresh = [r for r in fresh if r[2] not in shown]
+            for r in fresh:
+                if r[2] not in seen:
+                    seen.add(r[2])
+                    out.append(r)
+            if len(rows) < chunk or len(out) > first:
+                break
+            cursor = rows[-1]
+    return StudyPage(out[:first], len(out) > first)
+
+
+async def _newer_than(
+    session: AsyncSession, sources: Sequence[str], uids: list[str], key: tuple[str, str, str]
+) -> set[str]:
+    order = (IndexedStudy.study_date, IndexedStudy.study_time, IndexedStudy.study_uid)
+    rows = await session.scalars(
+        select(IndexedStudy.study_uid).where(
+            IndexedStudy.source.in_(list(sources)),
+            IndexedStudy.study_uid.in_(uids),
+            tuple_(*order) >= key,
+        )
+    )
+    return set(rows.all())
+
+
+async def holders(
+    sessions: async_sessionmaker, sources: Sequence[str], study_uids: Sequence[str]
+) -> dict[str, list[str]]:
+    """Which of `sources` the index says hold each of `study_uids` (source -> UIDs)."""
+    out: dict[str, list[str]] = {s: [] for s in sources}
+    if not study_uids:
+        return out
+    async with sessions() as session:
+        rows = await session.execute(
+            select(IndexedStudy.source, IndexedStudy.study_uid).where(
+                IndexedStudy.source.in_(list(sources)),
+                IndexedStudy.study_uid.in_(list(study_uids)),
+            )
+        )
+        for source, uid in rows:
+            out[source].append(uid)
+    return out
+
+
+async def count_patients(
+    sessions: async_sessionmaker, sources: Sequence[str], name: str | None = None
+) -> int:
+    """Distinct patient IDs the index holds for `sources` (reads the whole index: on demand)."""
+    query = select(func.count(func.distinct(IndexedStudy.patient_id))).where(
+        IndexedStudy.source.in_(list(sources))
+    )
+    if name is not None:
+        query = query.where(IndexedStudy.name_key.like(name + "%"))
+    async with sessions() as session:
+        return int(await session.scalar(query) or 0)
+
+
+async def count_studies(sessions: async_sessionmaker, sources: Sequence[str]) -> int:
+    """Distinct study UIDs the index holds for `sources` (on demand)."""
+    query = select(func.count(func.distinct(IndexedStudy.study_uid))).where(
+        IndexedStudy.source.in_(list(sources))
+    )
+    async with sessions() as session:
+        return int(await session.scalar(query) or 0)
