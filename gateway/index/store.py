@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.db.models import IndexedStudy, IndexState, utcnow
@@ -172,14 +173,23 @@ async def studies_of_patients(
     sessions: async_sessionmaker, sources: Sequence[str], patient_ids: Sequence[str]
 ) -> dict[str, list[str]]:
     """Study UIDs per archive of these patients."""
+    return await _uids_by_source(sessions, sources, IndexedStudy.patient_id, patient_ids)
+
+
+async def _uids_by_source(
+    sessions: async_sessionmaker,
+    sources: Sequence[str],
+    column: InstrumentedAttribute[str],
+    values: Sequence[str],
+) -> dict[str, list[str]]:
+    """Study UIDs per archive of the rows whose `column` is one of `values`."""
     out: dict[str, list[str]] = {s: [] for s in sources}
-    if not patient_ids:
+    if not values:
         return out
     async with sessions() as session:
         rows = await session.execute(
             select(IndexedStudy.source, IndexedStudy.study_uid).where(
-                IndexedStudy.source.in_(list(sources)),
-                IndexedStudy.patient_id.in_(list(patient_ids)),
+                IndexedStudy.source.in_(list(sources)), column.in_(list(values))
             )
         )
         for source, uid in rows:
@@ -250,19 +260,7 @@ async def holders(
     sessions: async_sessionmaker, sources: Sequence[str], study_uids: Sequence[str]
 ) -> dict[str, list[str]]:
     """Which of `sources` the index says hold each of `study_uids` (source -> UIDs)."""
-    out: dict[str, list[str]] = {s: [] for s in sources}
-    if not study_uids:
-        return out
-    async with sessions() as session:
-        rows = await session.execute(
-            select(IndexedStudy.source, IndexedStudy.study_uid).where(
-                IndexedStudy.source.in_(list(sources)),
-                IndexedStudy.study_uid.in_(list(study_uids)),
-            )
-        )
-        for source, uid in rows:
-            out[source].append(uid)
-    return out
+    return await _uids_by_source(sessions, sources, IndexedStudy.study_uid, study_uids)
 
 
 async def count_patients(
