@@ -3,18 +3,21 @@
 `RequireCaller` refuses every operation of an unauthenticated caller (HTTP 401,
 `extensions.code = "UNAUTHENTICATED"`) except `login` and schema introspection.
 `AuditIdentityReads` writes one `phi-read` event per operation that served identity:
-who, from where, which operation, how many patients or studies (opaque references).
+who, from where, which operation, how many patients or studies (opaque references); and
+one `refused` event per operation in which fields were refused (FORBIDDEN).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Any
 
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 
 from gateway.auth.audit import Entry
-from gateway.core.errors import AuditUnavailable
+from gateway.core.errors import AuditUnavailable, Forbidden
 
 PUBLIC_FIELDS = frozenset({"login", "__schema", "__type", "__typename"})
 MAX_REFS = 200  # references named in one event; the count is always exact
@@ -55,30 +58,74 @@ class RequireCaller(SchemaExtension):
 
 
 class AuditIdentityReads(SchemaExtension):
-    """One audit event per operation that served identity fields."""
+    """One audit event per operation that served identity fields, and one per operation
+    refused something (FORBIDDEN: which fields, how many; never a value)."""
 
     async def on_execute(self) -> AsyncIterator[None]:
         """Record after the operation ran."""
         yield
         context = self.execution_context.context
-        refs = getattr(context, "identity_reads", None)
-        if not refs:
+        if not hasattr(context, "identity_reads"):
             return
-        caller = context.caller
-        try:
-            context.runtime.audit.submit(
+        refs = context.identity_reads
+        if refs:
+            self._submit(
+                context,
                 Entry(
-                    actor=caller.actor if caller is not None else None,
+                    actor=None,
                     action="phi-read",
                     object_type="patient-or-study",
-                    address=context.address,
                     details={
                         "operation": self.execution_context.operation_name,
                         "count": len(refs),
                         "refs": sorted(refs)[:MAX_REFS],
                     },
-                )
+                ),
             )
+            refs.clear()
+        refused = _refused_fields(getattr(self.execution_context.result, "errors", None))
+        if refused:
+            self._submit(
+                context,
+                Entry(
+                    actor=None,
+                    action="refused",
+                    outcome="refused",
+                    object_type="field",
+                    details={
+                        "operation": self.execution_context.operation_name,
+                        "count": len(refused),
+                        "fields": sorted(set(refused)),
+                    },
+                ),
+            )
+
+    @staticmethod
+    def _submit(context: Any, entry: Entry) -> None:
+        caller = context.caller
+        entry = replace(
+            entry, actor=caller.actor if caller is not None else None, address=context.address
+        )
+        try:
+            context.runtime.audit.submit(entry)
         except AuditUnavailable:  # checked before serving; a race lost here is logged there
             pass
-        refs.clear()
+
+
+# Mutations that write their own, more precise event when they refuse (job-submit, ...).
+SELF_AUDITED = frozenset(
+    {"syncStudies", "anonymizeStudy", "processRtStruct", "cancelJob", "retryJob", "reidentify"}
+)
+
+
+def _refused_fields(errors: list[GraphQLError] | None) -> list[str]:
+    """Schema names (not the client's aliases) of the fields refused with FORBIDDEN."""
+    out = []
+    for error in errors or ():
+        if not isinstance(error.original_error, Forbidden):
+            continue
+        node = error.nodes[0] if error.nodes else None
+        name = node.name.value if isinstance(node, FieldNode) else "?"
+        if name not in SELF_AUDITED:
+            out.append(name)
+    return out

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,11 @@ def auth_env(tmp_path_factory: pytest.TempPathFactory, seed: bool = True) -> Ite
         asyncio.run(migrate(settings.database_url))
         ids = settings.ids_with_role("store")
         if seed:
-            counts = asyncio.run(seed_archives(settings, SEED, PATIENTS, None))
+            # seeding only: generous timeouts, the machine may be busy with other test runs
+            patient = replace(
+                settings, sources=tuple(replace(c, timeout_s=60.0) for c in settings.sources)
+            )
+            counts = asyncio.run(seed_archives(patient, SEED, PATIENTS, None))
         truth = build_demo(seed=SEED, patients=PATIENTS, sources=ids).truth
         if seed:
             assert counts == truth.instance_counts

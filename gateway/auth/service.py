@@ -131,7 +131,7 @@ class AuthService:
                 await audit.append(
                     session,
                     Entry(
-                        actor=user.id if user is not None else None,
+                        actor=f"user:{user.id}" if user is not None else None,
                         action="login-failed",
                         outcome="refused",
                         object_type="user",
