@@ -11,6 +11,7 @@ import strawberry
 from graphql import GraphQLError
 
 from gateway.core.enums import Consistency
+from gateway.core.errors import shown
 from gateway.federation.fanout import Outcome
 from gateway.federation.merge import Conflict, Merged
 from resolvers.context import Context
@@ -133,7 +134,7 @@ def choose_sources(
     known = {s.id for s in ctx.runtime.settings.sources}
     for r in requested:
         if r not in known:
-            raise bad_input(f"unknown source id {r!r}")
+            raise bad_input(f"unknown source id {shown(r)}")
     chosen = [s.id for s in ctx.runtime.settings.sources if s.id in requested]
     allowed = [s for s in chosen if ctx.caller is not None and ctx.caller.may_read_source(s)]
     return allowed, [s for s in ctx.all_query_sources if s not in allowed]

@@ -13,7 +13,7 @@ from gateway.auth import policy
 from gateway.auth.audit import Entry
 from gateway.auth.principal import Principal
 from gateway.core.enums import Role
-from gateway.core.errors import Forbidden, InvalidInput
+from gateway.core.errors import Forbidden, InvalidInput, shown
 from gateway.db.models import AuditEvent as AuditRow
 from gateway.db.models import Credential, utcnow
 from gateway.db.models import Group as GroupRow
@@ -246,7 +246,7 @@ def _known_sources(ctx: Context, ids: list[strawberry.ID] | None) -> list[str] |
     known = {s.id for s in ctx.runtime.settings.sources}
     for i in ids:
         if i not in known:
-            raise InvalidInput(f"sources: unknown source id {str(i)!r}")
+            raise InvalidInput(f"sources: unknown source id {shown(str(i))}")
     return [str(i) for i in ids]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -9,7 +10,8 @@ import strawberry
 
 from gateway.auth import policy
 from gateway.auth.audit import Entry
-from gateway.core.errors import Forbidden, InvalidInput
+from gateway.core.errors import Forbidden, InvalidInput, shown
+from gateway.core.uids import is_uid
 from gateway.jobs.events import Event, Listener
 from gateway.jobs.service import JobService
 from gateway.jobs.specs import parse_spec
@@ -43,6 +45,14 @@ def service_of(ctx: Context) -> JobService:
     return ctx.runtime.job_service()
 
 
+def job_id(value: object) -> str:
+    """A job id as the API takes it (a UUID); BAD_USER_INPUT for anything else."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise bad_input("id: not a job id") from None
+
+
 def _cursor(job: Any) -> str:
     return encode_cursor(f"{job.created_at.isoformat()}|{job.id}", "j")
 
@@ -61,7 +71,7 @@ class JobQuery:
     @strawberry.field
     async def job(self, info: Info, id: strawberry.ID) -> Job | None:
         caller = info.context.require_caller()
-        row = await store_of(info.context).get(str(id))
+        row = await store_of(info.context).get(job_id(id))
         if row is None or not policy.may_see_job(caller, row.owner):
             return None  # another's job is as unknown as a job that does not exist
         return Job(row=row)
@@ -94,6 +104,8 @@ class JobQuery:
         caller = info.context.require_caller()
         # clinical users see every structure set's results (the watcher's too); others their own
         owner = None if policy.sees_identity(caller) else caller.user_id
+        if not is_uid(study_instance_uid):
+            raise bad_input("studyInstanceUid: a DICOM UID is required")
         return await rtstruct_results(store_of(info.context), study_instance_uid, owner)
 
 
@@ -122,7 +134,7 @@ async def _own_job(info: Info, job_id: str, what: str) -> None:
     caller = ctx.require_caller()
     row = await store_of(ctx).get(job_id)
     if row is None:
-        raise InvalidInput(f"no job with id {job_id!r}")
+        raise InvalidInput(f"no job with id {shown(job_id)}")
     try:
         policy.require_job(caller, row.owner, what)
     except Forbidden:
@@ -164,14 +176,14 @@ class Mutation:
 
     @strawberry.mutation
     async def cancel_job(self, info: Info, id: strawberry.ID) -> Job:
-        await _own_job(info, str(id), "cancel")
+        await _own_job(info, job_id(id), "cancel")
         row = await service_of(info.context).cancel(str(id))
         _audit(info.context, "job-cancel", row.id, "ok", None)
         return Job(row=row)
 
     @strawberry.mutation
     async def retry_job(self, info: Info, id: strawberry.ID) -> Job:
-        await _own_job(info, str(id), "retry")
+        await _own_job(info, job_id(id), "retry")
         row = await service_of(info.context).retry(str(id))
         _audit(info.context, "job-retry", row.id, "ok", None)
         return Job(row=row)
@@ -186,13 +198,13 @@ class Subscription:
         ctx = info.context
         caller = ctx.require_caller()
         runtime, store = ctx.runtime, store_of(ctx)
-        row = await store.get(str(id))
+        row = await store.get(job_id(id))
         if row is None or not policy.may_see_job(caller, row.owner):
-            raise bad_input(f"no job with id {str(id)!r}")
+            raise bad_input(f"no job with id {shown(str(id))}")
         async with Listener(runtime.redis, runtime.keys.job_events(str(id))) as listener:
             current = await store.last_event(str(id))
             if current is None:
-                raise bad_input(f"no job with id {str(id)!r}")
+                raise bad_input(f"no job with id {shown(str(id))}")
             yield JobEvent.of(current)
             last = current
             while not last.terminal:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from gateway.auth.principal import Principal
 from gateway.core.enums import JobKind, Role, SourceRole
-from gateway.core.errors import Forbidden
+from gateway.core.errors import Forbidden, shown
 from gateway.core.settings import Settings
 
 CLINICAL_ROLES = frozenset({Role.ADMIN, Role.RADIOLOGIST})
@@ -66,7 +66,7 @@ def check_submit(
     names = list(sources)
     denied = [s for s in names if not caller.may_read_source(s)]
     if denied:
-        raise Forbidden(f"{kind.lower()}: source {denied[0]!r} is not among yours")
+        raise Forbidden(f"{kind.lower()}: source {shown(denied[0])} is not among yours")
     research = {s for s in names if settings.source(s).has_role(SourceRole.RESEARCH)}
     if caller.is_admin:
         return

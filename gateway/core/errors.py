@@ -26,6 +26,15 @@ from __future__ import annotations
 
 from typing import Any
 
+SHOWN_CHARS = 64
+
+
+def shown(value: object) -> str:
+    """`repr(value)` cut to a few dozen characters: an error names what it refuses without
+    echoing a long (possibly abusive) input back."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""

@@ -8,7 +8,7 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from gateway.core.enums import JobStatus
-from gateway.core.errors import InvalidInput
+from gateway.core.errors import InvalidInput, shown
 from gateway.db.models import Job
 from gateway.jobs import queue
 from gateway.jobs.events import TERMINAL, Event, publish
@@ -47,7 +47,7 @@ class JobService:
         """Cancel a queued job now, a running one at its next safe point."""
         job = await self.store.get(job_id)
         if job is None:
-            raise InvalidInput(f"no job with id {job_id!r}")
+            raise InvalidInput(f"no job with id {shown(job_id)}")
         if job.status in TERMINAL:
             raise InvalidInput(f"job is already {job.status}")
         await self.store.request_cancel(job_id)
@@ -64,7 +64,7 @@ class JobService:
         """Re-queue a failed or cancelled job."""
         job = await self.store.get(job_id)
         if job is None:
-            raise InvalidInput(f"no job with id {job_id!r}")
+            raise InvalidInput(f"no job with id {shown(job_id)}")
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise InvalidInput(f"only FAILED or CANCELLED jobs can be retried, not {job.status}")
         await self.redis.delete(self.keys.cancel(job_id))

@@ -15,6 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.db.models import Job, JobEvent, utcnow
 from gateway.jobs.events import TERMINAL, Event
+from gateway.metrics import record as metrics
 
 ACTIVE = ("QUEUED", "RUNNING")
 UNSET: Any = object()
@@ -72,6 +73,7 @@ class JobStore:
             session.add(job)
             await session.flush()
             event = as_event(job.kind, await _append(session, job, "queued"))
+        metrics.job_submitted(kind)
         return job, event
 
     async def get(self, job_id: str) -> Job | None:
@@ -141,6 +143,32 @@ class JobStore:
         async with self.sessions() as session:
             return list(await session.scalars(select(Job).where(Job.status.in_(ACTIVE))))
 
+    async def queued_by_kind(self) -> dict[str, int]:
+        """How many jobs of each kind wait in the queue (kinds with none are absent)."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Job.kind, func.count()).where(Job.status == "QUEUED").group_by(Job.kind)
+            )
+            return {kind: int(count) for kind, count in rows}
+
+    async def succeeded_recently(
+        self, kind: str, requested_by: str, limit: int = 100
+    ) -> list[tuple[dict[str, Any], datetime]]:
+        """(input, finished_at) of the newest succeeded jobs of a kind a requester submitted."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Job.input, Job.finished_at)
+                .where(
+                    Job.kind == kind,
+                    Job.status == "SUCCEEDED",
+                    Job.requested_by == requested_by,
+                    Job.finished_at.is_not(None),
+                )
+                .order_by(Job.finished_at.desc())
+                .limit(limit)
+            )
+            return [(i if isinstance(i, dict) else {}, at) for i, at in rows]
+
     async def record(self, job_id: str, change: Change) -> Event | None:
         """Apply `change` and append its event; None when the job is unknown or already final.
 
@@ -155,8 +183,19 @@ class JobStore:
                 return None
             if change.attempt is not None and (job.attempts or 0) != change.attempt:
                 return None
+            was_running = job.status == "RUNNING"
             _apply(job, change)
-            return as_event(job.kind, await _append(session, job, None))
+            event = as_event(job.kind, await _append(session, job, None))
+            final = job.status in TERMINAL
+            started, finished = job.started_at, job.finished_at
+        if final:  # counted once committed; timed only when it ended a run
+            ran = (
+                (finished - started).total_seconds()
+                if was_running and started and finished
+                else None
+            )
+            metrics.job_finished(event.kind, event.status, ran)
+        return event
 
     async def redact_input(self, job_id: str, input: dict[str, Any]) -> bool:
         """Replace a job's stored input (e.g. an identifier by its keyed hash once the job

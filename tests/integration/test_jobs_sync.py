@@ -150,11 +150,20 @@ def test_bad_input_is_refused_with_a_code(seeded: JobEnv, body: dict, needle: st
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
 
 
+CANCEL = "mutation($id: ID!) { cancelJob(id: $id) { id } }"
+
+
 def test_unknown_job_and_bad_cancel(seeded: JobEnv) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    job, cancel = "query($id: ID!) { job(id: $id) { id } }", CANCEL
     with seeded.client() as client:
-        assert gql_data(client, '{ job(id: "nope") { id } }')["job"] is None
-        answer = gql(client, 'mutation { cancelJob(id: "nope") { id } }')
+        assert gql_data(client, job, id=unknown)["job"] is None
+        answer = gql(client, cancel, id=unknown)
+        malformed = [gql(client, job, id="nope\u0000"), gql(client, cancel, id="x" * 10_000)]
     assert answer["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    for bad in malformed:  # refused as input, without echoing it
+        [error] = bad["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT" and len(error["message"]) < 100
 
 
 def _cli(env: JobEnv, *args: str) -> subprocess.CompletedProcess[str]:

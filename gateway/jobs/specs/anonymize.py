@@ -14,6 +14,7 @@ from gateway.jobs.specs.base import flag, optional_text, source_of
 from workers.dicom.deid.options import OptionError, parse_options
 
 DEFAULT_PROJECT = "default"
+MAX_OPTIONS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +54,19 @@ class AnonymizeSpec:
         if not is_uid(uid):
             raise InvalidInput("studyInstanceUid: a DICOM UID is required")
         options = data.get("options") or []
-        if not isinstance(options, list | tuple) or not all(isinstance(o, str) for o in options):
+        if (
+            not isinstance(options, list | tuple)
+            or len(options) > MAX_OPTIONS
+            or not all(isinstance(o, str) and len(o) <= 64 for o in options)
+        ):
             raise InvalidInput("options: a list of option names is required")
         try:
             chosen = parse_options(options)
         except OptionError as exc:
             raise InvalidInput(str(exc)) from None
         project = optional_text(data, "project", "a non-empty string")
+        if project is not None and len(project) > 64:
+            raise InvalidInput("project: at most 64 characters")
         if dest.kind == SourceKind.XNAT and not project:
             raise InvalidInput("project: an XNAT destination needs a project")
         return cls(

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol, Self
 
 from gateway.core.enums import JobKind, SourceRole
-from gateway.core.errors import InvalidInput
+from gateway.core.errors import InvalidInput, shown
 from gateway.core.settings import Settings, SourceConfig
 
 
@@ -40,10 +40,10 @@ def source_of(
     except KeyError:
         config = None
     if config is None:
-        raise InvalidInput(f"{key}: unknown source {value!r}")
+        raise InvalidInput(f"{key}: unknown source {shown(value)}")
     if roles and not any(config.has_role(r) for r in roles):
         wanted = " or ".join(f"'{r}'" for r in roles)
-        raise InvalidInput(f"{key}: source {value!r} does not have the role {wanted}")
+        raise InvalidInput(f"{key}: source {shown(value)} does not have the role {wanted}")
     return config
 
 

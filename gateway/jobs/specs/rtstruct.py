@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from gateway.core.enums import JobKind
 from gateway.core.errors import InvalidInput
 from gateway.core.settings import Settings
+from gateway.core.uids import is_uid
 from gateway.jobs.specs.base import drop_none, flag, optional_text, source_of
 
 
@@ -38,11 +39,15 @@ class RtStructSpec:
         study = data.get("studyInstanceUid")
         if not isinstance(study, str) or not study.strip():
             raise InvalidInput("studyInstanceUid: required")
+        if not is_uid(study.strip()):
+            raise InvalidInput("studyInstanceUid: a DICOM UID is required")
         series = optional_text(data, "seriesInstanceUid", "a UID when given")
+        if series is not None and not is_uid(series.strip()):
+            raise InvalidInput("seriesInstanceUid: must be a UID when given")
         return cls(
             source=source.id,
             study_uid=study.strip(),
-            series_uid=series,
+            series_uid=series.strip() if series is not None else None,
             full_grid_masks=flag(data, "fullGridMasks", False),
         )
 

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from gateway.core.enums import ConflictStrategy, JobKind, SourceRole
-from gateway.core.errors import InvalidInput
+from gateway.core.errors import InvalidInput, shown
 from gateway.core.settings import Settings
 from gateway.core.uids import is_uid
 from gateway.jobs.specs.base import drop_none, flag, source_of
 
-MAX_STUDY_UIDS = 10_000
+MAX_STUDY_UIDS = 10_000  # UIDs one job may name: its input stays small
+LO_CHARS = 64  # a Long String (LO) value, as PatientID
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +48,23 @@ class SyncSpec:
         if src == dst:
             raise InvalidInput("from and to must be different sources")
         if not settings.source(dst).has_role(SourceRole.STORE):
-            raise InvalidInput(f"to: source {dst!r} does not have the store role")
+            raise InvalidInput(f"to: source {shown(dst)} does not have the store role")
         chosen = [k for k in ("studyInstanceUids", "patientId", "all") if data.get(k)]
         if len(chosen) != 1:
             raise InvalidInput("give exactly one of studyInstanceUids, patientId, all")
         uids = data.get("studyInstanceUids") or []
-        if not isinstance(uids, list | tuple) or not all(is_uid(u) for u in uids):
+        if not isinstance(uids, list | tuple):
+            raise InvalidInput("studyInstanceUids: not valid UIDs")
+        if len(uids) > MAX_STUDY_UIDS:
+            raise InvalidInput(
+                f"studyInstanceUids: at most {MAX_STUDY_UIDS} per job "
+                "(sync more by patientId, all, or several jobs)"
+            )
+        if not all(is_uid(u) for u in uids):
             raise InvalidInput("studyInstanceUids: not valid UIDs")
         patient = data.get("patientId")
-        if patient is not None and not isinstance(patient, str):
-            raise InvalidInput("patientId: must be a string")
+        if patient is not None and (not isinstance(patient, str) or len(patient) > LO_CHARS):
+            raise InvalidInput(f"patientId: a string of at most {LO_CHARS} characters")
         strategy = data.get("conflictStrategy") or ConflictStrategy.REPORT_ONLY
         if strategy not in ConflictStrategy.__members__:
             raise InvalidInput(f"conflictStrategy: one of {', '.join(ConflictStrategy)}")
