@@ -30,6 +30,7 @@ from gateway.db.engine import make_engine, migrate, ping, sessionmaker
 from gateway.jobs.queue import Keys
 from gateway.jobs.service import JobService
 from gateway.jobs.store import JobStore
+from gateway.metrics import record as metrics
 from gateway.sources.base import PacsSource
 from gateway.sources.registry import build_source
 
@@ -69,6 +70,7 @@ class Runtime:
     @classmethod
     async def create(cls, settings: Settings, run_migrations: bool = True) -> Runtime:
         """Build every client; apply migrations first when asked."""
+        metrics.configure(settings.metrics.enabled)
         if run_migrations:
             await migrate(settings.database_url)
         engine = make_engine(settings.database_url)
@@ -106,7 +108,13 @@ class Runtime:
         await self.engine.dispose()
 
     async def check_source(self, source_id: str) -> Check:
-        """Ping one source within its timeout."""
+        """Ping one source within its timeout (the outcome is also a metric)."""
+        check = await self._ping(source_id)
+        seconds = check.latency_ms / 1000 if check.latency_ms is not None else None
+        metrics.archive_health(source_id, check.up, seconds)
+        return check
+
+    async def _ping(self, source_id: str) -> Check:
         source = self.sources[source_id]
         start = time.perf_counter()
         try:
@@ -145,6 +153,8 @@ class Runtime:
             {"id": i, "kind": self.sources[i].config.kind, **c.as_json()}
             for i, c in zip(ids, checks, strict=True)
         ]
+        metrics.dependency_health("database", db.up)
+        metrics.dependency_health("redis", redis.up)
         ok = db.up and redis.up and all(c.up for c in checks)
         return {
             "status": "ok" if ok else "degraded",

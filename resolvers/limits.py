@@ -34,6 +34,7 @@ from strawberry.extensions.query_depth_limiter import create_validator
 
 from gateway.core.errors import GatewayError
 from resolvers.access import AuditIdentityReads, RequireCaller
+from resolvers.metrics import OperationMetrics
 
 MAX_DEPTH = 12
 MAX_TOKENS = 5000
@@ -166,9 +167,11 @@ def extensions(deadline_s: float | None = None) -> list[Any]:
     """Schema extensions in the order they must run (`deadline_s`: see `QueryDeadline`).
 
     Parsing and validation are cached per document (validation is ~6 ms of a
-    request otherwise); the token limit is part of the parse cache's key.
+    request otherwise); the token limit is part of the parse cache's key. Metrics come
+    first: they time everything and see the errors as the client gets them.
     """
     return [
+        OperationMetrics,
         RequireCaller,
         AuditIdentityReads,
         lambda: QueryDeadline(deadline_s=deadline_s),

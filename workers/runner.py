@@ -24,6 +24,7 @@ from gateway.jobs import queue
 from gateway.jobs.service import JobService
 from gateway.jobs.specs import JobSpec, parse_spec
 from gateway.jobs.store import ACTIVE, Change
+from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
 from workers.jobs.base import Runner
 
@@ -138,7 +139,11 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> str:
         if handle is None:
             return "held by another worker"
         runner = runners.get(job.kind)
-        return await _execute(runtime, service, handle, runner, job.kind, job.input)
+        metrics.job_running(job.kind, 1)
+        try:
+            return await _execute(runtime, service, handle, runner, job.kind, job.input)
+        finally:
+            metrics.job_running(job.kind, -1)
 
 
 async def run_here(

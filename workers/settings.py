@@ -3,7 +3,8 @@
 Background tasks of every worker: reconciliation (jobs the DB says are active
 but no queue or live worker holds are re-enqueued: a killed worker, a Redis
 restart), the periodic `[[sync]]` pairs, and, with `rtstruct_auto`, new
-structure sets (one worker of many starts each periodic task).
+structure sets (one worker of many starts each periodic task). Each worker serves its
+own Prometheus `/metrics` on `[metrics] worker_port` (see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from datetime import UTC
 from typing import Any
 
 from arq.connections import RedisSettings
 
+from gateway import __version__
 from gateway.core.enums import JobKind, JobStatus, SourceRole
 from gateway.core.errors import SourceError
 from gateway.core.settings import Settings
@@ -23,6 +26,8 @@ from gateway.index.refresh import Refreshed, refresh
 from gateway.jobs.queue import Keys
 from gateway.jobs.service import JobService
 from gateway.jobs.specs import SyncSpec
+from gateway.metrics import record as metrics
+from gateway.metrics.expose import WorkerEndpoint
 from gateway.runtime import Runtime
 from workers.jobs import RUNNERS, rtstruct
 from workers.runner import run_job
@@ -45,6 +50,29 @@ async def _every(seconds: float, name: str, fn: Any) -> None:
         except Exception as exc:  # keep the loop alive; the next pass retries
             log.warning("%s: %s", name, type(exc).__name__)
         await asyncio.sleep(seconds)
+
+
+async def reconcile(service: JobService) -> list[str]:
+    """One reconciliation pass; its re-queues and the queue depth per kind are metrics."""
+    fixed = await service.reconcile()
+    metrics.requeued(len(fixed))
+    metrics.jobs_queued(await service.store.queued_by_kind())
+    return fixed
+
+
+async def last_periodic_syncs(runtime: Runtime, service: JobService) -> None:
+    """Start each pair's last-success metric from the database, so a restarted worker
+    still tells how long ago its pair last synced; a pair with no success on record starts
+    at now (the alert then fires if none succeeds within three intervals)."""
+    pairs = {(p.source, p.destination) for p in runtime.settings.sync}
+    for pair in pairs:
+        metrics.sync_periodic_success(*pair)
+    for input, at in await service.store.succeeded_recently(JobKind.SYNC, "scheduler"):
+        pair = (str(input.get("from")), str(input.get("to")))
+        if pair in pairs and input.get("periodic"):
+            pairs.discard(pair)
+            when = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+            metrics.sync_periodic_success(*pair, at=when.timestamp())
 
 
 async def periodic_sync(runtime: Runtime, service: JobService) -> None:
@@ -111,6 +139,23 @@ async def watch_rtstructs(runtime: Runtime, service: JobService) -> int:
     return submitted
 
 
+async def start_metrics(runtime: Runtime, service: JobService) -> WorkerEndpoint | None:
+    """This worker's `/metrics` endpoint (None when off or its port is taken)."""
+    settings = runtime.settings
+    if not settings.metrics.enabled:
+        return None
+    metrics.process("worker", __version__)
+    periodic = settings.sync_interval_s if settings.sync else 0.0
+    metrics.sync_interval(periodic)
+    if periodic > 0:
+        with contextlib.suppress(Exception):  # a database hiccup: the next success sets it
+            await last_periodic_syncs(runtime, service)
+    if settings.metrics.worker_port == 0:
+        return None
+    endpoint = WorkerEndpoint(settings.metrics)
+    return endpoint if await endpoint.start() else None
+
+
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker`, bound to `settings`."""
     keys = Keys.for_database(settings.database_url)
@@ -122,8 +167,11 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             runtime=runtime,
             runners=dict(RUNNERS),
             worker_token=uuid.uuid4().hex,
+            metrics_endpoint=await start_metrics(runtime, service),
         )
-        tasks = [asyncio.create_task(_every(RECONCILE_EVERY_S, "reconcile", service.reconcile))]
+        tasks = [
+            asyncio.create_task(_every(RECONCILE_EVERY_S, "reconcile", lambda: reconcile(service)))
+        ]
         if settings.sync and settings.sync_interval_s > 0:
             sync = asyncio.create_task(
                 _every(settings.sync_interval_s, "sync", lambda: periodic_sync(runtime, service))
@@ -149,6 +197,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        endpoint: WorkerEndpoint | None = ctx.get("metrics_endpoint")
+        if endpoint is not None:
+            await endpoint.aclose()
         runtime: Runtime | None = ctx.get("runtime")
         if runtime is not None:
             await runtime.aclose()

@@ -14,6 +14,7 @@ Value kinds (source kind, role, dialect, auth) are the StrEnums of
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -91,6 +92,34 @@ class AuthConfig:
         object.__setattr__(self, "mode", AuthMode(self.mode))
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The `[metrics]` table: Prometheus metrics of the gateway and the workers."""
+
+    enabled: bool = True
+    allow: tuple[Network, ...] = LOOPBACK  # who may scrape /metrics (addresses or CIDRs)
+    worker_host: str = "127.0.0.1"  # where each worker serves its own /metrics
+    worker_port: int = 9101  # 0: workers serve no metrics
+    health_check_min_s: float = 5.0  # a scrape starts a health check at most this often
+
+    def allows(self, address: str | None) -> bool:
+        """Whether a client at `address` may read /metrics (never when it is no address)."""
+        try:
+            ip = ipaddress.ip_address((address or "").split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.allow)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway and the workers need, resolved once."""
@@ -112,6 +141,7 @@ class Settings:
     index_freshness_s: float = 300.0  # an index older than this is not used for pages
     index_reconcile_s: float = 3600.0  # a full listing this often (deletions without a feed)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with this id; `KeyError` when there is none."""
@@ -170,6 +200,14 @@ _AUTH_KEYS: dict[str, tuple[type, ...]] = {
     "oidc_audience": (str,),
     "roles_claim": (str,),
     "token_cache_s": (int, float),
+}
+
+_METRICS_KEYS: dict[str, tuple[type, ...]] = {
+    "enabled": (bool,),
+    "allow": (list,),
+    "worker_host": (str,),
+    "worker_port": (int,),
+    "health_check_min_s": (int, float),
 }
 
 _AS_IS = (
@@ -297,7 +335,7 @@ def parse_settings(
 ) -> Settings:
     """Validate a parsed TOML document and resolve it against `env`."""
     for key in data:
-        if key not in ("gateway", "sources", "sync", "auth"):
+        if key not in ("gateway", "sources", "sync", "auth", "metrics"):
             raise ConfigError(f"unknown key '{key}'")
     gw = data.get("gateway", {})
     _check_keys(gw, _GATEWAY_KEYS, "gateway")
@@ -339,6 +377,7 @@ def parse_settings(
     if env.get("REDIS_URL"):
         values["redis_url"] = env["REDIS_URL"]
     values["auth"] = _parse_auth(data.get("auth", {}))
+    values["metrics"] = _parse_metrics(data.get("metrics", {}))
     settings = Settings(sources=sources, sync=tuple(pairs), config_path=config_path, **values)
     # The keys themselves come from the variables the settings name.
     return replace(
@@ -364,6 +403,32 @@ def _parse_auth(raw: Any) -> AuthConfig:
         raise ConfigError("'auth.oidc_issuer' and 'auth.oidc_audience' go together")
     floats = {k: float(raw[k]) for k in ("session_ttl_s", "lockout_s", "token_cache_s") if k in raw}
     return AuthConfig(**{**raw, **floats})
+
+
+def _parse_metrics(raw: Any) -> MetricsConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("'metrics' must be a table")
+    _check_keys(raw, _METRICS_KEYS, "metrics")
+    values: dict[str, Any] = {k: raw[k] for k in ("enabled", "worker_host") if k in raw}
+    if "allow" in raw:
+        networks = []
+        for entry in raw["allow"]:
+            try:
+                networks.append(ipaddress.ip_network(str(entry), strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"'metrics.allow' has {str(entry)[:64]!r}, not an address or CIDR"
+                ) from None
+        values["allow"] = tuple(networks)
+    if "worker_port" in raw:
+        if not 0 <= raw["worker_port"] < 65536:
+            raise ConfigError("'metrics.worker_port' must be between 0 (off) and 65535")
+        values["worker_port"] = raw["worker_port"]
+    if "health_check_min_s" in raw:
+        if raw["health_check_min_s"] < 0:
+            raise ConfigError("'metrics.health_check_min_s' must be 0 or more")
+        values["health_check_min_s"] = float(raw["health_check_min_s"])
+    return MetricsConfig(**values)
 
 
 def normalize_database_url(url: str) -> str:

@@ -1,4 +1,5 @@
-"""The ASGI application: /graphql (GraphiQL on GET, WebSocket subscriptions), /health, /files."""
+"""The ASGI application: /graphql (GraphiQL on GET, WebSocket subscriptions), /health, /files,
+/metrics."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from gateway import __version__
 from gateway.auth import policy
 from gateway.auth.audit import Entry
 from gateway.auth.principal import OPEN_CALLER, Principal
@@ -30,7 +32,9 @@ from gateway.core.enums import AuthMode, JobKind
 from gateway.core.errors import AuditUnavailable
 from gateway.core.settings import Settings
 from gateway.jobs.store import JobStore
+from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
+from gateway.server.metrics import MetricsEndpoint
 from resolvers.context import Context, make_context
 from resolvers.queries import EXAMPLES
 from resolvers.schema import schema
@@ -51,6 +55,17 @@ class GatewayGraphQL(GraphQL[Context, None]):
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
         )
         self._runtime_of = runtime_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a request; an open WebSocket is counted while it lasts."""
+        if scope["type"] != "websocket":
+            await super().__call__(scope, receive, send)
+            return
+        metrics.websocket(1)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            metrics.websocket(-1)
 
     @property
     def graphql_ide_html(self) -> str:
@@ -170,30 +185,37 @@ class JobFiles:
 def create_app(settings: Settings) -> Starlette:
     """The gateway app; clients are created in the lifespan, migrations applied first."""
 
+    def runtime_of(conn: Request | WebSocket) -> Runtime:
+        runtime: Runtime = conn.app.state.runtime
+        return runtime
+
+    scrape = MetricsEndpoint(settings.metrics, runtime_of)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await Runtime.create(settings)
         app.state.runtime = runtime
+        metrics.process("gateway", __version__)
         log.info("gateway started with %d sources", len(runtime.sources))
         try:
             yield
         finally:
+            await scrape.aclose()
             await runtime.aclose()
 
     async def health(request: Request) -> JSONResponse:
         body = await request.app.state.runtime.health()
         return JSONResponse(body, status_code=200 if body["database"]["up"] else 503)
 
-    graphql = GatewayGraphQL(lambda conn: conn.app.state.runtime)
+    graphql = GatewayGraphQL(runtime_of)
     results = Path(settings.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    app = Starlette(
-        routes=[
-            Route("/health", health),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
-            Mount("/files", JobFiles(results, lambda conn: conn.app.state.runtime), name="files"),
-        ],
-        lifespan=lifespan,
-    )
-    return app
+    routes = [
+        Route("/health", health),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Mount("/files", JobFiles(results, runtime_of), name="files"),
+    ]
+    if settings.metrics.enabled:  # no token: Prometheus has none; allow-listed instead
+        routes.append(Route("/metrics", scrape, methods=["GET"]))
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -6,7 +6,7 @@ adds one overall deadline per call (covering the wait for a concurrency slot,
 every attempt and the backoff between them), retries idempotent reads on
 transient errors while time remains, opens the circuit after N consecutive
 failures of the source (unreachable, too slow, or answering 5xx/garbage), and
-times every call.
+times every call (`CallStats` for the API, `gateway.metrics` for Prometheus).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from gateway.core.errors import (
     SourceUnavailable,
 )
 from gateway.core.settings import SourceConfig
+from gateway.metrics import record as metrics
 
 T = TypeVar("T")
 TRANSIENT = (SourceUnavailable, SourceTimeout)
@@ -133,6 +134,7 @@ class Guard:
         self.semaphore = asyncio.Semaphore(config.max_concurrency)
         self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
         self.stats = CallStats()
+        metrics.watch_breaker(self.source, self.breaker)
 
     async def call(
         self,
@@ -174,14 +176,14 @@ class Guard:
                 err = exc
             except asyncio.CancelledError:  # the caller gave up: no outcome, but no stuck probe
                 if upstream:
-                    self.stats.record(operation, (time.perf_counter() - start) * 1000, ok=False)
+                    self._timed(operation, start, "CANCELLED")
                     self.breaker.release()
                 raise
             else:
-                self.stats.record(operation, (time.perf_counter() - start) * 1000, ok=True)
+                self._timed(operation, start, None)
                 self.breaker.success()
                 return result
-            self.stats.record(operation, (time.perf_counter() - start) * 1000, ok=False)
+            self._timed(operation, start, err.code)
             if upstream:
                 if source_at_fault(err):
                     self.breaker.failure()
@@ -194,5 +196,12 @@ class Guard:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _timed(self, operation: str, start: float, error_code: str | None) -> None:
+        """Record one attempt's outcome: `error_code` None when it succeeded."""
+        seconds = time.perf_counter() - start
+        self.stats.record(operation, seconds * 1000, ok=error_code is None)
+        metrics.archive_call(self.source, operation, seconds, error_code)
+
     def _open(self, operation: str) -> CircuitOpen:
+        metrics.archive_refused(self.source, CircuitOpen.code)
         return CircuitOpen(self.source, f"{operation}: circuit open after repeated failures")

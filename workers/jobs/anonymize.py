@@ -44,6 +44,7 @@ from gateway.db.models import AuditEvent
 from gateway.deid import load_cipher, save_mapping
 from gateway.jobs.specs import AnonymizeSpec
 from gateway.jobs.store import JobStore
+from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
 from gateway.sources.base import InstanceQuery, PacsSource
 from workers.dicom.deid import EDITION, DeidConfig, DeidReport
@@ -213,6 +214,7 @@ class _Run:
         if out is None:
             item = {"anonymizedSopInstanceUid": report.sop_uid, "reason": report.quarantined or ""}
             self.quarantined.append(item)
+            metrics.deid_quarantined(self.dest.id)
         else:
             self.instances += 1
             self.actions.update(report.actions)

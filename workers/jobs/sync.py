@@ -18,6 +18,7 @@ from gateway.core.errors import JobCancelled, JobError, NotFound
 from gateway.db.models import SyncRun, utcnow
 from gateway.index.feed import detect
 from gateway.jobs.specs import SyncSpec
+from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
 from gateway.sources.base import (
     InstanceQuery,
@@ -126,6 +127,7 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
                 await _record(runtime, job.id, spec, outcomes)
                 raise JobCancelled(str(exc), result) from None
             outcome.update(transferred=moved.stored, failed=moved.failed, bytes=moved.bytes)
+            metrics.sync_transferred(spec.source, spec.destination, moved.stored, moved.bytes)
         if verify and not dry_run and not plan.skipped:
             now_held = await _instances(dst, plan.study_uid)
             outcome["missingAfter"] = missing_after(source_list, now_held)
@@ -136,10 +138,14 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
     result = _result(spec, outcomes, not_found, dry_run, verify, time.monotonic() - start)
     await _record(runtime, job.id, spec, outcomes)
     unsynced = sum(o["missingAfter"] or 0 for o in outcomes if o["outcome"] != "SKIPPED")
+    if verify and not dry_run:
+        metrics.sync_verified(spec.source, spec.destination, unsynced)
     if verify and not dry_run and unsynced:
         raise JobError(f"{unsynced} instance(s) still missing after sync", result)
     if cursor is not None and not dry_run:
         await save_cursor(runtime, spec.source, spec.destination, cursor)
+    if spec.periodic and not dry_run:
+        metrics.sync_periodic_success(spec.source, spec.destination)
     return result
 
 
