@@ -13,8 +13,17 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
-from graphql import FieldNode, GraphQLError, OperationDefinitionNode
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from gateway.auth.audit import Entry
 from gateway.core.errors import AuditUnavailable, Forbidden
@@ -23,37 +32,60 @@ PUBLIC_FIELDS = frozenset({"login", "__schema", "__type", "__typename"})
 MAX_REFS = 200  # references named in one event; the count is always exact
 
 
-def _root_fields(operation: OperationDefinitionNode | None) -> Iterator[str]:
-    if operation is None:
-        return
-    for selection in operation.selection_set.selections:
-        yield selection.name.value if isinstance(selection, FieldNode) else "<fragment>"
+def _root_fields(
+    selections: SelectionSetNode | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    seen: frozenset[str] = frozenset(),
+) -> Iterator[str]:
+    """Schema names of an operation's root fields, fragments at the root expanded."""
+    for selection in selections.selections if selections is not None else ():
+        if isinstance(selection, FieldNode):
+            yield selection.name.value
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _root_fields(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+            fragment = fragments.get(selection.name.value)
+            inner = fragment.selection_set if fragment is not None else None
+            yield from _root_fields(inner, fragments, seen | {selection.name.value})
+
+
+def _operation(ctx: ExecutionContext) -> OperationDefinitionNode | None:
+    for definition in ctx.graphql_document.definitions if ctx.graphql_document else ():
+        if isinstance(definition, OperationDefinitionNode) and (
+            ctx.operation_name is None
+            or (definition.name and definition.name.value == ctx.operation_name)
+        ):
+            return definition
+    return None
 
 
 class RequireCaller(SchemaExtension):
-    """No operation but `login` (and introspection) without a valid token."""
+    """No operation but `login` (and introspection) without a valid token; one `login` per
+    operation (aliases would otherwise try many passwords, each costing an argon2 hash)."""
 
     async def on_execute(self) -> AsyncIterator[None]:
         """Refuse before anything runs."""
         ctx = self.execution_context
         context = ctx.context
-        if getattr(context, "caller", True) is None:
-            operation = None
-            for definition in ctx.graphql_document.definitions if ctx.graphql_document else ():
-                if isinstance(definition, OperationDefinitionNode) and (
-                    ctx.operation_name is None
-                    or (definition.name and definition.name.value == ctx.operation_name)
-                ):
-                    operation = definition
-                    break
-            if not set(_root_fields(operation)) <= PUBLIC_FIELDS or operation is None:
-                response = getattr(context, "response", None)
-                if response is not None and hasattr(response, "status_code"):
-                    response.status_code = 401
-                raise GraphQLError(
-                    "authentication required: send Authorization: Bearer <token>",
-                    extensions={"code": "UNAUTHENTICATED"},
-                )
+        operation = _operation(ctx)
+        fragments = {
+            d.name.value: d
+            for d in (ctx.graphql_document.definitions if ctx.graphql_document else ())
+            if isinstance(d, FragmentDefinitionNode)
+        }
+        fields = list(_root_fields(operation.selection_set if operation else None, fragments))
+        if getattr(context, "caller", True) is None and (
+            operation is None or not set(fields) <= PUBLIC_FIELDS
+        ):
+            response = getattr(context, "response", None)
+            if response is not None and hasattr(response, "status_code"):
+                response.status_code = 401
+            raise GraphQLError(
+                "authentication required: send Authorization: Bearer <token>",
+                extensions={"code": "UNAUTHENTICATED"},
+            )
+        if fields.count("login") > 1:
+            raise GraphQLError("one login per request", extensions={"code": "BAD_USER_INPUT"})
         yield
 
 

@@ -68,11 +68,13 @@ class Context:
 
     async def still_authenticated(self) -> None:
         """Raise `Unauthenticated` once the caller's token has expired or been revoked (for
-        long subscriptions); a caller without a token (open mode) stays."""
+        long subscriptions); a caller without a token (open mode) stays. The caller's rights
+        are refreshed too: roles or groups changed since the subscription began apply."""
         if self.token is None or self.caller is None or self.caller.via == "open":
             return
-        if await self.runtime.auth.authenticate(self.token) is None:
-            self.caller = None
+        fresh = await self.runtime.auth.authenticate(self.token)
+        self.caller = fresh
+        if fresh is None:
             raise Unauthenticated("the token has expired or was revoked")
 
     def require_caller(self) -> Principal:

@@ -212,6 +212,8 @@ class Subscription:
                 # out of order (two writers) or lost (Redis away) is still delivered, in order
                 await listener.next(IDLE_RECHECK_S)
                 await ctx.still_authenticated()
+                if not policy.may_see_job(ctx.require_caller(), row.owner):
+                    raise Forbidden("jobProgress: not your job")  # rights changed meanwhile
                 for ev in await store.events_after(str(id), last.seq):
                     yield JobEvent.of(ev)
                     last = ev
@@ -223,7 +225,7 @@ class Subscription:
         self, info: Info, kinds: list[JobKind] | None = None
     ) -> AsyncGenerator[JobEvent, None]:
         ctx = info.context
-        caller = ctx.require_caller()
+        ctx.require_caller()
         runtime, store = ctx.runtime, store_of(ctx)
         wanted = {k.value for k in kinds or []}
         owners: dict[str, str | None] = {}  # job id -> owner, looked up once per job
@@ -231,6 +233,7 @@ class Subscription:
             while True:
                 ev: Event | None = await listener.next(IDLE_RECHECK_S)
                 await ctx.still_authenticated()
+                caller = ctx.require_caller()  # as of now: rights may have changed
                 if ev is None or (wanted and ev.kind not in wanted):
                     continue
                 if not caller.is_admin:

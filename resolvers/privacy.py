@@ -40,6 +40,8 @@ def identity(info: Info, field: str, value: T, ref: str | None = None) -> T:
     if not may_see(ctx.caller, field):
         raise Forbidden(f"{field}: identity is not shown to your role")
     if ctx.runtime.audit.saturated:
+        if hasattr(ctx.response, "status_code"):  # HTTP: 503, the service is what is short
+            ctx.response.status_code = 503
         raise AuditUnavailable("the audit trail is not keeping up; identity is not served")
     if value is not None and value != "" and not (isinstance(value, list | tuple) and not value):
         ctx.identity_reads.add(opaque(ref if ref is not None else f"{field}:{value}"))

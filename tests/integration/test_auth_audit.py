@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from gateway.auth import audit
+from gateway.auth.audit import AuditWriter
 from gateway.db.models import AuditEvent
 from gateway.runtime import Runtime
 from tests.auth_support import LOGIN, AuthEnv, auth_env, leaked
@@ -200,6 +201,22 @@ def test_audit_events_page_newest_first_and_filter_by_time(env: AuthEnv) -> None
     assert all(e["at"] >= middle for e in since)
     admin.refused(EVENTS, "BAD_USER_INPUT", first=3, after="not-a-cursor")
     admin.refused(EVENTS, "PAGE_SIZE_EXCEEDED", first=501)
+
+
+def test_identity_is_refused_with_503_while_the_audit_cannot_keep_up(
+    env: AuthEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never served unaudited: identity waits for the trail, the rest of the API does not."""
+    monkeypatch.setattr(AuditWriter, "saturated", property(lambda self: True))
+    response = env.as_("radiologist").post(NAMES)
+    assert response.status_code == 503, response.text
+    codes = {e["extensions"]["code"] for e in response.json()["errors"]}
+    assert codes == {"AUDIT_UNAVAILABLE"}
+    assert leaked(response.text, env.truth) == []
+    fine = env.as_("radiologist").post("{ patients(first: 50) { totalCount } }")
+    assert fine.status_code == 200 and not fine.json().get("errors")
+    monkeypatch.undo()
+    assert env.as_("radiologist").post(NAMES).status_code == 200
 
 
 def test_no_event_holds_a_patient_value(env: AuthEnv) -> None:

@@ -60,6 +60,27 @@ def test_other_operations_without_a_token_are_refused_too(env: AuthEnv) -> None:
         assert _code(response.json()) == {"UNAUTHENTICATED"}, doc
 
 
+def test_one_login_per_request(env: AuthEnv) -> None:
+    """Aliases would try many passwords in one request, each an argon2 hash of CPU."""
+    two = """mutation { a: login(username: "admin", password: "guess-number-1") { token }
+                         b: login(username: "admin", password: "guess-number-2") { token } }"""
+    spread = """mutation { ...Guesses }
+      fragment Guesses on Mutation { a: login(username: "admin", password: "guess-1") { token }
+                                     b: login(username: "admin", password: "guess-2") { token } }"""
+    for api in (env.as_(None), env.as_("researcher")):
+        for doc in (two, spread):
+            body = api.refused(doc, "BAD_USER_INPUT")
+            assert body.get("data") is None
+    # not one of those guesses counted against the account
+    assert env.login("admin", "admin-password-123")["token"]
+    one = """mutation { ...L } fragment L on Mutation {
+      login(username: "admin", password: "admin-password-123") { token } }"""
+    assert env.as_(None).data(one)["login"]["token"], "one login through a fragment is fine"
+    hidden = "query { ...Me } fragment Me on Query { me { id } }"
+    response = env.as_(None).post(hidden)
+    assert response.status_code == 401, "a fragment does not hide a field from the check"
+
+
 def test_login_and_introspection_need_no_token(env: AuthEnv) -> None:
     anon = env.as_(None)
     schema = anon.data('{ __schema { queryType { name } } __type(name: "Patient") { name } }')

@@ -319,3 +319,52 @@ def test_a_login_does_not_hold_up_other_requests(env: AuthEnv, gateway: GatewayP
 
     logins, me = asyncio.run(scenario())
     assert me < min(logins) / 2, f"me took {me:.2f} s while logins took {logins}"
+
+
+EVENTS = "subscription { jobEvents(kinds: [SYNC]) { jobId status } }"
+
+
+def test_rights_taken_away_apply_to_a_running_subscription(
+    env: AuthEnv, gateway: GatewayProcess
+) -> None:
+    """An admin demoted while following every job's events sees only their own from then on."""
+    admin = _login(gateway, "admin")
+    made = _data(
+        gateway,
+        "mutation($i: UserInput!) { createUser(input: $i) { id } }",
+        admin,
+        i={"username": "boss", "roles": ["ADMIN"], "password": "boss-password-123"},
+    )
+    boss_id = made["createUser"]["id"]
+    boss = _data(gateway, LOGIN, u="boss", p="boss-password-123")["login"]["token"]
+    radiologist = _login(gateway, "radiologist")
+
+    async def scenario() -> tuple[list[str], dict[str, str]]:
+        ws = await _connect(gateway.ws_url, _bearer(boss))
+        try:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+            payload = {"query": EVENTS, "variables": {}}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            await asyncio.sleep(1.0)  # subscribed before anything is published
+
+            async def next_job() -> str:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                assert msg["type"] == "next", msg
+                job: str = msg["payload"]["data"]["jobEvents"]["jobId"]
+                return job
+
+            jobs = {"before": await asyncio.to_thread(_queued_job, gateway, radiologist)}
+            seen = [await next_job()]
+            demote = (
+                "mutation($id: ID!) { updateUser(id: $id, patch: {roles: [RADIOLOGIST]}) { id } }"
+            )
+            await asyncio.to_thread(_data, gateway, demote, admin, id=boss_id)
+            jobs["after"] = await asyncio.to_thread(_queued_job, gateway, radiologist)
+            jobs["own"] = await asyncio.to_thread(_queued_job, gateway, boss)
+            seen.append(await next_job())
+            return seen, jobs
+        finally:
+            await ws.close()
+
+    seen, jobs = asyncio.run(scenario())
+    assert seen == [jobs["before"], jobs["own"]], "another's job after the demotion is not shown"
