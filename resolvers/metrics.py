@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from graphql import GraphQLError, OperationType
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from gateway.metrics import record as metrics
@@ -45,7 +45,7 @@ class OperationMetrics(SchemaExtension):
 
     def on_execute(self) -> Iterator[None]:
         """A subscription is active from its execution on."""
-        if self.execution_context.operation_type is OperationType.SUBSCRIPTION:
+        if self.execution_context.operation_type.value == "subscription":
             self._subscription = True
             metrics.subscription(1)
         yield

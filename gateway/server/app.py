@@ -217,5 +217,5 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/files", JobFiles(results, runtime_of), name="files"),
     ]
     if settings.metrics.enabled:  # no token: Prometheus has none; allow-listed instead
-        routes.append(Route("/metrics", scrape, methods=["GET"]))
+        routes.append(Route("/metrics", scrape.serve, methods=["GET"]))
     return Starlette(routes=routes, lifespan=lifespan)

@@ -31,7 +31,7 @@ class MetricsEndpoint:
         self._checked_at = -float("inf")
         self._check: asyncio.Task[Any] | None = None
 
-    async def __call__(self, request: Request) -> Response:
+    async def serve(self, request: Request) -> Response:
         """Serve this process's metrics to an allowed address; 403 to any other."""
         if not self.config.allows(request.client.host if request.client else None):
             return PlainTextResponse("forbidden: address not in [metrics] allow\n", 403)
