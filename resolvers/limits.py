@@ -128,6 +128,27 @@ def _visible(error: GraphQLError) -> bool:
     return original is None or isinstance(original, GatewayError | GraphQLError)
 
 
+class OperationRules(SchemaExtension):
+    """A document with several operations needs `operationName` (the GraphQL spec)."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        """Refuse before anything runs."""
+        ctx = self.execution_context
+        document = ctx.graphql_document
+        operations = [
+            d
+            for d in (document.definitions if document else ())
+            if isinstance(d, OperationDefinitionNode)
+        ]
+        # strawberry names the first operation when none was given: ask what the client sent
+        if len(operations) > 1 and not getattr(ctx, "_provided_operation_name", None):
+            raise GraphQLError(
+                "operationName is required with several operations in one document",
+                extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+            )
+        yield
+
+
 class ErrorCodes(SchemaExtension):
     """Adds `extensions.code` to errors that lack one."""
 
@@ -173,6 +194,7 @@ def extensions(deadline_s: float | None = None) -> list[Any]:
     return [
         OperationMetrics,
         RequireCaller,
+        OperationRules,
         AuditIdentityReads,
         lambda: QueryDeadline(deadline_s=deadline_s),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

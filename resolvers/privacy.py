@@ -17,10 +17,11 @@ from typing import TypeVar
 
 from gateway.auth.policy import sees_identity
 from gateway.auth.principal import Principal
-from gateway.core.errors import AuditUnavailable, Forbidden
+from gateway.core.errors import AuditUnavailable, Forbidden, InvalidInput
 from resolvers.context import Info
 
 T = TypeVar("T")
+MAX_KEY_CHARS = 5 * 64  # a Person Name (PN) has up to five 64-character groups; IDs are 64
 C = TypeVar("C")
 
 
@@ -51,6 +52,8 @@ def identity(info: Info, field: str, value: T, ref: str | None = None) -> T:
 def search_by_identity(info: Info, *values: object) -> None:
     """Refuse a search keyed on identity (patient ID, name, birth date) to a caller who may
     not see identity: its answer would say whether such a patient exists."""
+    if any(isinstance(v, str) and len(v) > MAX_KEY_CHARS for v in values):
+        raise InvalidInput(f"patient keys hold at most {MAX_KEY_CHARS} characters")
     if any(v is not None for v in values) and not may_see(info.context.caller, "search"):
         raise Forbidden("searching by patient identity is not allowed for your role")
 

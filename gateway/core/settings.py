@@ -140,6 +140,9 @@ class Settings:
     index_interval_s: float = 30.0  # key index refresh from each archive's changes, 0 = off
     index_freshness_s: float = 300.0  # an index older than this is not used for pages
     index_reconcile_s: float = 3600.0  # a full listing this often (deletions without a feed)
+    # Host header values served (a DNS-rebinding page is refused); "*" = any
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    max_body_bytes: int = 1 << 20  # a POST body beyond this is refused (413)
     auth: AuthConfig = field(default_factory=AuthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
@@ -165,6 +168,8 @@ _GATEWAY_KEYS: dict[str, tuple[type, ...]] = {
     "index_interval_s": (int, float),
     "index_freshness_s": (int, float),
     "index_reconcile_s": (int, float),
+    "allowed_hosts": (list,),
+    "max_body_bytes": (int,),
 }
 _SOURCE_KEYS: dict[str, tuple[type, ...]] = {
     "id": (str,),
@@ -201,7 +206,6 @@ _AUTH_KEYS: dict[str, tuple[type, ...]] = {
     "roles_claim": (str,),
     "token_cache_s": (int, float),
 }
-
 _METRICS_KEYS: dict[str, tuple[type, ...]] = {
     "enabled": (bool,),
     "allow": (list,),
@@ -370,6 +374,13 @@ def parse_settings(
     }
     floats = ("sync_interval_s", "rtstruct_poll_s", "index_interval_s", "index_freshness_s")
     values |= {key: float(gw[key]) for key in (*floats, "index_reconcile_s") if key in gw}
+    if "allowed_hosts" in gw:
+        if not all(isinstance(h, str) and h for h in gw["allowed_hosts"]):
+            raise ConfigError("'gateway.allowed_hosts' must be a list of host names")
+        values["allowed_hosts"] = tuple(gw["allowed_hosts"])
+    if "max_body_bytes" in gw:
+        _positive(gw, "max_body_bytes", "gateway")
+        values["max_body_bytes"] = gw["max_body_bytes"]
     if "results_dir" in gw:
         values["results_dir"] = Path(gw["results_dir"])
     if env.get("DATABASE_URL"):

@@ -194,6 +194,8 @@ timeout_s = 5
 [gateway]
 sync_interval_s = {sync_interval_s}
 results_dir = "{results_dir}"
+# loopback names, and Starlette's test client's host name for the tests
+allowed_hosts = ["localhost", "127.0.0.1", "::1", "testserver"]
 
 [[sync]]
 from = "dcm4chee"

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketClose
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from gateway import __version__
@@ -35,7 +37,9 @@ from gateway.jobs.store import JobStore
 from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
 from gateway.server.metrics import MetricsEndpoint
+from gateway.server.security import Hardened
 from resolvers.context import Context, make_context
+from resolvers.limits import MAX_TOKENS
 from resolvers.queries import EXAMPLES
 from resolvers.schema import schema
 
@@ -87,6 +91,27 @@ class GatewayGraphQL(GraphQL[Context, None]):
             response.headers["WWW-Authenticate"] = 'Bearer realm="pacs-gateway"'
         return make_context(runtime, request, response, caller, token, address)
 
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Context,
+        root_value: None,
+        request_data: Any,
+    ) -> ExecutionResult:
+        """Queries and mutations over HTTP; a subscription only over WebSocket (refused here
+        with BAD_REQUEST rather than run as a query)."""
+        if "subscription" in (request_data.query or "") and _is_subscription(request_data):
+            error = GraphQLError(
+                "subscriptions are served over WebSocket (graphql-transport-ws)",
+                extensions={"code": "BAD_REQUEST"},
+            )
+            return ExecutionResult(data=None, errors=[error])
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate a WebSocket from `connection_init`'s `Authorization`; 4403 if refused."""
         if context.caller is not None:  # open mode
@@ -99,6 +124,20 @@ class GatewayGraphQL(GraphQL[Context, None]):
         context.caller, context.token = caller, token
         context.loaders = make_context(context.runtime, caller=caller).loaders
         return UNSET
+
+
+def _is_subscription(request_data: Any) -> bool:
+    try:
+        document = parse(request_data.query, max_tokens=MAX_TOKENS)
+    except GraphQLError:
+        return False  # the schema answers the syntax error with its code
+    chosen = request_data.operation_name
+    return any(
+        isinstance(d, OperationDefinitionNode)
+        and d.operation is OperationType.SUBSCRIPTION
+        and (chosen is None or (d.name is not None and d.name.value == chosen))
+        for d in document.definitions
+    )
 
 
 def bearer(header: str | None) -> str | None:
@@ -218,4 +257,10 @@ def create_app(settings: Settings) -> Starlette:
     ]
     if settings.metrics.enabled:  # no token: Prometheus has none; allow-listed instead
         routes.append(Route("/metrics", scrape.serve, methods=["GET"]))
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(
+        Hardened,
+        allowed_hosts=settings.allowed_hosts,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    return app

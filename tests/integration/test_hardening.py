@@ -1,0 +1,132 @@
+"""HTTP hardening (issue 12's findings 5-12), each a case that failed before.
+
+The gateway runs against the session's real stack (open mode: the checks here come
+before any login).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from gateway.core.settings import Settings
+from gateway.server.app import create_app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _error(response: object) -> dict:
+    body = response.json()  # type: ignore[attr-defined]
+    [error] = body["errors"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'"a string"', "JSON object"),
+        (b"null", "JSON object"),
+        (b'{"query": "\xff\xfe"}', "UTF-8"),
+        (b"[" * 100_000, "nests too deeply"),
+        (b'{"query": ', "not valid JSON"),
+    ],
+)
+def test_malformed_bodies_are_400_with_a_code(client: TestClient, body: bytes, why: str) -> None:
+    r = client.post("/graphql", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    error = _error(r)
+    assert error["extensions"]["code"] == "BAD_REQUEST" and why in error["message"]
+
+
+def test_a_body_over_the_limit_is_refused_while_read(
+    client: TestClient, settings: Settings
+) -> None:
+    padding = "#" * (settings.max_body_bytes + 10)
+    r = client.post("/graphql", json={"query": f"{{ sources {{ id }} }}\n{padding}"})
+    assert r.status_code == 413 and _error(r)["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert client.post("/graphql", json={"query": "{ sources { id } }"}).status_code == 200
+
+
+def test_a_foreign_host_is_refused(client: TestClient) -> None:
+    r = client.post(
+        "/graphql", json={"query": "{ sources { id } }"}, headers={"host": "evil.example:8000"}
+    )
+    assert r.status_code == 400 and "sources" not in r.text
+    ok = client.post(
+        "/graphql", json={"query": "{ sources { id } }"}, headers={"host": "127.0.0.1:8000"}
+    )
+    assert ok.status_code == 200 and ok.json()["data"]["sources"]
+
+
+@pytest.mark.parametrize("origin", ["https://testserver", "http://evil.example"])
+def test_websocket_origin_is_checked_with_its_scheme(client: TestClient, origin: str) -> None:
+    with pytest.raises(WebSocketDisconnect) as closed:
+        with client.websocket_connect(
+            "/graphql", subprotocols=["graphql-transport-ws"], headers={"origin": origin}
+        ) as ws:
+            ws.send_json({"type": "connection_init"})
+            ws.receive_json()
+    assert closed.value.code == 4403
+
+
+def test_a_same_origin_websocket_is_served(client: TestClient) -> None:
+    with client.websocket_connect(
+        "/graphql",
+        subprotocols=["graphql-transport-ws"],
+        headers={"origin": "http://testserver"},
+    ) as ws:
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+
+
+def test_html_has_security_headers(client: TestClient) -> None:
+    r = client.get("/graphql", headers={"accept": "text/html"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    api = client.post("/graphql", json={"query": "{ sources { id } }"})
+    assert api.headers["x-content-type-options"] == "nosniff"
+
+
+def test_several_operations_need_an_operation_name(client: TestClient) -> None:
+    doc = "query A { sources { id } } query B { sources { name } }"
+    refused = client.post("/graphql", json={"query": doc})
+    assert _error(refused)["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    chosen = client.post("/graphql", json={"query": doc, "operationName": "B"})
+    assert "name" in chosen.json()["data"]["sources"][0]
+
+
+def test_a_subscription_over_http_is_refused_with_a_code(client: TestClient) -> None:
+    r = client.post("/graphql", json={"query": "subscription { jobEvents { jobId } }"})
+    assert _error(r)["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_long_or_nul_keys_are_bad_input_without_echo(client: TestClient) -> None:
+    long_id = "P" * 100_000
+    r = client.post(
+        "/graphql",
+        json={
+            "query": "query($p: String!) { patient(patientId: $p) { name } }",
+            "variables": {"p": long_id},
+        },
+    )
+    error = _error(r)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and len(error["message"]) < 100
+    bad_uid = client.post(
+        "/graphql",
+        json={"query": 'query { rtStructResults(studyInstanceUid: "1.2\\u0000") { jobId } }'},
+    )
+    assert _error(bad_uid)["extensions"]["code"] == "BAD_USER_INPUT"
+    assert json.dumps(r.json()).count("P" * 100) == 0
