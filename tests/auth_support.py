@@ -39,7 +39,7 @@ PASSWORDS = {
 }
 ROLES = {"admin": Role.ADMIN, "radiologist": Role.RADIOLOGIST, "researcher": Role.RESEARCHER}
 LOCKOUT_FAILURES = 3
-LOCKOUT_S = 2
+LOCKOUT_S = 3  # long enough that a busy machine still tries while locked
 SEED, PATIENTS = 42, 5
 LOGIN = """mutation($u: String!, $p: String!) {
   login(username: $u, password: $p) { token expiresAt user { id username roles } }

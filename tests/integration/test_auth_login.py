@@ -111,14 +111,20 @@ def test_wrong_password_and_unknown_user_get_the_same_refusal(env: AuthEnv) -> N
 
 
 def test_lockout_refuses_even_the_right_password_until_it_expires(env: AuthEnv) -> None:
-    env.new_user("locky", ["RADIOLOGIST"])
+    uid, _ = env.new_user("locky", ["RADIOLOGIST"])
     anon = env.as_(None)
     for _ in range(LOCKOUT_FAILURES):
         anon.refused(LOGIN, "UNAUTHENTICATED", u="locky", p="wrong-password-000")
     locked_at = time.monotonic()
     refused = anon.refused(LOGIN, "UNAUTHENTICATED", u="locky", p="locky-password-123")
     assert refused["errors"][0]["message"] == "invalid username or password", "no hint"
-    assert time.monotonic() - locked_at < LOCKOUT_S, "the refusal came while still locked"
+    failures = env.as_("admin").data(
+        """query($a: String) { auditEvents(filter: {action: "login-failed", actor: $a}) {
+             edges { node { details } } } }""",
+        a=f"user:{uid}",
+    )["auditEvents"]["edges"]
+    locked = [e["node"]["details"]["locked"] for e in failures]
+    assert locked == [True, False, False, False], "newest first: the right password, locked"
     time.sleep(max(0.0, LOCKOUT_S - (time.monotonic() - locked_at)) + 0.3)
     session = env.login("locky", "locky-password-123")
     assert session["token"]
