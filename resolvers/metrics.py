@@ -25,8 +25,7 @@ UNCODED = "INTERNAL_SERVER_ERROR"  # what an error without a code is (a masked o
 
 
 class OperationMetrics(SchemaExtension):
-    """Records each operation when it ends: first in the extension list, so it times the
-    whole operation and sees the errors as the client does (codes added, masking done)."""
+    """Times each operation: first in the extension list, so it covers every other one."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,10 +55,15 @@ class OperationMetrics(SchemaExtension):
             kind = ctx.operation_type.value
         except Exception:  # no document (parse failure) or no such operation
             kind = "unknown"
-        errors: list[GraphQLError] = list(ctx.pre_execution_errors or [])
-        if ctx.result is not None and ctx.result.errors:
-            errors += [e for e in ctx.result.errors if e not in errors]
-        codes = [str((e.extensions or {}).get("code") or UNCODED) for e in errors]
-        refused = next((c for c in codes if c in REFUSALS), None)
         timed = None if self._subscription else seconds
-        metrics.graphql_operation(ctx.operation_name, kind, timed, codes, refused)
+        metrics.graphql_operation(ctx.operation_name, kind, timed)
+
+
+def count_errors(errors: list[GraphQLError]) -> None:
+    """Count an operation's errors by code, and its refusal (the first refusing code).
+
+    Called from the schema's `process_errors`, which sees every error once, with its code,
+    before masking: parse errors raised by the parser cache never reach `on_operation`.
+    """
+    codes = [str((e.extensions or {}).get("code") or UNCODED) for e in errors]
+    metrics.graphql_errors(codes, next((c for c in codes if c in REFUSALS), None))

@@ -16,6 +16,7 @@ from resolvers.identity import IdentityMutation, IdentityQuery
 from resolvers.jobs import JobQuery, Subscription
 from resolvers.jobs import Mutation as JobMutation
 from resolvers.limits import error_code, extensions
+from resolvers.metrics import count_errors
 from resolvers.queries import Query as ReadQuery
 
 log = logging.getLogger("resolvers")
@@ -31,7 +32,8 @@ class GatewaySchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Give each error a code; log the code, an unexpected exception's type and stack."""
+        """Give each error a code; log the code, an unexpected exception's type and stack;
+        count them (metrics)."""
         for error in errors:
             if "code" not in (error.extensions or {}):  # parse errors pass no extension hook
                 error.extensions = {**(error.extensions or {}), "code": error_code(error)}
@@ -42,6 +44,7 @@ class GatewaySchema(strawberry.Schema):
                 continue
             stack = "".join(traceback.format_tb(original.__traceback__))
             log.error("unexpected %s in a resolver\n%s", type(original).__name__, stack)
+        count_errors(errors)
 
 
 Query = merge_types("Query", (ReadQuery, JobQuery, IdentityQuery))

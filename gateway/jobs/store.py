@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -190,7 +190,7 @@ class JobStore:
             started, finished = job.started_at, job.finished_at
         if final:  # counted once committed; timed only when it ended a run
             ran = (
-                (finished - started).total_seconds()
+                (_aware(finished) - _aware(started)).total_seconds()
                 if was_running and started and finished
                 else None
             )
@@ -288,6 +288,11 @@ def _apply(job: Job, change: Change) -> None:
         if value is not UNSET:
             setattr(job, name, value)
     job.updated_at = now
+
+
+def _aware(at: datetime) -> datetime:
+    """A time read back without its zone (SQLite) is UTC, as every time written here."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def as_event(kind: str, ev: JobEvent) -> Event:

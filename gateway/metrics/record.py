@@ -147,19 +147,16 @@ def graphql_name(name: str | None) -> str:
     return name
 
 
-def graphql_operation(
-    name: str | None,
-    type_: str,
-    seconds: float | None,
-    codes: Iterable[str],
-    refused: str | None = None,
-) -> None:
-    """One finished GraphQL operation: its duration (None: not timed), its errors' codes,
-    and the reason it was refused, if it was."""
+def graphql_operation(name: str | None, type_: str, seconds: float | None) -> None:
+    """One finished GraphQL operation and its duration (None: not timed)."""
+    if _State.on and seconds is not None:
+        f.GRAPHQL_SECONDS.labels(graphql_name(name), type_).observe(seconds)
+
+
+def graphql_errors(codes: Iterable[str], refused: str | None = None) -> None:
+    """The errors of one operation by code, and the reason it was refused, if it was."""
     if not _State.on:
         return
-    if seconds is not None:
-        f.GRAPHQL_SECONDS.labels(graphql_name(name), type_).observe(seconds)
     for code in codes:
         f.GRAPHQL_ERRORS.labels(code_label(code)).inc()
     if refused is not None:

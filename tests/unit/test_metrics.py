@@ -18,6 +18,7 @@ from gateway.server.app import create_app
 from gateway.sources.resilience import Guard
 from resolvers.limits import ErrorCodes, MaskErrors, MaxTokensLimiter
 from resolvers.metrics import OperationMetrics
+from resolvers.schema import GatewaySchema
 
 P = "pacs_gateway"
 
@@ -229,7 +230,7 @@ class Subscription:
             yield i
 
 
-SCHEMA = strawberry.Schema(
+SCHEMA = GatewaySchema(  # its process_errors counts errors by code
     query=Query,
     subscription=Subscription,
     extensions=[

@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from gateway.core.enums import AuthMode, ConflictStrategy
@@ -63,7 +64,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from workers.settings import worker_settings
 
-    worker = Worker(**worker_settings(_settings(args)))
+    settings = _settings(args)
+    if args.metrics_port is not None:  # several workers on one host: one port each
+        settings = replace(
+            settings, metrics=replace(settings.metrics, worker_port=args.metrics_port)
+        )
+    worker = Worker(**worker_settings(settings))
     worker.run()
     return 0
 
@@ -168,7 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
-    with_config(sub.add_parser("worker", help="run a job worker")).set_defaults(func=cmd_worker)
+    p = with_config(sub.add_parser("worker", help="run a job worker"))
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve this worker's /metrics on this port (0: none); default [metrics] worker_port",
+    )
+    p.set_defaults(func=cmd_worker)
     p = with_config(sub.add_parser("seed", help="load deterministic demo data"))
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--patients", type=int, default=20)

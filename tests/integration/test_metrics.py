@@ -1,0 +1,142 @@
+"""/metrics of a real gateway and worker process after the demo's queries and a sync: the
+expected series with sane values, no patient value anywhere, a bounded number of series,
+no token needed, and refused (403) outside `[metrics] allow`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from gateway.core.enums import AuthMode
+from gateway.core.settings import AuthConfig, MetricsConfig
+from gateway.server.app import create_app
+from tests.conftest import JobEnv
+from tests.metrics_support import (
+    Observed,
+    observed,
+    patient_values,
+    sample,
+    samples,
+    scrape,
+    wait_for,
+    workload,
+)
+
+pytestmark = pytest.mark.integration
+P = "pacs_gateway"
+MAX_SERIES = 600  # per process; this workload makes about 280 (gateway) and 130 (worker)
+MAX_LABEL_VALUES = 60  # distinct values of any one label in one process
+
+
+@pytest.fixture(scope="module")
+def world(job_env: JobEnv) -> Iterator[Observed]:
+    yield from observed(job_env, "metrics")
+
+
+@pytest.fixture(scope="module")
+def scraped(world: Observed) -> tuple[dict[str, Any], str, str]:
+    """(the sync job, the gateway's scrape, the worker's scrape) after the workload."""
+    job = workload(world)
+    gateway_url = f"{world.base}/metrics"
+    # a scrape starts the archives' health check; the next one carries its outcome
+    up = f"{P}_dependency_up"
+    wait_for(lambda: sample(scrape(gateway_url) or "", up, dependency="redis") is not None, 20)
+    gateway, worker = scrape(gateway_url), scrape(world.worker_metrics)
+    assert gateway is not None and worker is not None
+    return job, gateway, worker
+
+
+def test_gateway_series(scraped: tuple[dict[str, Any], str, str]) -> None:
+    _, text, _ = scraped
+    assert sample(text, f"{P}_info", role="gateway") == 1
+    for source in ("orthanc", "dcm4chee", "legacy"):
+        assert sample(text, f"{P}_archive_up", source=source) == 1
+        assert (sample(text, f"{P}_archive_ping_seconds", source=source) or -1) >= 0
+        assert sample(text, f"{P}_archive_breaker_state", source=source) == 0
+    assert sample(text, f"{P}_dependency_up", dependency="database") == 1
+    assert sample(text, f"{P}_dependency_up", dependency="redis") == 1
+    calls = [
+        (labels["source"], labels["operation"], value)
+        for name, labels, value in samples(text)
+        if name == f"{P}_archive_request_seconds_count"
+    ]
+    assert {s for s, _, _ in calls} >= {"orthanc", "dcm4chee", "legacy"}
+    assert any(op == "find_patients" and n > 0 for _, op, n in calls), calls
+    count = sample(text, f"{P}_graphql_operation_seconds_count", operation="MetricsPatients")
+    total = sample(text, f"{P}_graphql_operation_seconds_sum", operation="MetricsPatients")
+    assert count == 1 and total is not None and 0 < total < 30
+    assert (sample(text, f"{P}_graphql_operation_seconds_count", operation="anonymous") or 0) >= 1
+    assert sample(text, f"{P}_graphql_operation_seconds_count", operation="Sync", type="mutation")
+    assert sample(text, f"{P}_graphql_refused_total", reason="GRAPHQL_PARSE_FAILED") == 1
+    assert sample(text, f"{P}_graphql_errors_total", code="GRAPHQL_PARSE_FAILED") == 1
+    assert sample(text, f"{P}_jobs_submitted_total", kind="SYNC") == 1
+    assert sample(text, f"{P}_websocket_connections") == 0
+    assert sample(text, f"{P}_graphql_subscriptions") == 0
+
+
+def test_worker_series(scraped: tuple[dict[str, Any], str, str]) -> None:
+    job, _, text = scraped
+    result = job["result"]
+    pair = {"source": "dcm4chee", "destination": "orthanc"}
+    assert sample(text, f"{P}_info", role="worker") == 1
+    assert sample(text, f"{P}_jobs_finished_total", kind="SYNC", status="SUCCEEDED") == 1
+    assert sample(text, f"{P}_job_duration_seconds_count", kind="SYNC") == 1
+    seconds = sample(text, f"{P}_job_duration_seconds_sum", kind="SYNC")
+    assert seconds is not None and 0 < seconds < 120
+    moved = sample(text, f"{P}_sync_instances_transferred_total", **pair)
+    assert moved == result["instancesTransferred"]
+    assert result["instancesTransferred"] > 0
+    assert sample(text, f"{P}_sync_bytes_transferred_total", **pair) == result["bytes"] > 0
+    assert sample(text, f"{P}_sync_missing_after_verify", **pair) == 0
+    assert sample(text, f"{P}_jobs_running", kind="SYNC") == 0
+    for kind in ("SYNC", "ANONYMIZE", "RTSTRUCT", "INDEX", "IMPORT"):
+        assert sample(text, f"{P}_jobs_queued", kind=kind) == 0
+    assert sample(text, f"{P}_reconciler_requeues_total") == 0
+    # the worker's own archive calls: the sync read dcm4chee and stored into orthanc
+    assert sample(text, f"{P}_archive_request_seconds_count", source="orthanc", operation="store")
+    assert sample(text, f"{P}_sync_interval_seconds") == 0  # periodic sync off here
+
+
+def test_no_patient_value_and_bounded_series(
+    scraped: tuple[dict[str, Any], str, str], world: Observed
+) -> None:
+    _, gateway, worker = scraped
+    everywhere, as_labels = patient_values(world.truth)
+    assert len(everywhere) > 100  # IDs, names, UIDs, accession numbers
+    for text in (gateway, worker):
+        assert [v for v in everywhere if v in text] == []
+        label_values = {v for _, labels, _ in samples(text) for v in labels.values()}
+        assert label_values.isdisjoint(as_labels)
+        per_label: dict[str, set[str]] = defaultdict(set)
+        for _, labels, _ in samples(text):
+            for key, v in labels.items():
+                per_label[key].add(v)
+        assert all(len(v) <= MAX_LABEL_VALUES for v in per_label.values()), per_label
+        assert 50 < len(samples(text)) < MAX_SERIES
+
+
+def test_no_token_needed_and_refused_outside_allow_list(world: Observed) -> None:
+    required = dataclasses.replace(world.env.settings, auth=AuthConfig(mode=AuthMode.REQUIRED))
+    with TestClient(
+        create_app(required), base_url="http://localhost", client=("127.0.0.1", 40000)
+    ) as client:
+        assert client.post("/graphql", json={"query": "{ sources { id } }"}).status_code == 401
+        response = client.get("/metrics")  # no token: Prometheus has none
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain; version=")
+    fenced = dataclasses.replace(
+        required, metrics=MetricsConfig(allow=MetricsConfig().allow[1:])
+    )  # ::1 only
+    with TestClient(
+        create_app(fenced), base_url="http://localhost", client=("127.0.0.1", 40000)
+    ) as client:
+        response = client.get("/metrics")
+        assert response.status_code == 403
+        assert P not in response.text
+    with TestClient(create_app(required), base_url="http://localhost") as client:
+        assert client.get("/metrics").status_code == 403  # "testclient" is no address
