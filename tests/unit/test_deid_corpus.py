@@ -188,7 +188,8 @@ def test_private_removed_except_safe_list(original: Dataset) -> None:
 def test_nested_sequences_three_deep(original: Dataset) -> None:
     ds = deidentify(original, DeidConfig(KEY, "proj")).dataset
     assert ds is not None
-    item = ds.ReferencedImageSequence[0]  # X/Z/U*: kept, references renewed
+    assert "ReferencedImageSequence" not in ds  # X/Z/U* on a Type 3 of the CT IOD: X
+    item = ds.ContentSequence[0]  # D: kept as a dummy structure, references renewed
     deep = item.ConceptNameCodeSequence[0].ConceptNameCodeSequence[0]
     assert deep.PersonName == "ANONYMIZED" and "PatientComments" not in deep
     assert deep.InstitutionName == "ANONYMIZED" and not deep.StudyDate

@@ -17,6 +17,9 @@ the table actions (`walk.py`), every output gets (PS3.15 E.1.1, PS3.3 C.7.1.1):
 
 Instances that may hold burned-in text are quarantined (`pixels.py`): no dataset
 comes back, the report says why.
+
+The table's compound actions are resolved for the instance's IOD at the top level
+(`iod.py`): a Type 3 attribute under X/Z is removed, a Type 2 one kept zero-length.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
-from workers.dicom.deid import keys, pixels, values, writer
+from workers.dicom.deid import iod, keys, pixels, values, writer
 from workers.dicom.deid.options import method_codes, parse_options
 from workers.dicom.deid.table import EDITION, compile_actions
 from workers.dicom.deid.walk import Walker
@@ -177,7 +180,8 @@ def _deidentify_in_place(ds: Dataset, config: DeidConfig) -> DeidOutcome:
         shift_days=shift,
         scrubber=get_scrubber,
     )
-    walker.walk(ds)
+    walker.walk(ds, top=iod.top_level_actions(ds, config.options))
+    iod.settle(ds)
     ds.PatientID = pseudo
     ds.PatientName = pseudo
     _record_method(ds, config.options)

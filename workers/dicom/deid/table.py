@@ -11,7 +11,9 @@ per tag:
 - a combination ("X/Z", "X/D", "Z/D", "X/Z/D", "X/Z/U*") becomes its last
   non-removing action (Z, D or U), so that an attribute a Type 1 or Type 2
   requirement of the IOD may need stays present (PS3.15 E.1.1, "unless ... would
-  be required to maintain IOD conformance").
+  be required to maintain IOD conformance"). This is the resolution where the
+  attribute's type is not known; `iod.py` resolves the attributes whose type in
+  the instance's IOD it knows (X for a Type 3, Z for a Type 2), at the top level.
 """
 
 from __future__ import annotations
@@ -99,10 +101,25 @@ def effective(action: str) -> str:
     return COMBINATIONS[action]
 
 
+def _columns(options: frozenset[str]) -> list[str]:
+    return [c for o in sorted(options) if (c := OPTIONS[o].column) is not None]
+
+
+@cache
+def raw_actions(options: frozenset[str]) -> dict[int, str]:
+    """The table action per (non-repeating) tag under a set of options, combinations kept."""
+    columns = _columns(options)
+    return {
+        int(row.tag, 16): resolve(row, columns)
+        for row in rows()
+        if "X" not in row.tag and row.tag != "GGGGEEEE"
+    }
+
+
 @cache
 def compile_actions(options: frozenset[str]) -> Actions:
     """The resolved action per tag for a set of option names (see `OPTIONS`)."""
-    columns = [c for o in sorted(options) if (c := OPTIONS[o].column) is not None]
+    columns = _columns(options)
     by_tag: dict[int, str] = {}
     repeating: list[tuple[int, int, str]] = []
     private = "X"

@@ -55,8 +55,12 @@ class Walker:
     scrubber: Callable[[], values.Scrubber]
     counts: Counter[str] = field(default_factory=Counter)
 
-    def walk(self, ds: Dataset, dummy_mode: bool = False) -> None:
-        """Apply the actions to every element of `ds` and of its sequences, in place."""
+    def walk(self, ds: Dataset, dummy_mode: bool = False, top: Actions | None = None) -> None:
+        """Apply the actions to every element of `ds` and of its sequences, in place.
+
+        `top`: the actions for the elements of `ds` itself (the IOD-aware ones of
+        `iod.py` for an instance's top level); items of its sequences get `actions`."""
+        actions = self.actions if top is None else top
         owners: dict[tuple[int, int], str] | None = None
         kept_blocks: set[tuple[int, int]] = set()
         creator_tags: list[int] = []
@@ -69,7 +73,7 @@ class Walker:
                     owners = private.creators(ds)
                 if (tag & 0xFFFF) < 0x0100:
                     creator_tags.append(tag)
-                elif self.actions.private == "C" and private.is_safe(tag, owners):
+                elif actions.private == "C" and private.is_safe(tag, owners):
                     kept_blocks.add((group, (tag & 0xFFFF) >> 8))
                     self._keep(ds[key], dummy_mode)
                     self.counts["private_kept"] += 1
@@ -80,7 +84,7 @@ class Walker:
             if 0x6000 <= group <= 0x601E and ds.get((group, 0x3000)) is not None:
                 action: str | None = "X"
             else:
-                action = self.actions.lookup(tag)
+                action = actions.lookup(tag)
             if action is None and not dummy_mode and vr not in ("UI", "SQ", "UN", None):
                 continue  # kept as read: the common case, and the cheap one
             if action == "X":
