@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -62,10 +63,18 @@ class Runtime:
     _cpu_pool: Executor | None = None
     auth: AuthService = field(init=False)
     audit: AuditWriter = field(init=False)
+    cursor_key: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.auth = AuthService(self.sessions, self.settings.auth)
         self.audit = AuditWriter(self.sessions)
+        configured = self.settings.cursor_key
+        # one key for every gateway sharing GATEWAY_CURSOR_KEY; else this process's own
+        self.cursor_key = (
+            hashlib.sha256(b"pacs-gateway/cursor\x00" + configured.encode()).digest()
+            if configured
+            else os.urandom(32)
+        )
 
     @classmethod
     async def create(cls, settings: Settings, run_migrations: bool = True) -> Runtime:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from gateway.core.errors import shown
 from gateway.federation.fanout import Outcome
 from gateway.federation.merge import Conflict, Merged
 from resolvers.context import Context
+from resolvers.cursors import decode_cursor
 from resolvers.types import Source, SourceStatus
 
 MAX_PAGE = 500
@@ -147,23 +147,6 @@ def keep(m: Merged[Any], presence: Presence | None) -> bool:
     if presence is Presence.PARTIAL:
         return bool(m.missing_from)
     return True
-
-
-def encode_cursor(key: str, prefix: str = "k") -> str:
-    """An opaque keyset cursor for `key` (survives sources coming and going); `prefix` says
-    what it pages, so a cursor of one list is refused by another."""
-    return base64.urlsafe_b64encode(f"{prefix}:{key}".encode()).decode()
-
-
-def decode_cursor(cursor: str, prefix: str = "k") -> str:
-    """The key of a cursor made by `encode_cursor` with the same prefix; BAD_USER_INPUT else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise bad_input("invalid cursor") from None
-    if not raw.startswith(f"{prefix}:"):
-        raise bad_input("invalid cursor")
-    return raw[len(prefix) + 1 :]
 
 
 def check_first(first: int) -> None:

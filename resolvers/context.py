@@ -17,6 +17,7 @@ from gateway.core.errors import Unauthenticated
 from gateway.federation.fanout import Strikes
 from gateway.jobs.store import JobStore
 from gateway.runtime import Check, Runtime
+from resolvers.cursors import CURSOR_KEY
 from resolvers.loaders import JobEventsLoader, Loaders, make_loaders
 
 
@@ -95,6 +96,9 @@ def make_context(
     """A fresh context with fresh dataloaders over the sources `caller` may read."""
     query = runtime.settings.ids_with_role(SourceRole.QUERY)
     readable = readable_sources(caller, query) if caller is not None else []
+    key = getattr(runtime, "cursor_key", None)
+    if key is not None:  # this request's cursors are sealed with the runtime's key
+        CURSOR_KEY.set(key)
     strikes = Strikes()
     return Context(
         runtime=runtime,

@@ -229,9 +229,9 @@ class Study:
         return self.m.value("description")
 
     @strawberry.field
-    def accession_number(self) -> str | None:
-        """Accession Number."""
-        return self.m.value("accession_number")
+    def accession_number(self, info: Info) -> str | None:
+        """Accession Number (identifies the patient's visit: an identity field)."""
+        return identity(info, "accessionNumber", self.m.value("accession_number"), self.m.key)
 
     @strawberry.field
     def modalities(self) -> list[str]:

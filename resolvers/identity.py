@@ -19,8 +19,9 @@ from gateway.db.models import Credential, utcnow
 from gateway.db.models import Group as GroupRow
 from gateway.db.models import User as UserRow
 from gateway.deid import reidentify as deid_reidentify
-from resolvers.common import PageInfo, check_first, decode_cursor, encode_cursor
+from resolvers.common import PageInfo, check_first
 from resolvers.context import Context, Info
+from resolvers.cursors import decode_cursor, encode_cursor
 
 strawberry.enum(Role)
 

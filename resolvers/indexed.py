@@ -9,25 +9,30 @@ the index at once. An archive down still gives a page from the others, marked.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
+from graphql import GraphQLError
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.core.enums import Consistency
 from gateway.core.timing import as_utc
+from gateway.core.uids import is_uid
 from gateway.db.models import utcnow
 from gateway.federation.fanout import Outcome, fan_out
 from gateway.federation.merge import Merged, merge_patients, merge_studies
 from gateway.index import store
 from gateway.sources.base import PatientRecord, StudyQuery, StudyRecord
 from resolvers.context import Context
+from resolvers.cursors import decode_cursor
 
 Answered = dict[str, list[StudyRecord]]
 Outcomes = list[Outcome[list[StudyRecord]]]
 DateKey = tuple[str, str, str]  # (study date, study time, study UID)
 
 
-async def usable(ctx: Context, sources: Sequence[str]) -> bool:
-    """True when every one of `sources` has a complete index fresher than the bound."""
+async def usable(ctx: Context, sources: Sequence[str], fresh: bool = True) -> bool:
+    """True when every one of `sources` has a complete index fresher than the bound (of any
+    age with `fresh` False: a walk begun on the index goes on, its rows verified live)."""
     if not sources:
         return False
     states = ctx.extras.get("index_states")
@@ -43,9 +48,23 @@ async def usable(ctx: Context, sources: Sequence[str]) -> bool:
         st = states.get(source)
         if st is None or not st.complete or st.refreshed_at is None:
             return False
-        if (now - as_utc(st.refreshed_at)).total_seconds() > bound:
+        if fresh and (now - as_utc(st.refreshed_at)).total_seconds() > bound:
             return False
     return True
+
+
+def walk_mode(after: str | None) -> Consistency | None:
+    """The order a `studies` cursor was made in: INDEXED (newest first), LIVE (UID order),
+    None without a cursor or for one of neither."""
+    if not after:
+        return None
+    for prefix, mode in (("d", Consistency.INDEXED), ("k", Consistency.LIVE)):
+        try:
+            decode_cursor(after, prefix)
+        except GraphQLError:
+            continue
+        return mode
+    return None
 
 
 def choose(asked: Consistency | None, indexable: bool) -> Consistency:
@@ -59,20 +78,36 @@ def choose(asked: Consistency | None, indexable: bool) -> Consistency:
 async def verify(
     ctx: Context, queried: Sequence[str], skipped: Sequence[str], uids: Sequence[str]
 ) -> tuple[list[Outcome[list[StudyRecord]]], Answered]:
-    """Ask each archive once for `uids`; forget what an answering archive no longer holds."""
-    query = StudyQuery(study_uids=tuple(uids))
+    """Ask each archive once for `uids`; forget what an answering archive no longer holds.
+
+    A UID that breaks the UID rules (a leading zero: archives hold such studies, and list
+    them live) cannot be asked for by UID: an answering archive's index rows stand in.
+    """
+    askable = [u for u in uids if is_uid(u)]
+    unaskable = [u for u in uids if not is_uid(u)]
+    query = StudyQuery(study_uids=tuple(askable))
 
     async def ask(source: object) -> list[StudyRecord]:
-        return await source.find_studies(query) if uids else []  # type: ignore[attr-defined]
+        return await source.find_studies(query) if askable else []  # type: ignore[attr-defined]
 
     outcomes = await fan_out(ctx.runtime.sources, ask, queried, skipped, ctx.strikes)
     answered = {o.source: list(o.value or []) for o in outcomes if o.ok}
-    if uids:
-        said = await store.holders(ctx.runtime.sessions, list(answered), uids)
+    sessions = ctx.runtime.sessions
+    if askable:
+        said = await store.holders(sessions, list(answered), askable)
         for source, records in answered.items():
             gone = set(said.get(source, [])) - {r.study_uid for r in records}
-            await store.remove(ctx.runtime.sessions, source, gone)
+            await store.remove(sessions, source, gone)
+    if unaskable:
+        for source, records in (await store.records(sessions, list(answered), unaskable)).items():
+            answered[source] += records
+        outcomes = [replace(o, value=answered[o.source]) if o.ok else o for o in outcomes]
     return outcomes, answered
+
+
+def named(record: StudyRecord, prefix: str) -> bool:
+    """True when the record's patient name starts with the folded `prefix`."""
+    return store.fold_name(record.patient_name).startswith(prefix)
 
 
 def patients_of(answered: Answered) -> list[Merged[PatientRecord]]:
@@ -103,16 +138,24 @@ async def patient_rows(
     first: int,
     after: str | None,
     name: str | None,
-) -> tuple[list[Merged[PatientRecord]], bool, list[Outcome[list[StudyRecord]]], Answered]:
-    """One page of patients from the index, verified live: (rows, has_next, outcomes, answers)."""
+) -> tuple[
+    list[Merged[PatientRecord]], bool, str | None, list[Outcome[list[StudyRecord]]], Answered
+]:
+    """One page of patients from the index, verified live: (rows, has_next, the page's last
+    patient ID in the index, outcomes, answers). The next page starts after that ID even
+    when verification dropped its row (deleted, or held only by an archive that is down)."""
     sessions = ctx.runtime.sessions
     page = await store.patient_page(sessions, queried, first, after, name=name)
-    held = await store.studies_of_patients(sessions, queried, page.patient_ids)
+    held = await store.studies_of_patients(sessions, queried, page.patient_ids, name)
     uids = sorted({u for us in held.values() for u in us})
     outcomes, answered = await verify(ctx, queried, skipped, uids)
+    if name is not None:  # an archive whose name for the patient does not match: as live
+        answered = {s: [r for r in rs if named(r, name)] for s, rs in answered.items()}
+        outcomes = [replace(o, value=answered[o.source]) if o.ok else o for o in outcomes]
     wanted = set(page.patient_ids)
     rows = [m for m in patients_of(answered) if m.first.patient_id in wanted]
-    return rows, page.has_next, outcomes, answered
+    end = page.patient_ids[-1] if page.patient_ids else None
+    return rows, page.has_next, end, outcomes, answered
 
 
 async def study_rows(
@@ -122,12 +165,19 @@ async def study_rows(
     first: int,
     after: tuple[str, str, str] | None,
 ) -> tuple[
-    list[Merged[StudyRecord]], list[tuple[str, str, str]], bool, list[Outcome[list[StudyRecord]]]
+    list[Merged[StudyRecord]],
+    list[DateKey],
+    bool,
+    DateKey | None,
+    list[Outcome[list[StudyRecord]]],
 ]:
-    """One page of studies, newest first, from the index, verified live."""
+    """One page of studies, newest first, from the index, verified live: (rows, their keys,
+    has_next, the page's last key in the index, outcomes); the next page starts after that
+    key even when verification dropped its study."""
     page = await store.study_page(ctx.runtime.sessions, queried, first, after)
     uids = [k[2] for k in page.keys]
     outcomes, answered = await verify(ctx, queried, skipped, uids)
     merged = {m.key: m for m in merge_studies(answered)}
     keys = [k for k in page.keys if k[2] in merged]
-    return [merged[k[2]] for k in keys], keys, page.has_next, outcomes
+    end = page.keys[-1] if page.keys else None
+    return [merged[k[2]] for k in keys], keys, page.has_next, end, outcomes

@@ -16,8 +16,9 @@ from gateway.jobs.events import Event, Listener
 from gateway.jobs.service import JobService
 from gateway.jobs.specs import parse_spec
 from gateway.jobs.store import JobStore
-from resolvers.common import PageInfo, bad_input, check_first, decode_cursor, encode_cursor
+from resolvers.common import PageInfo, bad_input, check_first
 from resolvers.context import Context, Info
+from resolvers.cursors import decode_cursor, encode_cursor
 from resolvers.job_types import (
     AnonymizeInput,
     Job,

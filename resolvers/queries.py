@@ -20,14 +20,13 @@ from resolvers.common import (
     bad_input,
     check_first,
     choose_sources,
-    decode_cursor,
-    encode_cursor,
     keep,
     page,
     source_results,
 )
 from resolvers.comparisons import PatientComparison, StudyComparison
 from resolvers.context import Context, Info
+from resolvers.cursors import decode_cursor, encode_cursor
 from resolvers.federated import Patient, Study, StudyFilter
 from resolvers.loaders import group
 from resolvers.privacy import search_by_identity
@@ -204,8 +203,11 @@ class Query:
         search_by_identity(info, f.patient_id, f.patient_name)
         queried, skipped = choose_sources(ctx, f.sources)
         unfiltered = f.to_query() == StudyQuery() and f.presence in (None, Presence.ANY)
-        mode = indexed.choose(consistency, unfiltered)
-        if mode is Consistency.INDEXED and await indexed.usable(ctx, queried):
+        # a walk goes on in the order it began in, whether the index came or went meanwhile
+        begun = indexed.walk_mode(after) if unfiltered else None
+        mode = indexed.choose(consistency or begun, unfiltered)
+        fresh = begun is not Consistency.INDEXED
+        if mode is Consistency.INDEXED and await indexed.usable(ctx, queried, fresh):
             return await _indexed_studies(ctx, queried, skipped, first, after)
         query = f.to_query()
         outcomes = await fan_out(
@@ -322,7 +324,7 @@ async def _indexed_patients(
     prefix: str | None,
 ) -> PatientConnection:
     after_id = split_key(decode_cursor(after))[0] if after is not None else None
-    rows, has_next, outcomes, answered = await indexed.patient_rows(
+    rows, has_next, end, outcomes, answered = await indexed.patient_rows(
         ctx, queried, skipped, first, after_id, prefix
     )
     uids = tuple(sorted({r.study_uid for records in answered.values() for r in records}))
@@ -331,6 +333,11 @@ async def _indexed_patients(
     for pid, fed in zip(pids, group(pids, outcomes, lambda r: r.patient_id or ""), strict=True):
         loader.prime(pid, fed)  # the page's studies are known: no second request
 
+    # after the index's last ID of the page: a page whose rows all went still leads on
+    end_cursor = None if end is None else encode_cursor(end)
+    if rows and rows[-1].first.patient_id == end:
+        end_cursor = encode_cursor(rows[-1].key)
+
     async def total() -> int:
         return await store.count_patients(ctx.runtime.sessions, queried, prefix)
 
@@ -338,7 +345,7 @@ async def _indexed_patients(
         edges=[
             PatientEdge(node=Patient(m=m, loader=loader), cursor=encode_cursor(m.key)) for m in rows
         ],
-        page_info=_page_info(rows, has_next),  # type: ignore[arg-type]
+        page_info=PageInfo(has_next_page=has_next, end_cursor=end_cursor),
         total=total,
         source_results=source_results(ctx, outcomes, Consistency.INDEXED),
     )
@@ -353,7 +360,9 @@ async def _indexed_studies(
         if len(parts) != 3:
             raise bad_input("invalid cursor")
         key = (parts[0], parts[1], parts[2])
-    rows, keys, has_next, outcomes = await indexed.study_rows(ctx, queried, skipped, first, key)
+    rows, keys, has_next, end, outcomes = await indexed.study_rows(
+        ctx, queried, skipped, first, key
+    )
 
     async def total() -> int:
         return await store.count_studies(ctx.runtime.sessions, queried)
@@ -365,7 +374,7 @@ async def _indexed_studies(
         ],
         page_info=PageInfo(
             has_next_page=has_next,
-            end_cursor=encode_cursor("|".join(keys[-1]), "d") if keys else None,
+            end_cursor=encode_cursor("|".join(end), "d") if end is not None else None,
         ),
         total=total,
         source_results=source_results(ctx, outcomes, Consistency.INDEXED),

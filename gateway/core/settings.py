@@ -135,6 +135,9 @@ class Settings:
     mapping_key_env: str = "GATEWAY_MAPPING_KEY"
     deid_key: str | None = field(default=None, repr=False)
     mapping_key: str | None = field(default=None, repr=False)
+    cursor_key_env: str = "GATEWAY_CURSOR_KEY"
+    # the key that seals page cursors; set it alike on every gateway behind one balancer
+    cursor_key: str | None = field(default=None, repr=False)
     rtstruct_auto: bool = False
     rtstruct_poll_s: float = 60.0
     index_interval_s: float = 30.0  # key index refresh from each archive's changes, 0 = off
@@ -162,6 +165,7 @@ _GATEWAY_KEYS: dict[str, tuple[type, ...]] = {
     "sync_interval_s": (int, float),
     "results_dir": (str,),
     "deid_key_env": (str,),
+    "cursor_key_env": (str,),
     "mapping_key_env": (str,),
     "rtstruct_auto": (bool,),
     "rtstruct_poll_s": (int, float),
@@ -370,7 +374,9 @@ def parse_settings(
                 raise ConfigError(f"'sync[{i}].{key}' names unknown source {raw[key]!r}")
         pairs.append(SyncPair(source=raw["from"], destination=raw["to"]))
     values: dict[str, Any] = {
-        key: gw[key] for key in ("deid_key_env", "mapping_key_env", "rtstruct_auto") if key in gw
+        key: gw[key]
+        for key in ("deid_key_env", "mapping_key_env", "cursor_key_env", "rtstruct_auto")
+        if key in gw
     }
     floats = ("sync_interval_s", "rtstruct_poll_s", "index_interval_s", "index_freshness_s")
     values |= {key: float(gw[key]) for key in (*floats, "index_reconcile_s") if key in gw}
@@ -395,6 +401,7 @@ def parse_settings(
         settings,
         deid_key=env.get(settings.deid_key_env) or None,
         mapping_key=env.get(settings.mapping_key_env) or None,
+        cursor_key=env.get(settings.cursor_key_env) or None,
     )
 
 

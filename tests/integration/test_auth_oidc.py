@@ -358,9 +358,10 @@ def _ask(client: TestClient, query: str, token: str | None) -> dict[str, Any]:
 
 def test_app_answers_an_oidc_radiologist(client: TestClient, issuer: Issuer) -> None:
     token = issuer.token()
-    me = _ask(client, "{ me { username } }", token)
+    me = _ask(client, "{ me { username roles } }", token)
     assert "errors" not in me, me
-    assert me["data"]["me"] is None  # an OIDC user has no local row
+    # an OIDC user has no local row: described from the token
+    assert me["data"]["me"] == {"username": "dr.oidc", "roles": ["RADIOLOGIST"]}
     sources = _ask(client, "{ sources { id } }", token)
     assert "errors" not in sources, sources
     assert {s["id"] for s in sources["data"]["sources"]} >= {"orthanc"}

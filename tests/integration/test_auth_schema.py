@@ -24,7 +24,15 @@ from resolvers.schema import schema
 from tests.auth_support import AuthEnv, auth_env, leaked
 
 WALKED = ("Patient", "Study", "Series", "StudyComparison", "PatientComparison")
-IDENTITY_NAMES = {"patientId", "issuerOfPatientId", "name", "birthDate", "sex", "patientName"}
+IDENTITY_NAMES = {
+    "patientId",
+    "issuerOfPatientId",
+    "name",
+    "birthDate",
+    "sex",
+    "patientName",
+    "accessionNumber",
+}
 LEAF_OBJECTS = {"Source": "id"}  # health would ping every archive on every row
 VARYING = {"latencyMs", "checkedAt"}
 DEPTH = 3  # object levels selected under a walked field
@@ -148,11 +156,6 @@ def _decoded(text: str) -> str:
     return " ".join(out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resolvers/queries.py pages patients by a cursor that is base64 of the PatientID "
-    "(encode_cursor(m.key)): decodable by anyone; outside this change's files",
-)
 def test_page_cursors_do_not_carry_identity(env: AuthEnv) -> None:
     query = "{ patients(first: 2) { edges { cursor } pageInfo { endCursor } } }"
     response = env.as_("researcher").post(query)
@@ -160,11 +163,6 @@ def test_page_cursors_do_not_carry_identity(env: AuthEnv) -> None:
     assert leaked(_decoded(response.text), env.truth) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 counts accession numbers of clinical studies as identity for researchers; "
-    "Study.accessionNumber (resolvers/federated.py) does not go through privacy.identity()",
-)
 def test_accession_numbers_are_forbidden_to_researchers(env: AuthEnv) -> None:
     response = env.as_("researcher").post(ROOTS["Study"] % "accessionNumber")
     assert not any(s.accession_number in response.text for s in env.truth.studies)
