@@ -154,6 +154,24 @@ def test_quarantine_and_clean_pixel_data(seeded: list[Dataset]) -> None:
     assert cleaned.BurnedInAnnotation == "NO"
 
 
+def test_no_pixel_data_nothing_burned_in(seeded: list[Dataset]) -> None:
+    """A Secondary Capture (or US) instance without pixel data has nothing to burn text
+    into: exported, not quarantined; with pixel data it still is."""
+    ds = copy.deepcopy(next(d for d in seeded if d.Modality == "CT"))
+    sc = copy.deepcopy(ds)
+    sc.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    del sc.PixelData
+    outcome = deidentify(sc, DeidConfig(KEY, "proj"))
+    assert outcome.report.quarantined is None and outcome.dataset is not None
+    us = us_with(sc)
+    assert deidentify(us, DeidConfig(KEY, "proj")).report.quarantined is None
+    sc.PixelData = ds.PixelData
+    assert deidentify(sc, DeidConfig(KEY, "proj")).report.quarantined == "secondary capture"
+    sc.BurnedInAnnotation = "YES"  # said so explicitly: quarantined, pixels or not
+    del sc.PixelData
+    assert deidentify(sc, DeidConfig(KEY, "proj")).report.quarantined == "BurnedInAnnotation=YES"
+
+
 def us_with(ds: Dataset) -> Dataset:
     out = copy.deepcopy(ds)
     out.Modality = "US"

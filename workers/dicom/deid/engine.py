@@ -16,7 +16,11 @@ the table actions (`walk.py`), every output gets (PS3.15 E.1.1, PS3.3 C.7.1.1):
   UID, the same SOP class and transfer syntax, no source AE titles.
 
 Instances that may hold burned-in text are quarantined (`pixels.py`): no dataset
-comes back, the report says why.
+comes back, the report says why. With the Clean Pixel Data option they are cleaned
+instead where the pixel data can be; pixel data decoded from another transfer
+syntax to be cleaned is written as Explicit VR Little Endian, and the change is
+recorded as one more value of De-identification Method ("Clean Pixel Data: decoded
+from <transfer syntax UID>") and in the report's actions ("pixels_decoded").
 
 The table's compound actions are resolved for the instance's IOD at the top level
 (`iod.py`): a Type 3 attribute under X/Z is removed, a Type 2 one kept zero-length.
@@ -140,8 +144,10 @@ def _uid_memo(key: str, project: str) -> dict[str, str]:
 def _deidentify_in_place(ds: Dataset, config: DeidConfig) -> DeidOutcome:
     identity = identity_of(ds)
     reason = pixels.quarantine_reason(ds)
+    cleaned = None
     if reason is not None and "CleanPixelData" in config.options:
-        reason = pixels.clean_bands(ds, config.clean_pixel_band)
+        cleaned = pixels.clean_bands(ds, config.clean_pixel_band)
+        reason = cleaned.reason
     if reason is not None:
         report = DeidReport({}, quarantined=reason)
         for attr, keyword in (("series_uid", "SeriesInstanceUID"), ("sop_uid", "SOPInstanceUID")):
@@ -184,8 +190,13 @@ def _deidentify_in_place(ds: Dataset, config: DeidConfig) -> DeidOutcome:
     iod.settle(ds)
     ds.PatientID = pseudo
     ds.PatientName = pseudo
-    _record_method(ds, config.options)
+    decoded_from = cleaned.decoded_from if cleaned is not None else ""
+    _record_method(ds, config.options, decoded_from)
     _new_file_meta(ds)
+    if cleaned is not None:
+        walker.counts["pixels_cleaned"] += 1
+        if decoded_from:
+            walker.counts["pixels_decoded"] += 1
     report = DeidReport(
         actions=dict(Counter(walker.counts)),
         patient_pseudonym=pseudo,
@@ -196,10 +207,13 @@ def _deidentify_in_place(ds: Dataset, config: DeidConfig) -> DeidOutcome:
     return DeidOutcome(ds, report, identity)
 
 
-def _record_method(ds: Dataset, options: frozenset[str]) -> None:
+def _record_method(ds: Dataset, options: frozenset[str], decoded_from: str = "") -> None:
     codes = method_codes(options)
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = [f"{EDITION} Annex E"] + [m for _, m in codes]
+    methods = [f"{EDITION} Annex E"] + [m for _, m in codes]
+    if decoded_from:  # the transfer syntax changed (LO: at most 64 characters)
+        methods.append(f"Clean Pixel Data: decoded from {decoded_from}"[:64])
+    ds.DeidentificationMethod = methods
     items = []
     for value, meaning in codes:
         item = Dataset()
