@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from gateway.core.timing import as_utc
+from gateway.core.uids import is_uid
 from gateway.db.models import utcnow
 from gateway.index import store
 from gateway.index.feed import detect, start_cursor
@@ -49,6 +50,7 @@ async def build(
             await progress(0.1 + 0.85 * (done / max(len(records), 1)), "writing")
         await asyncio.sleep(PAUSE_S)
     removed = await store.remove_unseen(sessions, source.id, started)
+    await store.analyze(sessions)  # the page queries' plans depend on the table's size
     now = utcnow()
     await store.save_state(
         sessions,
@@ -82,7 +84,8 @@ async def refresh(
     await store.upsert(sessions, source.id, changes.studies)
     gone: set[str] = set()
     if changes.named is not None:
-        gone = set(changes.named) - {r.study_uid for r in changes.studies}
+        # a named UID that breaks the UID rules cannot be asked for: not found is no proof
+        gone = {u for u in changes.named if is_uid(u)} - {r.study_uid for r in changes.studies}
     removed = await store.remove(sessions, source.id, gone)
     await store.save_state(sessions, source.id, cursor=changes.cursor, refreshed_at=utcnow())
     return Refreshed(source.id, len(changes.studies), removed, False)

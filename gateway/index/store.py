@@ -6,9 +6,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, tuple_
+from sqlalchemy import delete, func, insert, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.db.models import IndexedStudy, IndexState, utcnow
@@ -17,9 +19,28 @@ from gateway.sources.base import StudyRecord
 BATCH = 500  # rows written per statement
 
 
+def _fold_char(c: str) -> str:
+    if c in "\u0130\u0131":  # dotted capital and dotless small i: both match i and I
+        return "I"
+    lower = c.lower()
+    if len(lower) != 1:
+        return c
+    upper = lower.upper()
+    return upper if len(upper) == 1 else lower  # "ß" stays "ß" ("SS" would match "Strasser")
+
+
+def _fold(text: str) -> str:
+    """Case folded character by character, as the live matching's case-insensitive regex
+    compares (`gateway.sources.matching.match_person_name`): a prefix of the folded name is
+    exactly what a `PREFIX*` pattern matches live."""
+    if text.isascii():
+        return text.upper()
+    return "".join(_fold_char(c) for c in text)
+
+
 def fold_name(name: str | None) -> str:
     """A person name as the index compares it: upper case, components separated by `^`."""
-    return (name or "").strip().upper()
+    return _fold((name or "").strip())
 
 
 def name_prefix(pattern: str | None) -> str | None:
@@ -29,7 +50,7 @@ def name_prefix(pattern: str | None) -> str | None:
     prefix = pattern[:-1]
     if not prefix or any(c in prefix for c in "*?\\%_"):
         return None
-    return fold_name(prefix)
+    return _fold(prefix)  # not stripped: "M *" matches "M ^X" live, never "MARTIN"
 
 
 def _row(source: str, r: StudyRecord, at: datetime) -> dict[str, object]:
@@ -56,19 +77,50 @@ def _row(source: str, r: StudyRecord, at: datetime) -> dict[str, object]:
 async def upsert(
     sessions: async_sessionmaker, source: str, records: Sequence[StudyRecord]
 ) -> datetime:
-    """Write `records` of `source` (replacing what the index held for those studies)."""
+    """Write `records` of `source` (replacing what the index held for those studies; the
+    last record of a UID wins).
+
+    One INSERT ... ON CONFLICT DO UPDATE per batch, rows in UID order: a build and a refresh
+    writing the same studies at once both succeed (a delete-then-insert of one would fail
+    on the other's row) and cannot deadlock each other.
+    """
     at = utcnow()
+    unique = sorted({r.study_uid: r for r in records}.values(), key=lambda r: r.study_uid)
     async with sessions() as session, session.begin():
-        for start in range(0, len(records), BATCH):
-            chunk = list({r.study_uid: r for r in records[start : start + BATCH]}.values())
+        dialect = (await session.connection()).dialect.name
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
+            values = [_row(source, r, at) for r in chunk]
+            if (stmt := _upsert_statement(dialect, values[0])) is not None:
+                await session.execute(stmt, values)
+                continue
             await session.execute(
                 delete(IndexedStudy).where(
                     IndexedStudy.source == source,
                     IndexedStudy.study_uid.in_([r.study_uid for r in chunk]),
                 )
             )
-            await session.execute(insert(IndexedStudy), [_row(source, r, at) for r in chunk])
+            await session.execute(insert(IndexedStudy), values)
     return at
+
+
+_KEY = ("source", "study_uid")
+
+
+def _upsert_statement(dialect: str, row: dict[str, object]) -> Executable | None:
+    """INSERT ... ON CONFLICT (source, study_uid) DO UPDATE, where the dialect has it."""
+    columns = [c for c in row if c not in _KEY]
+    if dialect == "postgresql":
+        pg = postgresql.insert(IndexedStudy)
+        return pg.on_conflict_do_update(
+            index_elements=list(_KEY), set_={c: pg.excluded[c] for c in columns}
+        )
+    if dialect == "sqlite":
+        lite = sqlite.insert(IndexedStudy)
+        return lite.on_conflict_do_update(
+            index_elements=list(_KEY), set_={c: lite.excluded[c] for c in columns}
+        )
+    return None
 
 
 async def remove(sessions: async_sessionmaker, source: str, study_uids: Iterable[str]) -> int:
@@ -92,6 +144,16 @@ async def remove_unseen(sessions: async_sessionmaker, source: str, since: dateti
             delete(IndexedStudy).where(IndexedStudy.source == source, IndexedStudy.seen_at < since)
         )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def analyze(sessions: async_sessionmaker) -> None:
+    """Refresh the query planner's statistics of the index (after a full listing wrote it).
+
+    Without them PostgreSQL plans every page query for an empty table (a scan of every
+    row of the listed archives) until autovacuum analyzes it, if it is on at all.
+    """
+    async with sessions() as session, session.begin():
+        await session.execute(text("ANALYZE index_studies"))
 
 
 async def state(sessions: async_sessionmaker, source: str) -> IndexState | None:
@@ -170,10 +232,15 @@ async def patient_page(
 
 
 async def studies_of_patients(
-    sessions: async_sessionmaker, sources: Sequence[str], patient_ids: Sequence[str]
+    sessions: async_sessionmaker,
+    sources: Sequence[str],
+    patient_ids: Sequence[str],
+    name: str | None = None,
 ) -> dict[str, list[str]]:
-    """Study UIDs per archive of these patients."""
-    return await _uids_by_source(sessions, sources, IndexedStudy.patient_id, patient_ids)
+    """Study UIDs per archive of these patients; with `name` (a folded prefix), only where
+    the archive's name for the patient starts with it, as a live name search answers."""
+    more = [IndexedStudy.name_key.like(name + "%")] if name is not None else []
+    return await _uids_by_source(sessions, sources, IndexedStudy.patient_id, patient_ids, more)
 
 
 async def _uids_by_source(
@@ -181,15 +248,16 @@ async def _uids_by_source(
     sources: Sequence[str],
     column: InstrumentedAttribute[str],
     values: Sequence[str],
+    more: Sequence[ColumnElement[bool]] = (),
 ) -> dict[str, list[str]]:
-    """Study UIDs per archive of the rows whose `column` is one of `values`."""
+    """Study UIDs per archive of the rows whose `column` is one of `values` (and `more`)."""
     out: dict[str, list[str]] = {s: [] for s in sources}
     if not values:
         return out
     async with sessions() as session:
         rows = await session.execute(
             select(IndexedStudy.source, IndexedStudy.study_uid).where(
-                IndexedStudy.source.in_(list(sources)), column.in_(list(values))
+                IndexedStudy.source.in_(list(sources)), column.in_(list(values)), *more
             )
         )
         for source, uid in rows:
@@ -261,6 +329,43 @@ async def holders(
 ) -> dict[str, list[str]]:
     """Which of `sources` the index says hold each of `study_uids` (source -> UIDs)."""
     return await _uids_by_source(sessions, sources, IndexedStudy.study_uid, study_uids)
+
+
+async def records(
+    sessions: async_sessionmaker, sources: Sequence[str], study_uids: Sequence[str]
+) -> dict[str, list[StudyRecord]]:
+    """The index's records of `study_uids` per archive of `sources` (as last listed)."""
+    out: dict[str, list[StudyRecord]] = {s: [] for s in sources}
+    if not study_uids or not sources:
+        return out
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(IndexedStudy).where(
+                IndexedStudy.source.in_(list(sources)),
+                IndexedStudy.study_uid.in_(list(study_uids)),
+            )
+        )
+        for row in rows:
+            out[row.source].append(_record(row))
+    return out
+
+
+def _record(row: IndexedStudy) -> StudyRecord:
+    return StudyRecord(
+        study_uid=row.study_uid,
+        patient_id=row.patient_id or None,
+        patient_name=row.patient_name,
+        issuer=row.issuer or None,
+        birth_date=row.birth_date,
+        sex=row.sex,
+        study_date=row.study_date or None,
+        study_time=row.study_time or None,
+        description=row.description,
+        accession_number=row.accession_number,
+        modalities=tuple(row.modalities.split("\\")) if row.modalities else (),
+        series_count=row.series_count,
+        instance_count=row.instance_count,
+    )
 
 
 async def count_patients(
