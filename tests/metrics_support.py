@@ -4,21 +4,26 @@ a workload of queries and a sync, scraping, and the values that must never appea
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.devstack.seed import GroundTruth, build_demo
 from gateway.devstack.seed.archives import seed_archives
-from gateway.devstack.stack import free_port
+from gateway.devstack.stack import die_with_parent, free_port
 from tests.auth_support import identity_values
 from tests.conftest import JobEnv
 from tests.jobs_support import JOB_FIELDS, GatewayProcess, WorkerProcess, gql, gql_data, wait_job
 
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 SYNC = f"mutation Sync($input: SyncInput!) {{ syncStudies(input: $input) {{ {JOB_FIELDS} }} }}"
 PATIENTS = """query MetricsPatients($first: Int!) {
   patients(first: $first) {
@@ -144,3 +149,105 @@ def patient_values(truth: GroundTruth) -> tuple[list[str], list[str]]:
             everywhere |= set(series.instance_uids)
     labels_only = {p.birth_date for p in truth.patients} | {v for v in everywhere}
     return sorted(v for v in everywhere if v), sorted(v for v in labels_only if v)
+
+
+class PrometheusProcess:
+    """Debian's `prometheus` on a free loopback port with a temporary data directory,
+    scraping the given targets every second and evaluating the project's alert rules."""
+
+    def __init__(self, workdir: Path, targets: dict[str, list[str]]) -> None:
+        self.port = free_port()
+        self.dir = workdir / f"prometheus-{self.port}"
+        (self.dir / "data").mkdir(parents=True)
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(DEPLOY / "prometheus" / "alerts.yml")],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": hosts}]}
+                for job, hosts in targets.items()
+            ],
+        }
+        self.config = self.dir / "prometheus.yml"
+        self.config.write_text(yaml.safe_dump(config))
+        self.log = self.dir / "prometheus.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The HTTP API's root."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> PrometheusProcess:
+        """Start and wait until ready."""
+        argv = [
+            "prometheus",
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("prometheus not ready:\n" + self.log.read_text())
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def api(self, path: str, **params: str) -> Any:
+        """`data` of a successful API answer (fails on an error answer, naming it)."""
+        response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        body = response.json()
+        assert body.get("status") == "success", (params, body)
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's result vector (a scalar as one value)."""
+        data = self.api("query", query=expr)
+        result = data["result"]
+        return result if data["resultType"] == "vector" else [{"value": result}]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    """Every rule of deploy/prometheus/alerts.yml."""
+    doc = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+# Grafana's variables, as a query sees them for "all archives" over the last hour.
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "1h",
+    "$source": ".*",
+}
+
+
+def dashboard_queries() -> list[tuple[str, str, str]]:
+    """(dashboard file, panel title, PromQL with Grafana's variables filled in)."""
+    out = []
+    for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"]
+                for name, value in GRAFANA_VARIABLES.items():
+                    expr = expr.replace(name, value)
+                out.append((path.name, panel["title"], expr))
+    return out

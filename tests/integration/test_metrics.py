@@ -1,10 +1,17 @@
 """/metrics of a real gateway and worker process after the demo's queries and a sync: the
 expected series with sane values, no patient value anywhere, a bounded number of series,
-no token needed, and refused (403) outside `[metrics] allow`."""
+no token needed, and refused (403) outside `[metrics] allow`.
+
+Debian's Prometheus scrapes both processes while the workload runs: the alert rules pass
+`promtool check rules` and their unit tests (`promtool test rules`), every alert expression
+and every dashboard panel query evaluates without error against it, panels that should
+have data do, and ArchiveDown's expression names an archive once it is stopped."""
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +24,11 @@ from gateway.core.settings import AuthConfig, MetricsConfig
 from gateway.server.app import create_app
 from tests.conftest import JobEnv
 from tests.metrics_support import (
+    DEPLOY,
     Observed,
+    PrometheusProcess,
+    alert_rules,
+    dashboard_queries,
     observed,
     patient_values,
     sample,
@@ -31,6 +42,15 @@ pytestmark = pytest.mark.integration
 P = "pacs_gateway"
 MAX_SERIES = 600  # per process; this workload makes about 280 (gateway) and 130 (worker)
 MAX_LABEL_VALUES = 60  # distinct values of any one label in one process
+# Panels with no series after this workload, and why: nothing in it makes them.
+MAY_BE_EMPTY = {
+    "Since the last successful periodic sync": "periodic sync is off in the test config",
+    "De-identification quarantines per hour": "no de-identification job runs here",
+    "Failed jobs per hour by kind": "no job fails here",
+    "Job failure ratio by kind (1 h)": "no job fails here",
+    "Errors per second by class": "the archives may answer every call",
+    "Archive errors per second by class": "the archives may answer every call",
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +59,26 @@ def world(job_env: JobEnv) -> Iterator[Observed]:
 
 
 @pytest.fixture(scope="module")
-def scraped(world: Observed) -> tuple[dict[str, Any], str, str]:
-    """(the sync job, the gateway's scrape, the worker's scrape) after the workload."""
+def prometheus(world: Observed) -> Iterator[PrometheusProcess]:
+    """Prometheus scraping the module's gateway and worker every second."""
+    prom = PrometheusProcess(
+        world.env.workdir,
+        {
+            "pacs-gateway": [f"127.0.0.1:{world.gateway.port}"],
+            "pacs-gateway-worker": [f"127.0.0.1:{world.worker_port}"],
+        },
+    ).start()
+    try:
+        wait_for(lambda: len([t for t in prom.query("up") if t["value"][1] == "1"]) == 2, 15)
+        yield prom
+    finally:
+        prom.stop()
+
+
+@pytest.fixture(scope="module")
+def scraped(world: Observed, prometheus: PrometheusProcess) -> tuple[dict[str, Any], str, str]:
+    """(the sync job, the gateway's scrape, the worker's scrape) after the workload, which
+    runs while Prometheus scrapes."""
     job = workload(world)
     gateway_url = f"{world.base}/metrics"
     # a scrape starts the archives' health check; the next one carries its outcome
@@ -140,3 +178,69 @@ def test_no_token_needed_and_refused_outside_allow_list(world: Observed) -> None
         assert P not in response.text
     with TestClient(create_app(required), base_url="http://localhost") as client:
         assert client.get("/metrics").status_code == 403  # "testclient" is no address
+
+
+def test_promtool_checks_the_rules_and_their_tests() -> None:
+    rules, config = DEPLOY / "prometheus" / "alerts.yml", DEPLOY / "prometheus" / "prometheus.yml"
+    for argv in (
+        ["promtool", "check", "rules", str(rules)],
+        ["promtool", "check", "config", str(config)],
+        ["promtool", "test", "rules", str(DEPLOY / "prometheus" / "alerts.test.yml")],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alerts_and_panels_evaluate_against_prometheus(
+    prometheus: PrometheusProcess, scraped: tuple[dict[str, Any], str, str]
+) -> None:
+    time.sleep(2)  # a couple more scrapes after the workload: rates have two points
+    rules = alert_rules()
+    assert {r["alert"] for r in rules} >= {
+        "ArchiveDown",
+        "ArchiveSlow",
+        "GraphQLErrorRatioHigh",
+        "JobFailureRatioHigh",
+        "PeriodicSyncStale",
+        "JobQueueGrowing",
+        "DeidQuarantine",
+    }
+    for rule in rules:
+        prometheus.query(rule["expr"])  # evaluates without error
+    loaded = [r for g in prometheus.api("rules")["groups"] for r in g["rules"]]
+    assert len(loaded) == len(rules)
+    assert all(r["health"] != "err" for r in loaded), [r.get("lastError") for r in loaded]
+    queries = dashboard_queries()
+    assert {d for d, _, _ in queries} == {
+        "overview.json",
+        "archive-performance.json",
+        "service-health.json",
+        "errors.json",
+        "sync.json",
+    }
+    assert set(MAY_BE_EMPTY) <= {title for _, title, _ in queries}
+    empty = [(d, title) for d, title, expr in queries if not prometheus.query(expr)]
+    assert [(d, t) for d, t in empty if t not in MAY_BE_EMPTY] == []
+
+
+def test_archive_down_when_an_archive_is_stopped(
+    world: Observed, prometheus: PrometheusProcess, scraped: tuple[dict[str, Any], str, str]
+) -> None:
+    """Last in the module: it stops the DIMSE archive."""
+    expr = next(r["expr"] for r in alert_rules() if r["alert"] == "ArchiveDown")
+    assert prometheus.query(expr) == []
+    world.env.stack.stop_service("legacy")
+
+    def down() -> bool:
+        return [r["metric"].get("source") for r in prometheus.query(expr)] == ["legacy"]
+
+    wait_for(down, 30)
+
+    def archive_down() -> list[dict[str, Any]]:
+        alerts = prometheus.api("alerts")["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == "ArchiveDown"]
+
+    wait_for(lambda: archive_down() != [], 10)
+    [alert] = archive_down()
+    assert alert["labels"]["source"] == "legacy"
+    assert alert["state"] == "pending"  # firing once down for 2 minutes (alerts.test.yml)
