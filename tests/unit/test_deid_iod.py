@@ -24,7 +24,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
 from workers.dicom.deid import DeidConfig, deidentify, deidentify_bytes, iod
-from workers.dicom.deid.validate import dciodvfy_errors, process_instance
+from workers.dicom.deid.validate import InvalidOutput, dciodvfy_errors, process_instance
 
 KEY = "unit-test-key-0123456789abcdef"
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -295,6 +295,37 @@ def test_options_still_win() -> None:
     assert dated.SeriesDate == "20240102" and dated.AcquisitionDate == "20240102"
 
 
+# -- a failed instance is named ---------------------------------------------------------
+
+
+@needs_dciodvfy
+def test_invalid_output_names_instance_and_attribute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without its type (an attribute the table did not know), X/Z on Referenced Study
+    Sequence empties it, dciodvfy refuses: the error names the new SOP Instance UID and
+    the keyword, and quotes no value."""
+    monkeypatch.delitem(iod.TYPES, 0x00081110)
+    iod.actions_for.cache_clear()
+    try:
+        ds = ct_image()
+        with pytest.raises(InvalidOutput) as caught:
+            process_instance(part10(ds), DeidConfig(KEY, "proj"))
+    finally:
+        monkeypatch.undo()
+        iod.actions_for.cache_clear()
+    err = caught.value
+    assert err.sop_uid.startswith("2.25.") and err.sop_uid != ds.SOPInstanceUID
+    assert err.attributes == ("ReferencedStudySequence",)
+    assert err.kind == "new dciodvfy error"
+    text = f"{err} {err.attributes} {err.kind}"
+    for value in ("Doe", "PID-4711", "St Elsewhere", "1.2.826.0.1.3680043.99"):
+        assert value not in text
+    assert isinstance(err, ValueError)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(err))  # it crosses the process pool
+    assert (again.sop_uid, again.attributes) == (err.sop_uid, err.attributes)
+
+
 # -- the table against dciodvfy ----------------------------------------------------------
 
 _MISSING = re.compile(r"Missing attribute Type (\w+) \w+ Element=<(\w+)>")
@@ -363,3 +394,84 @@ def test_types_agree_with_dciodvfy(name: str) -> None:
         elif ours in ("1", "2") and not (tag == 0x0008002A and enhanced):
             # Acquisition DateTime is 1C in Enhanced CT/MR (Image Type ORIGINAL or MIXED)
             pytest.fail(f"{keyword}: Type {ours} here, not required by dciodvfy in {name}")
+
+
+class _Destination:
+    """A destination that keeps what it is given (the job's `store` call)."""
+
+    id = "research"
+
+    def __init__(self) -> None:
+        self.stored: list[bytes] = []
+
+    async def store(self, files: list[bytes]) -> object:
+        from gateway.sources.base import StoreResult
+
+        self.stored += files
+        return StoreResult(stored=tuple(str(n) for n in range(len(files))))
+
+
+class _Runtime:
+    def __init__(self, pool: object) -> None:
+        self.pool = pool
+
+    def cpu_pool(self) -> object:
+        return self.pool
+
+
+@needs_dciodvfy
+async def test_job_reports_the_failed_instance_and_exports_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One instance of three fails dciodvfy (its Referenced Study Sequence emptied, the
+    type rule taken away): the job stores the other two and names the failed one by its
+    new SOP Instance UID and the attribute keyword (before: the whole study failed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workers.jobs import anonymize
+    from workers.jobs.base import RecordingHandle
+
+    files, bad_uid = [], ""
+    for n in range(3):
+        ds = ct_image()
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.99.1.3{n}"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        if n != 1:
+            del ds.ReferencedStudySequence
+        else:
+            bad_uid = ds.SOPInstanceUID
+        files.append(part10(ds))
+
+    async def retrieve() -> object:
+        for data in files:
+            yield data
+
+    monkeypatch.delitem(iod.TYPES, 0x00081110)
+    iod.actions_for.cache_clear()
+    dest = _Destination()
+    config = DeidConfig(KEY, "proj")
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            run_ = anonymize._Run(
+                RecordingHandle("t"),
+                _Runtime(pool),
+                config,
+                dest,
+                3,
+            )
+            await run_.consume(retrieve())
+            await run_.flush()
+    finally:
+        monkeypatch.undo()
+        iod.actions_for.cache_clear()
+    from workers.dicom.deid import new_uid
+
+    assert run_.instances == 2 and len(dest.stored) == 2
+    assert run_.failed == [
+        {
+            "anonymizedSopInstanceUid": new_uid(KEY, "proj", bad_uid),
+            "attributes": ["ReferencedStudySequence"],
+            "reason": "new dciodvfy error",
+        }
+    ]
+    assert run_.quarantined == []

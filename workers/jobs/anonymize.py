@@ -2,8 +2,11 @@
 
 Phases: "fetch" (stream the study, one instance at a time), "anonymize" (in the
 process pool, each output re-read, and checked with `dciodvfy` when dicom3tools
-is installed), "store" (in batches; an XNAT-like destination gets its import
-service with project, subject = pseudonym and session label), "verify" (the
+is installed; an instance that does not validate is not stored and is reported in
+the result's `failed`, by its new SOP Instance UID and the attribute keywords at
+fault, never a value, while the rest of the study goes on), "store" (in batches;
+an XNAT-like destination gets its import service with project, subject =
+pseudonym and session label), "verify" (the
 destination lists the new study), then the optional encrypted mapping and an
 audit event. New UIDs and pseudonyms are keyed hashes, so a re-run stores the
 same instances again: idempotent.
@@ -48,7 +51,7 @@ from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
 from gateway.sources.base import InstanceQuery, PacsSource
 from workers.dicom.deid import EDITION, DeidConfig, DeidReport
-from workers.dicom.deid.validate import process_instance
+from workers.dicom.deid.validate import InvalidOutput, process_instance
 from workers.jobs.base import JobHandle
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,7 @@ async def run(job: JobHandle, runtime: Runtime, spec: AnonymizeSpec) -> dict[str
             "project": project,
             "instances": run_.instances,
             "quarantined": run_.quarantined,
+            "failed": run_.failed,
             "durationSeconds": round(time.monotonic() - started, 3),
             "options": sorted(options),
             "profile": f"{EDITION} Annex E Basic Application Level Confidentiality Profile",
@@ -114,6 +118,11 @@ async def run(job: JobHandle, runtime: Runtime, spec: AnonymizeSpec) -> dict[str
             raise JobError("the source does not hold this study") from None
         await run_.flush()
         if run_.instances == 0:
+            if run_.failed:
+                raise JobError(
+                    f"no instance of the study validated ({len(run_.failed)} failed validation, "
+                    f"{len(run_.quarantined)} quarantined)"
+                )
             if not run_.quarantined:
                 raise JobError("the source returned no instance of this study")
             raise JobError("every instance of the study was quarantined (possible burned-in text)")
@@ -181,6 +190,7 @@ class _Run:
         self.batch: list[bytes] = []
         self.instances = 0
         self.quarantined: list[dict[str, str]] = []
+        self.failed: list[dict[str, Any]] = []
         self.actions: Counter[str] = Counter()
         self.identity: dict[str, str] = {}
         self.pseudonym = ""
@@ -204,23 +214,38 @@ class _Run:
         await self._store()
 
     async def _collect(self, future: asyncio.Future[Any]) -> None:
+        failed: InvalidOutput | None = None
         try:
             out, report, identity = await future
-        except ValueError as exc:  # the output did not re-read or validate
+        except InvalidOutput as exc:  # this instance did not validate: reported, not stored
+            failed = exc
+        except ValueError as exc:  # the output did not re-read
             raise JobError(f"validation failed: {exc}") from None
         self.done += 1
-        if not self.identity:
-            self.identity = identity
-        if out is None:
-            item = {"anonymizedSopInstanceUid": report.sop_uid, "reason": report.quarantined or ""}
-            self.quarantined.append(item)
-            metrics.deid_quarantined(self.dest.id)
+        if failed is not None:
+            self.failed.append(
+                {
+                    "anonymizedSopInstanceUid": failed.sop_uid,
+                    "attributes": list(failed.attributes),
+                    "reason": failed.kind,
+                }
+            )
         else:
-            self.instances += 1
-            self.actions.update(report.actions)
-            self.pseudonym = self.pseudonym or report.patient_pseudonym
-            self.new_study_uid = self.new_study_uid or report.study_uid
-            self.batch.append(out)
+            if not self.identity:
+                self.identity = identity
+            if out is None:
+                item = {
+                    "anonymizedSopInstanceUid": report.sop_uid,
+                    "reason": report.quarantined or "",
+                }
+                self.quarantined.append(item)
+                metrics.deid_quarantined(self.dest.id)
+            else:
+                self.instances += 1
+                self.actions.update(report.actions)
+                self.pseudonym = self.pseudonym or report.patient_pseudonym
+                self.new_study_uid = self.new_study_uid or report.study_uid
+                self.batch.append(out)
         fraction = 0.9 * self.done / max(self.total, self.done)
         await self.job.progress(fraction, "anonymize", f"{self.done} of {self.total} instances")
         if len(self.batch) >= BATCH:
@@ -281,6 +306,7 @@ async def _audit(
         "options": result["options"],
         "instances": result["instances"],
         "quarantined": len(result["quarantined"]),
+        "failed": len(result.get("failed", [])),
         "actions": result["actions"],
         "mappingKept": result["mappingKept"],
     }

@@ -5,8 +5,9 @@ the output with pydicom (pixel data included), check the attributes every
 composite instance needs (PS3.3 C.12.1 SOP Common, C.7.1.1 Patient, C.7.2.1
 General Study, C.7.3.1 General Series), and, when Debian's dicom3tools is
 installed, run `dciodvfy` on the original and on the output and refuse errors the
-original did not have. Failure raises `ValueError` with a message that holds no
-attribute values.
+original did not have. Failure raises `InvalidOutput` (a `ValueError`) naming the
+instance by its new SOP Instance UID and the attributes at fault by keyword; its
+message holds no attribute values.
 """
 
 from __future__ import annotations
@@ -30,9 +31,32 @@ REQUIRED = (
     "PatientID",
     "Modality",
 )
+# the attribute a dciodvfy line is about: "Element=<Keyword>"
+_ELEMENT = re.compile(r"Element=<(\w+)>")
 # a value as dciodvfy quotes it (" = <value>", quoted text); the names in
 # "Element=<Name> Module=<Name>" stay, so different missing attributes stay different
 _VALUE = re.compile(r"\s+=\s+<[^>]*>|\s+=\s+[^<].*$|\"[^\"]*\"")
+
+
+class InvalidOutput(ValueError):
+    """A de-identified instance that did not validate: which one (its new SOP Instance
+    UID, an opaque reference) and which attributes (keywords); never a value."""
+
+    def __init__(self, reason: str, sop_uid: str = "", attributes: tuple[str, ...] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sop_uid = sop_uid
+        self.attributes = attributes
+
+    @property
+    def kind(self) -> str:
+        """What failed, in words that quote nothing of the instance."""
+        if self.reason.startswith("dciodvfy"):
+            return "new dciodvfy error"
+        return "output check failed"
+
+    def __reduce__(self) -> tuple[type[InvalidOutput], tuple[str, str, tuple[str, ...]]]:
+        return InvalidOutput, (self.reason, self.sop_uid, self.attributes)  # across the pool
 
 
 def check_output(data: bytes) -> None:
@@ -72,10 +96,16 @@ def process_instance(
     """De-identify one Part 10 instance and validate the output (see module doc)."""
     out, report, identity = deidentify_bytes(data, config)
     if out is not None:
-        check_output(out)
+        try:
+            check_output(out)
+        except ValueError as exc:
+            missing = tuple(k for k in REQUIRED if k in str(exc))
+            raise InvalidOutput(str(exc), report.sop_uid, missing) from None
         after = dciodvfy_errors(out)
         if after:
             new = after - (dciodvfy_errors(data) or set())
             if new:
-                raise ValueError("dciodvfy: " + "; ".join(sorted(new)[:3]))
+                lines = sorted(new)
+                names = tuple(dict.fromkeys(m.group(1) for x in lines if (m := _ELEMENT.search(x))))
+                raise InvalidOutput("dciodvfy: " + "; ".join(lines[:3]), report.sop_uid, names)
     return out, report, identity
