@@ -173,7 +173,7 @@ async def run(settings: Settings, truth: GroundTruth, repeat: int, prof: bool) -
     transport = httpx.ASGITransport(app=app)
     rows = []
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             for case in cases:
                 rows.append(await measure(client, direct, case, repeat))
                 if prof:
