@@ -185,6 +185,15 @@ class Mutation:
     @strawberry.mutation
     async def retry_job(self, info: Info, id: strawberry.ID) -> Job:
         await _own_job(info, job_id(id), "retry")
+        stored = await store_of(info.context).get(str(id))
+        try:  # a finished job's input may have been redacted (its identifiers hashed)
+            if stored is not None:
+                parse_spec(stored.kind, dict(stored.input or {}), info.context.runtime.settings)
+        except InvalidInput:
+            raise InvalidInput(
+                "this job's input can no longer run (its identifiers were redacted when it "
+                "ended): submit the job again"
+            ) from None
         row = await service_of(info.context).retry(str(id))
         _audit(info.context, "job-retry", row.id, "ok", None)
         return Job(row=row)

@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.core.enums import AuthMode, Role
-from gateway.core.errors import JobCancelled, SourceUnavailable
+from gateway.core.errors import InvalidInput, JobCancelled, SourceUnavailable
 from gateway.core.settings import Settings
 from gateway.jobs.specs import AnonymizeSpec
 from gateway.jobs.store import JobStore
@@ -232,3 +232,5 @@ def test_redacted_when_the_job_ends_not_while_it_may_run_again(job_env: JobEnv) 
     for name in ("transient-after-storing", "cancelled-before-storing"):
         assert rows[name]["studyInstanceUid"] == study, name
         AnonymizeSpec.parse(rows[name], job_env.settings)  # a retry can still run it
+    with pytest.raises(InvalidInput):  # retryJob refuses a redacted input with a clear message
+        AnonymizeSpec.parse(rows["cancelled-after-storing"], job_env.settings)
