@@ -267,7 +267,25 @@ def test_type2_and_type1_by_sop_class() -> None:
     assert run(enhanced).DeviceSerialNumber == "ANONYMIZED"  # Enhanced General Equipment: 1
 
 
-def copy_with(ds: Dataset, **values: str) -> Dataset:
+def test_source_image_sequence_of_a_derived_image() -> None:
+    """Source Image Sequence is 1C in Enhanced US Volume and 2C in Ophthalmic Photography,
+    "required if Image Type value 1 is DERIVED": U (references renewed), Z, else X."""
+    ds = ct_image()
+    ds.SourceImageSequence = Sequence([reference(CT, "1.2.826.0.1.3680043.99.1.6")])
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    del ds.PixelData  # no pixels: a photograph is not quarantined for burned-in text
+    volume = run(copy_with(ds, SOPClassUID="1.2.840.10008.5.1.4.1.1.6.2"))
+    [ref] = volume.SourceImageSequence
+    assert ref.ReferencedSOPInstanceUID.startswith("2.25.")
+    photo = copy_with(ds, SOPClassUID="1.2.840.10008.5.1.4.1.1.77.1.5.1")
+    out = run(photo)
+    assert "SourceImageSequence" in out and len(out.SourceImageSequence) == 0
+    photo.ImageType = ["ORIGINAL", "PRIMARY"]
+    assert "SourceImageSequence" not in run(photo)
+    assert "SourceImageSequence" not in run(ds)  # CT: Type 3
+
+
+def copy_with(ds: Dataset, **values: object) -> Dataset:
     out = copy.deepcopy(ds)
     for keyword, value in values.items():
         setattr(out, keyword, value)

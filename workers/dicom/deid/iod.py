@@ -116,6 +116,11 @@ TYPES: dict[int, Rule] = {
 }
 
 
+_DERIVED_RULES = frozenset(  # exact SOP Class UIDs (no family prefix needs the flag)
+    key for rule in TYPES.values() for key, kind in rule.by_class if kind.endswith(":" + DERIVED)
+)
+
+
 def _matches(sop_class: str, key: str) -> bool:
     return sop_class.startswith(key) if key.endswith(".") else sop_class == key
 
@@ -152,8 +157,9 @@ def decide(action: str, kind: str | None) -> str:
     return COMBINATIONS[action]
 
 
-def flags_of(ds: Dataset) -> frozenset[str]:
-    """The conditions of `TYPES` that hold for this instance."""
+def flags_of(ds: Dataset, sop_class: str = "") -> frozenset[str]:
+    """The conditions of `TYPES` that hold for this instance (Image Type, whose value costs
+    a conversion, is read only for the SOP Classes whose rules depend on it)."""
     out = []
     if 0x00102201 in ds or 0x00102202 in ds:
         out.append(ANIMAL)
@@ -161,7 +167,7 @@ def flags_of(ds: Dataset) -> frozenset[str]:
         out.append(ENHANCED)
     if 0x300E0002 in ds and str(ds.get("ApprovalStatus", "")).strip() in ("APPROVED", "REJECTED"):
         out.append(APPROVED)
-    if 0x00080008 in ds:
+    if sop_class in _DERIVED_RULES and 0x00080008 in ds:
         image_type = ds.get("ImageType")
         first = image_type[0] if image_type and not isinstance(image_type, str) else image_type
         if str(first or "").strip().upper() == "DERIVED":
@@ -185,7 +191,7 @@ def actions_for(options: frozenset[str], sop_class: str, flags: frozenset[str]) 
 def top_level_actions(ds: Dataset, options: frozenset[str]) -> Actions:
     """`actions_for` this instance: its SOP Class and the conditions that hold."""
     sop_class = str(ds.get("SOPClassUID", "") or "").strip()
-    return actions_for(options, sop_class, flags_of(ds))
+    return actions_for(options, sop_class, flags_of(ds, sop_class))
 
 
 def settle(ds: Dataset) -> None:
