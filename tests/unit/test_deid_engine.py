@@ -172,6 +172,16 @@ def test_no_pixel_data_nothing_burned_in(seeded: list[Dataset]) -> None:
     assert deidentify(sc, DeidConfig(KEY, "proj")).report.quarantined == "BurnedInAnnotation=YES"
 
 
+def test_visible_light_images_are_named_as_such(seeded: list[Dataset]) -> None:
+    """The Secondary Capture prefix (…1.1.7) also matched every VL class (…1.1.77.*): a VL
+    photograph is still quarantined, under its own name; SC multi-frame stays SC."""
+    ds = copy.deepcopy(next(d for d in seeded if d.Modality == "CT"))
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.4"  # VL Photographic Image
+    assert deidentify(ds, DeidConfig(KEY, "proj")).report.quarantined == "visible light image"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7.4"  # Multi-frame True Color SC
+    assert deidentify(ds, DeidConfig(KEY, "proj")).report.quarantined == "secondary capture"
+
+
 def us_with(ds: Dataset) -> Dataset:
     out = copy.deepcopy(ds)
     out.Modality = "US"

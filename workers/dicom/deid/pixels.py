@@ -3,8 +3,9 @@
 The attribute table cannot reach text burned into the pixels. An instance is
 therefore *quarantined* (not exported) when it says so, Burned In Annotation
 (0028,0301) = YES, or when its kind usually carries burned-in text: modality US
-or a Secondary Capture SOP class (PS3.4 B.5), unless the Clean Pixel Data
-Option is chosen. An instance of such a kind without pixel data has nothing to
+or a Secondary Capture SOP class (PS3.4 B.5), or a visible light image (VL
+photographs, endoscopy, microscopy, ophthalmic photography), unless the Clean Pixel
+Data Option is chosen. An instance of such a kind without pixel data has nothing to
 burn text into and is not quarantined.
 
 What the option does here: it blanks a horizontal band at the top and one at the
@@ -51,7 +52,10 @@ from pydicom.uid import (
     JPEGLSNearLossless,
 )
 
-SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and its multi-frame classes, .7.1 to .7.4
+# VL (.77.1.x: endoscopic, microscopic, photographic, ophthalmic...): quarantined as the
+# Secondary Capture prefix once matched them, now under their own name
+VISIBLE_LIGHT = "1.2.840.10008.5.1.4.1.1.77."
 BURNING_MODALITIES = frozenset({"US"})
 PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # Float, Double Float, Pixel Data
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -92,8 +96,11 @@ def quarantine_reason(ds: Dataset) -> str | None:
         return None  # no pixels: nothing burned in
     if str(ds.get("Modality", "")).strip().upper() in BURNING_MODALITIES:
         return "modality US"
-    if str(ds.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE_PREFIX):
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if sop_class == SECONDARY_CAPTURE or sop_class.startswith(SECONDARY_CAPTURE + "."):
         return "secondary capture"
+    if sop_class.startswith(VISIBLE_LIGHT):
+        return "visible light image"
     return None
 
 
