@@ -1,16 +1,23 @@
-"""GraphQL metrics: one timing per operation (not per field: per-field hooks cost 8x in
-strawberry), the codes of its errors, refusals, active subscriptions."""
+"""GraphQL metrics and the operation's log line: one timing per operation (not per field:
+per-field hooks cost 8x in strawberry), the codes of its errors, refusals, active
+subscriptions; the request id, caller id and operation name bound to its log lines."""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from gateway.core.logs import bind
 from gateway.metrics import record as metrics
 
+log = logging.getLogger("resolvers.operations")
 # Codes that mean the operation was refused rather than run (wholly or in part).
 REFUSALS = frozenset(
     {
@@ -22,24 +29,40 @@ REFUSALS = frozenset(
     }
 )
 UNCODED = "INTERNAL_SERVER_ERROR"  # what an error without a code is (a masked one)
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
+
+
+def request_id(context: Any) -> str:
+    """The caller's `X-Request-ID` when it is a plain token, else a new one."""
+    request = getattr(context, "request", None)
+    given = request.headers.get("x-request-id") if request is not None else None
+    return given if given and REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
 
 
 class OperationMetrics(SchemaExtension):
-    """Times each operation: first in the extension list, so it covers every other one."""
+    """Times and logs each operation: first in the extension list, so it covers every
+    other one, and every line logged meanwhile carries its request id and caller id."""
 
     def __init__(self) -> None:
         super().__init__()
         self._subscription = False
 
     def on_operation(self) -> Iterator[None]:
-        """Time the operation; record it however it ends."""
+        """Time the operation; record and log it however it ends."""
         start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self._subscription:
-                metrics.subscription(-1)
-            if metrics.enabled():
+        context = self.execution_context.context
+        rid = request_id(context)
+        response = getattr(context, "response", None)
+        if response is not None and hasattr(response, "status_code"):  # HTTP, not WebSocket
+            response.headers["X-Request-ID"] = rid
+        caller = getattr(getattr(context, "caller", None), "actor", None)
+        with bind(request_id=rid, caller=caller):
+            try:
+                yield
+            finally:
+                if self._subscription:
+                    metrics.subscription(-1)
                 self._record(time.perf_counter() - start)
 
     def on_execute(self) -> Iterator[None]:
@@ -57,6 +80,20 @@ class OperationMetrics(SchemaExtension):
             kind = "unknown"
         timed = None if self._subscription else seconds
         metrics.graphql_operation(ctx.operation_name, kind, timed)
+        name = ctx.operation_name or "anonymous"
+        errors = len(ctx.pre_execution_errors or ()) or len(
+            (ctx.result.errors or []) if ctx.result is not None else []
+        )
+        log.info(
+            "graphql %s",
+            kind,
+            extra={
+                "operation": name if _NAME.fullmatch(name) else "other",
+                "type": kind,
+                "duration_ms": round(seconds * 1000, 1),
+                "errors": errors,
+            },
+        )
 
 
 def count_errors(errors: list[GraphQLError]) -> None:

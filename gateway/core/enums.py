@@ -98,6 +98,13 @@ class AuthMode(StrEnum):
     OPEN = "open"
 
 
+class LogFormat(StrEnum):
+    """`[logging] format`: readable `text` lines (default) or `json` lines."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
 class Role(StrEnum):
     """What a user may do (their own roles plus their groups')."""
 

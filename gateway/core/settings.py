@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from gateway.core.enums import AuthMode, Dialect, SourceAuth, SourceKind, SourceRole
+from gateway.core.enums import AuthMode, Dialect, LogFormat, SourceAuth, SourceKind, SourceRole
 from gateway.core.errors import ConfigError
 
 
@@ -120,6 +120,20 @@ class MetricsConfig:
         return any(ip in network for network in self.allow)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """The `[logging]` table: how the gateway and the workers write their logs."""
+
+    format: LogFormat = LogFormat.TEXT
+    level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "format", LogFormat(self.format))
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway and the workers need, resolved once."""
@@ -148,6 +162,7 @@ class Settings:
     max_body_bytes: int = 1 << 20  # a POST body beyond this is refused (413)
     auth: AuthConfig = field(default_factory=AuthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with this id; `KeyError` when there is none."""
@@ -343,7 +358,7 @@ def parse_settings(
 ) -> Settings:
     """Validate a parsed TOML document and resolve it against `env`."""
     for key in data:
-        if key not in ("gateway", "sources", "sync", "auth", "metrics"):
+        if key not in ("gateway", "sources", "sync", "auth", "metrics", "logging"):
             raise ConfigError(f"unknown key '{key}'")
     gw = data.get("gateway", {})
     _check_keys(gw, _GATEWAY_KEYS, "gateway")
@@ -395,6 +410,7 @@ def parse_settings(
         values["redis_url"] = env["REDIS_URL"]
     values["auth"] = _parse_auth(data.get("auth", {}))
     values["metrics"] = _parse_metrics(data.get("metrics", {}))
+    values["logging"] = _parse_logging(data.get("logging", {}))
     settings = Settings(sources=sources, sync=tuple(pairs), config_path=config_path, **values)
     # The keys themselves come from the variables the settings name.
     return replace(
@@ -447,6 +463,21 @@ def _parse_metrics(raw: Any) -> MetricsConfig:
             raise ConfigError("'metrics.health_check_min_s' must be 0 or more")
         values["health_check_min_s"] = float(raw["health_check_min_s"])
     return MetricsConfig(**values)
+
+
+def _parse_logging(raw: Any) -> LoggingConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("'logging' must be a table")
+    _check_keys(raw, {"format": (str,), "level": (str,)}, "logging")
+    if "format" in raw and raw["format"] not in _values(LogFormat):
+        raise ConfigError(
+            f"'logging.format' is {raw['format'][:16]!r}, expected one of "
+            f"{', '.join(_values(LogFormat))}"
+        )
+    level = str(raw.get("level", "INFO")).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"'logging.level' must be one of {', '.join(LOG_LEVELS)}")
+    return LoggingConfig(format=LogFormat(raw.get("format", "text")), level=level)
 
 
 def normalize_database_url(url: str) -> str:

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.core.enums import AuthMode, ConflictStrategy
+from gateway.core.enums import AuthMode, ConflictStrategy, LogFormat
 from gateway.core.errors import ConfigError
-from gateway.core.logs import quiet_libraries
+from gateway.core.logs import configure_logging, quiet_libraries
 from gateway.core.settings import Settings, load_settings
 from gateway.devstack.seed.archives import seed_archives
 from gateway.server.cli import identity, index
@@ -23,12 +23,15 @@ log = logging.getLogger("pacs_gateway")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config)
+    settings = load_settings(args.config)
+    configure_logging(settings.logging.format, settings.logging.level)
+    return settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway with uvicorn."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from gateway.server.app import create_app
 
@@ -47,6 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="info",
         ws="websockets-sansio",
         access_log=False,  # a GET /graphql?query=... line would hold the query's values
+        # JSON: uvicorn's own lines go through the root logger's JSON format too
+        log_config=None if settings.logging.format == LogFormat.JSON else LOGGING_CONFIG,
     )
     return 0
 
@@ -229,10 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: configuration problems print one line and exit 2."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()  # text until a command has read its [logging] settings
     quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
