@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := .tools/venv/bin/uv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql postgresql-client python3-venv dicom3tools prometheus
+DEB_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql postgresql-client python3-venv dicom3tools prometheus docker-compose
 STAMP := $(VENV)/.installed
 
 .PHONY: help setup deb venv demo test lint format schema stack clean

@@ -139,6 +139,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the database migrations (the gateway and the workers also do at start)."""
+    from gateway.db.engine import migrate
+
+    settings = _settings(args)
+    asyncio.run(migrate(settings.database_url))
+    print("ok: database schema at the newest migration")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a configuration file."""
     settings = _settings(args)
@@ -226,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
     with_config(sub.add_parser("check-config", help="validate a config file")).set_defaults(
         func=cmd_check_config
+    )
+    with_config(sub.add_parser("migrate", help="apply the database migrations")).set_defaults(
+        func=cmd_migrate
     )
     identity.add_parsers(sub, with_config)
     index.add_parsers(sub, with_config)
