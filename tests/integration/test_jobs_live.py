@@ -114,11 +114,13 @@ async def _collect_all(url: str, job_id: str) -> list[dict]:
 
 
 def test_unknown_job_subscription_is_an_error(gateways: list[GatewayProcess]) -> None:
-    payloads = asyncio.run(subscribe(gateways[0].ws_url, PROGRESS, {"id": "nope"}, limit_s=10))
-    assert len(payloads) == 1
-    error = payloads[0]["errors"][0]
-    assert "no job with id" in error["message"]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    unknown = {"id": "00000000-0000-4000-8000-000000000000"}
+    for variables, words in ((unknown, "no job with id"), ({"id": "nope"}, "not a job id")):
+        payloads = asyncio.run(subscribe(gateways[0].ws_url, PROGRESS, variables, limit_s=10))
+        assert len(payloads) == 1
+        error = payloads[0]["errors"][0]
+        assert words in error["message"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 def test_cancel_running_then_retry(job_env: JobEnv) -> None:
