@@ -16,6 +16,7 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.core.logs import bind
 from gateway.metrics import record as metrics
+from gateway.metrics import tracing
 
 log = logging.getLogger("resolvers.operations")
 # Codes that mean the operation was refused rather than run (wholly or in part).
@@ -57,13 +58,18 @@ class OperationMetrics(SchemaExtension):
         if response is not None and hasattr(response, "status_code"):  # HTTP, not WebSocket
             response.headers["X-Request-ID"] = rid
         caller = getattr(getattr(context, "caller", None), "actor", None)
-        with bind(request_id=rid, caller=caller):
+        with bind(request_id=rid, caller=caller), tracing.span("graphql") as span:
             try:
                 yield
             finally:
                 if self._subscription:
                     metrics.subscription(-1)
-                self._record(time.perf_counter() - start)
+                kind, name = self._record(time.perf_counter() - start)
+                if span.is_recording():
+                    span.update_name(f"graphql {kind} {name}")
+                    span.set_attributes(
+                        {"graphql.operation.type": kind, "graphql.operation.name": name}
+                    )
 
     def on_execute(self) -> Iterator[None]:
         """A subscription is active from its execution on."""
@@ -72,7 +78,7 @@ class OperationMetrics(SchemaExtension):
             metrics.subscription(1)
         yield
 
-    def _record(self, seconds: float) -> None:
+    def _record(self, seconds: float) -> tuple[str, str]:
         ctx = self.execution_context
         try:
             kind = ctx.operation_type.value
@@ -81,6 +87,7 @@ class OperationMetrics(SchemaExtension):
         timed = None if self._subscription else seconds
         metrics.graphql_operation(ctx.operation_name, kind, timed)
         name = ctx.operation_name or "anonymous"
+        name = name if _NAME.fullmatch(name) else "other"
         errors = len(ctx.pre_execution_errors or ()) or len(
             (ctx.result.errors or []) if ctx.result is not None else []
         )
@@ -88,12 +95,13 @@ class OperationMetrics(SchemaExtension):
             "graphql %s",
             kind,
             extra={
-                "operation": name if _NAME.fullmatch(name) else "other",
+                "operation": name,
                 "type": kind,
                 "duration_ms": round(seconds * 1000, 1),
                 "errors": errors,
             },
         )
+        return kind, name
 
 
 def count_errors(errors: list[GraphQLError]) -> None:

@@ -25,6 +25,7 @@ from gateway.jobs.service import JobService
 from gateway.jobs.specs import JobSpec, parse_spec
 from gateway.jobs.store import ACTIVE, Change
 from gateway.metrics import record as metrics
+from gateway.metrics import tracing
 from gateway.runtime import Runtime
 from workers.jobs.base import Runner
 
@@ -58,6 +59,8 @@ class DbJobHandle:
         self._last_at = 0.0
         self._checked_at = 0.0
         self.lease_lost = False
+        self._trace_parent = tracing.current_context()  # the job's span
+        self._phase: tuple[str, Any] | None = None  # (phase, its span)
 
     @property
     def id(self) -> str:
@@ -74,6 +77,8 @@ class DbJobHandle:
     ) -> None:
         """Record and publish, coalesced: a new phase at once, other changes every 0.2 s."""
         fraction = max(0.0, min(1.0, fraction))
+        if phase is not None and (self._phase is None or self._phase[0] != phase):
+            self._next_phase(phase)
         if self._watch is not None:
             self._watch(fraction, phase, message)
         last_fraction, last_phase, last_message = self._last
@@ -87,6 +92,20 @@ class DbJobHandle:
         change = Change(progress=fraction, phase=phase, message=message, attempt=self._attempt)
         if await self._service.record(self._id, change) is None:
             self.lease_lost = True  # final, or taken over by a newer attempt: stop soon
+
+    def _next_phase(self, phase: str | None) -> None:
+        """End the current phase's span; start `phase`'s (None: the job ended)."""
+        if self._phase is not None:
+            self._phase[1].end()
+            self._phase = None
+        if phase is not None and tracing.enabled():
+            label = metrics.operation_label(phase)
+            span = tracing.start(f"phase {label}", self._trace_parent, {"pacs.job.phase": label})
+            self._phase = (phase, span)
+
+    def close(self) -> None:
+        """The job ended here: its last phase too."""
+        self._next_phase(None)
 
     async def checkpoint(self) -> None:
         """Raise `JobCancelled` when cancelling was requested, `LeaseLost` when taken over."""
@@ -119,6 +138,7 @@ async def _leased(
     try:
         yield handle
     finally:
+        handle.close()
         renewer.cancel()
         with contextlib.suppress(BaseException):
             await renewer
@@ -135,15 +155,22 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> str:
     if job is None or job.status not in ACTIVE:
         return "not active"
     attempt = (job.attempts or 0) + 1
-    async with _leased(service, job_id, ctx["worker_token"], attempt) as handle:
-        if handle is None:
-            return "held by another worker"
-        runner = runners.get(job.kind)
-        metrics.job_running(job.kind, 1)
-        try:
-            return await _execute(runtime, service, handle, runner, job.kind, job.input)
-        finally:
-            metrics.job_running(job.kind, -1)
+    kind = metrics.kind_label(job.kind)
+    attributes = {"pacs.job.kind": kind, "pacs.job.id": job_id, "pacs.job.attempt": attempt}
+    with tracing.span(f"job {kind}", attributes) as span:
+        async with _leased(service, job_id, ctx["worker_token"], attempt) as handle:
+            if handle is None:
+                return "held by another worker"
+            runner = runners.get(job.kind)
+            metrics.job_running(job.kind, 1)
+            try:
+                outcome = await _execute(runtime, service, handle, runner, job.kind, job.input)
+            finally:
+                metrics.job_running(job.kind, -1)
+            if span.is_recording():
+                label = metrics.operation_label(outcome.lower().replace(" ", "_"))
+                span.set_attribute("pacs.job.outcome", label)
+            return outcome
 
 
 async def run_here(

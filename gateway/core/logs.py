@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pydicom.config
+from opentelemetry import trace
 
 from gateway.core.enums import LogFormat
 
@@ -59,6 +60,9 @@ def bound() -> dict[str, Any]:
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     out = {k: v for k, v in _BOUND.get().items() if v is not None}
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:  # only while tracing is on
+        out["trace_id"] = format(span.trace_id, "032x")
     out |= {k: getattr(record, k) for k in FIELDS if getattr(record, k, None) is not None}
     return out
 

@@ -124,6 +124,14 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """The `[telemetry]` table: OpenTelemetry traces, off unless an endpoint is set."""
+
+    otlp_endpoint: str | None = None  # an OTLP/HTTP collector, e.g. http://collector:4318
+    service_name: str = "pacs-gateway"
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     """The `[logging]` table: how the gateway and the workers write their logs."""
 
@@ -163,6 +171,7 @@ class Settings:
     auth: AuthConfig = field(default_factory=AuthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with this id; `KeyError` when there is none."""
@@ -358,7 +367,7 @@ def parse_settings(
 ) -> Settings:
     """Validate a parsed TOML document and resolve it against `env`."""
     for key in data:
-        if key not in ("gateway", "sources", "sync", "auth", "metrics", "logging"):
+        if key not in ("gateway", "sources", "sync", "auth", "metrics", "logging", "telemetry"):
             raise ConfigError(f"unknown key '{key}'")
     gw = data.get("gateway", {})
     _check_keys(gw, _GATEWAY_KEYS, "gateway")
@@ -411,6 +420,7 @@ def parse_settings(
     values["auth"] = _parse_auth(data.get("auth", {}))
     values["metrics"] = _parse_metrics(data.get("metrics", {}))
     values["logging"] = _parse_logging(data.get("logging", {}))
+    values["telemetry"] = _parse_telemetry(data.get("telemetry", {}))
     settings = Settings(sources=sources, sync=tuple(pairs), config_path=config_path, **values)
     # The keys themselves come from the variables the settings name.
     return replace(
@@ -478,6 +488,17 @@ def _parse_logging(raw: Any) -> LoggingConfig:
     if level not in LOG_LEVELS:
         raise ConfigError(f"'logging.level' must be one of {', '.join(LOG_LEVELS)}")
     return LoggingConfig(format=LogFormat(raw.get("format", "text")), level=level)
+
+
+def _parse_telemetry(raw: Any) -> TelemetryConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("'telemetry' must be a table")
+    _check_keys(raw, {"otlp_endpoint": (str,), "service_name": (str,)}, "telemetry")
+    if "otlp_endpoint" in raw:
+        _check_url(raw["otlp_endpoint"], "telemetry", key="otlp_endpoint")
+    if "service_name" in raw and not raw["service_name"].strip():
+        raise ConfigError("'telemetry.service_name' must not be empty")
+    return TelemetryConfig(**raw)
 
 
 def normalize_database_url(url: str) -> str:

@@ -27,6 +27,7 @@ from gateway.core.errors import (
 )
 from gateway.core.settings import SourceConfig
 from gateway.metrics import record as metrics
+from gateway.metrics import tracing
 
 T = TypeVar("T")
 TRANSIENT = (SourceUnavailable, SourceTimeout)
@@ -148,8 +149,20 @@ class Guard:
 
         The deadline covers waiting for a concurrency slot, every attempt and
         the backoff between them; a retry starts only while time remains.
-        Raises only `SourceError`s.
+        Raises only `SourceError`s. One trace span covers the call, retries included.
         """
+        label = metrics.operation_label(operation)
+        attributes = {"pacs.source": self.source, "pacs.operation": label}
+        with tracing.span(f"archive {label}", attributes):
+            return await self._call(operation, fn, idempotent, timeout_s)
+
+    async def _call(
+        self,
+        operation: str,
+        fn: Callable[[], Awaitable[T]],
+        idempotent: bool,
+        timeout_s: float | None,
+    ) -> T:
         budget = timeout_s if timeout_s is not None else self.timeout_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget

@@ -33,9 +33,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
+    from gateway.metrics.tracing import configure_tracing
     from gateway.server.app import create_app
 
     settings = _settings(args)
+    configure_tracing(settings.telemetry, "gateway")
     if settings.auth.mode == AuthMode.OPEN:
         if not _loopback(args.host):
             raise ConfigError("'auth.mode' is 'open': the gateway binds to loopback only")
@@ -67,9 +69,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run an arq worker."""
     from arq.worker import Worker
 
+    from gateway.metrics.tracing import configure_tracing
     from workers.settings import worker_settings
 
     settings = _settings(args)
+    configure_tracing(settings.telemetry, "worker")
     if args.metrics_port is not None:  # several workers on one host: one port each
         settings = replace(
             settings, metrics=replace(settings.metrics, worker_port=args.metrics_port)
