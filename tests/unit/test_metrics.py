@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import strawberry
@@ -281,3 +282,26 @@ async def test_subscriptions_counted_while_active() -> None:
     assert value(f"{P}_graphql_subscriptions") == before
     untimed = _duration_count("Ticks", "subscription")
     assert untimed == 0  # a subscription's lifetime is not an operation duration
+
+
+def test_every_metric_and_alert_is_documented() -> None:
+    import yaml
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from gateway.metrics import families
+
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "docs" / "operations.md").read_text()
+    names = [
+        m._name.removeprefix(f"{P}_")
+        for m in vars(families).values()
+        if isinstance(m, MetricWrapperBase)
+    ]
+    assert len(names) >= 20
+    for name in names:
+        suffix = "_total" if f"`{name}_total`" in doc else ""
+        assert f"`{name}{suffix}`" in doc or f"`{P}_{name}`" in doc, name
+    rules = yaml.safe_load((root / "deploy" / "prometheus" / "alerts.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert f"| {rule['alert']} |" in doc, rule["alert"]
