@@ -35,6 +35,9 @@ BY_NAME = """query MetricsByName($name: String!) {
 }"""
 STUDIES = "query MetricsStudies { studies(first: 20) { edges { node { studyInstanceUid } } } }"
 SOURCES = "query MetricsSources { sources { id health { up } } }"
+ANONYMIZE = f"""mutation Anonymize($input: AnonymizeInput!) {{
+  anonymizeStudy(input: $input) {{ {JOB_FIELDS} }}
+}}"""
 
 
 @dataclass
@@ -103,8 +106,9 @@ def scrape(url: str) -> str | None:
 
 
 def workload(world: Observed) -> dict[str, Any]:
-    """Named and anonymous queries, a name search, a refused query, and a verified sync of
-    every study from dcm4chee to orthanc; the sync job as it ended."""
+    """Named and anonymous queries, a name search, a refused query, a verified sync of
+    every study from dcm4chee to orthanc and the de-identification of one study into the
+    research archive; the sync job as it ended."""
     with world.client() as client:
         assert gql_data(client, PATIENTS, first=50)["patients"]["totalCount"] > 0
         gql_data(client, BY_NAME, name=world.truth.patients[0].name.split("^")[0] + "*")
@@ -114,6 +118,10 @@ def workload(world: Observed) -> dict[str, Any]:
         assert gql(client, "query Broken { patients(")["errors"]  # refused: parse error
         job = gql_data(client, SYNC, input={"from": "dcm4chee", "to": "orthanc", "all": True})
         done = wait_job(client, job["syncStudies"]["id"], timeout=120)
+        study = next(s.study_uid for s in world.truth.studies if "orthanc" in s.sources)
+        deid = {"source": "orthanc", "destination": "research", "studyInstanceUid": study}
+        anonymized = gql_data(client, ANONYMIZE, input=deid)["anonymizeStudy"]
+        assert wait_job(client, anonymized["id"], timeout=120)["status"] == "SUCCEEDED"
     assert done["status"] == "SUCCEEDED", done
     return done
 

@@ -1,6 +1,6 @@
-"""/metrics of a real gateway and worker process after the demo's queries and a sync: the
-expected series with sane values, no patient value anywhere, a bounded number of series,
-no token needed, and refused (403) outside `[metrics] allow`.
+"""/metrics of a real gateway and worker process after the demo's queries, a sync and a
+de-identification: the expected series with sane values, no patient value anywhere, a
+bounded number of series, no token needed, and refused (403) outside `[metrics] allow`.
 
 Debian's Prometheus scrapes both processes while the workload runs: the alert rules pass
 `promtool check rules` and their unit tests (`promtool test rules`), every alert expression
@@ -119,6 +119,7 @@ def test_gateway_series(scraped: tuple[dict[str, Any], str, str]) -> None:
     assert sample(text, f"{P}_graphql_refused_total", reason="GRAPHQL_PARSE_FAILED") == 1
     assert sample(text, f"{P}_graphql_errors_total", code="GRAPHQL_PARSE_FAILED") == 1
     assert sample(text, f"{P}_jobs_submitted_total", kind="SYNC") == 1
+    assert sample(text, f"{P}_jobs_submitted_total", kind="ANONYMIZE") == 1
     assert sample(text, f"{P}_websocket_connections") == 0
     assert sample(text, f"{P}_graphql_subscriptions") == 0
 
@@ -130,6 +131,8 @@ def test_worker_series(scraped: tuple[dict[str, Any], str, str]) -> None:
     assert sample(text, f"{P}_info", role="worker") == 1
     assert sample(text, f"{P}_jobs_finished_total", kind="SYNC", status="SUCCEEDED") == 1
     assert sample(text, f"{P}_job_duration_seconds_count", kind="SYNC") == 1
+    assert sample(text, f"{P}_jobs_finished_total", kind="ANONYMIZE", status="SUCCEEDED") == 1
+    assert sample(text, f"{P}_job_duration_seconds_count", kind="ANONYMIZE") == 1
     seconds = sample(text, f"{P}_job_duration_seconds_sum", kind="SYNC")
     assert seconds is not None and 0 < seconds < 120
     moved = sample(text, f"{P}_sync_instances_transferred_total", **pair)
