@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from datetime import UTC
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -22,6 +21,7 @@ from gateway import __version__
 from gateway.core.enums import JobKind, JobStatus, SourceRole
 from gateway.core.errors import SourceError
 from gateway.core.settings import Settings
+from gateway.core.timing import as_utc
 from gateway.index.refresh import Refreshed, refresh
 from gateway.jobs.queue import Keys
 from gateway.jobs.service import JobService
@@ -71,8 +71,7 @@ async def last_periodic_syncs(runtime: Runtime, service: JobService) -> None:
         pair = (str(input.get("from")), str(input.get("to")))
         if pair in pairs and input.get("periodic"):
             pairs.discard(pair)
-            when = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-            metrics.sync_periodic_success(*pair, at=when.timestamp())
+            metrics.sync_periodic_success(*pair, at=as_utc(at).timestamp())
 
 
 async def periodic_sync(runtime: Runtime, service: JobService) -> None:

@@ -19,6 +19,7 @@ from gateway.auth.principal import Principal
 from gateway.core.enums import Role
 from gateway.core.errors import Forbidden, InvalidInput, Unauthenticated
 from gateway.core.settings import AuthConfig
+from gateway.core.timing import as_utc
 from gateway.db.models import Credential, Group, User, utcnow
 
 LOGIN_REFUSED = "invalid username or password"
@@ -89,7 +90,7 @@ class AuthService:
             principal = principal_of(user, cred.kind, cred.id)
         until = now + self.config.token_cache_s
         if cred.expires_at is not None:  # never trusted past its expiry
-            left = (_aware(cred.expires_at) - utcnow()).total_seconds()
+            left = (as_utc(cred.expires_at) - utcnow()).total_seconds()
             until = min(until, now + max(left, 0.0))
         self._cache[key] = (principal, until)
         return principal
@@ -486,9 +487,5 @@ async def _keep_an_admin(session: AsyncSession, had: bool) -> None:
         raise InvalidInput("the last active admin cannot lose the ADMIN role or be deactivated")
 
 
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=utcnow().tzinfo)
-
-
 def _expired(at: datetime | None) -> bool:
-    return at is not None and _aware(at) <= utcnow()
+    return at is not None and as_utc(at) <= utcnow()

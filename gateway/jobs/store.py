@@ -6,13 +6,14 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
+from gateway.core.timing import as_utc
 from gateway.db.models import Job, JobEvent, utcnow
 from gateway.jobs.events import TERMINAL, Event
 from gateway.metrics import record as metrics
@@ -190,7 +191,7 @@ class JobStore:
             started, finished = job.started_at, job.finished_at
         if final:  # counted once committed; timed only when it ended a run
             ran = (
-                (_aware(finished) - _aware(started)).total_seconds()
+                (as_utc(finished) - as_utc(started)).total_seconds()
                 if was_running and started and finished
                 else None
             )
@@ -288,11 +289,6 @@ def _apply(job: Job, change: Change) -> None:
         if value is not UNSET:
             setattr(job, name, value)
     job.updated_at = now
-
-
-def _aware(at: datetime) -> datetime:
-    """A time read back without its zone (SQLite) is UTC, as every time written here."""
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def as_event(kind: str, ev: JobEvent) -> Event:
