@@ -89,7 +89,15 @@ def scraped(world: Observed, prometheus: PrometheusProcess) -> tuple[dict[str, A
         ups = [v for n, _, v in samples(text) if n in (f"{P}_archive_up", f"{P}_dependency_up")]
         return len(ups) == 6 and all(v == 1 for v in ups)  # 4 archives, database, Redis
 
+    # the worker samples its queue depth on each reconciliation pass (every 2 s): a job
+    # finished since the last pass may still count as queued in the sample before it
+    def queue_drained() -> bool:
+        text = scrape(world.worker_metrics) or ""
+        queued = [v for n, _, v in samples(text) if n == f"{P}_jobs_queued"]
+        return bool(queued) and not any(queued)
+
     wait_for(all_up, 20)
+    wait_for(queue_drained, 10)
     gateway, worker = scrape(gateway_url), scrape(world.worker_metrics)
     assert gateway is not None and worker is not None
     return job, gateway, worker
