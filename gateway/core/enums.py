@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class JobKind(StrEnum):
-    """What a job does; each kind but IMPORT has a spec in `gateway.jobs.specs`."""
+    """What a job does; each kind has its spec in `gateway.jobs.specs`."""
 
     SYNC = "SYNC"
     ANONYMIZE = "ANONYMIZE"

@@ -7,6 +7,7 @@ source, the operation and the technical cause only.
     GatewayError
     ├── ConfigError            bad configuration file or environment
     ├── InvalidInput           a mutation's input is refused (BAD_USER_INPUT)
+    │   └── TooLarge           an upload beyond its configured bound (PAYLOAD_TOO_LARGE, 413)
     ├── Unauthenticated        no valid token (UNAUTHENTICATED)
     ├── Forbidden              the caller's roles do not allow it (FORBIDDEN)
     ├── AuditUnavailable       the audit trail cannot keep up; identity is not served
@@ -52,6 +53,12 @@ class InvalidInput(GatewayError):
     """A request's input is refused; the message says which field and why."""
 
     code = "BAD_USER_INPUT"
+
+
+class TooLarge(InvalidInput):
+    """An upload is larger than its configured bound (HTTP 413)."""
+
+    code = "PAYLOAD_TOO_LARGE"
 
 
 class Unauthenticated(GatewayError):

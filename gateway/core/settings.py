@@ -142,6 +142,20 @@ class LoggingConfig:
         object.__setattr__(self, "format", LogFormat(self.format))
 
 
+GIB = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class ImportConfig:
+    """The `[import]` table: bounds of a DICOM upload (`POST /import`, `pacs-gateway import`)."""
+
+    max_bytes: int = 2 * GIB  # an upload beyond this is refused (413)
+    max_unpacked_bytes: int = 8 * GIB  # the files of its ZIPs, uncompressed, at most
+    max_files: int = 100_000  # files in one upload (ZIP members counted), at most
+    max_ratio: float = 200.0  # a ZIP member over 1 MiB compressed more than this is refused
+    spool_keep_s: float = 7 * 86400.0  # an upload whose job never succeeded is removed after
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway and the workers need, resolved once."""
@@ -172,6 +186,7 @@ class Settings:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    imports: ImportConfig = field(default_factory=ImportConfig)  # the `[import]` table
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with this id; `KeyError` when there is none."""
@@ -367,7 +382,16 @@ def parse_settings(
 ) -> Settings:
     """Validate a parsed TOML document and resolve it against `env`."""
     for key in data:
-        if key not in ("gateway", "sources", "sync", "auth", "metrics", "logging", "telemetry"):
+        if key not in (
+            "gateway",
+            "sources",
+            "sync",
+            "auth",
+            "metrics",
+            "logging",
+            "telemetry",
+            "import",
+        ):
             raise ConfigError(f"unknown key '{key}'")
     gw = data.get("gateway", {})
     _check_keys(gw, _GATEWAY_KEYS, "gateway")
@@ -421,6 +445,7 @@ def parse_settings(
     values["metrics"] = _parse_metrics(data.get("metrics", {}))
     values["logging"] = _parse_logging(data.get("logging", {}))
     values["telemetry"] = _parse_telemetry(data.get("telemetry", {}))
+    values["imports"] = _parse_import(data.get("import", {}))
     settings = Settings(sources=sources, sync=tuple(pairs), config_path=config_path, **values)
     # The keys themselves come from the variables the settings name.
     return replace(
@@ -499,6 +524,25 @@ def _parse_telemetry(raw: Any) -> TelemetryConfig:
     if "service_name" in raw and not raw["service_name"].strip():
         raise ConfigError("'telemetry.service_name' must not be empty")
     return TelemetryConfig(**raw)
+
+
+_IMPORT_KEYS: dict[str, tuple[type, ...]] = {
+    "max_bytes": (int,),
+    "max_unpacked_bytes": (int,),
+    "max_files": (int,),
+    "max_ratio": (int, float),
+    "spool_keep_s": (int, float),
+}
+
+
+def _parse_import(raw: Any) -> ImportConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("'import' must be a table")
+    _check_keys(raw, _IMPORT_KEYS, "import")
+    for key in _IMPORT_KEYS:
+        _positive(raw, key, "import")
+    floats = {k: float(raw[k]) for k in ("max_ratio", "spool_keep_s") if k in raw}
+    return ImportConfig(**{**raw, **floats})
 
 
 def normalize_database_url(url: str) -> str:
