@@ -52,6 +52,8 @@ class Job:
     """A unit of long work; its state comes from the job table."""
 
     row: strawberry.Private[JobRow]
+    # seen by a recipient of its de-identified study: pseudonyms yes, input never
+    recipient: strawberry.Private[bool] = False
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -98,18 +100,19 @@ class Job:
         # to the job's owner and admins only (empty to others); a finished ANONYMIZE job
         # keeps its study UID only as a keyed hash (workers.jobs.anonymize)
         caller = info.context.caller
-        if caller is None or not may_see_job(caller, self.row.owner):
+        if self.recipient or caller is None or not may_see_job(caller, self.row.owner):
             return JSON({})
         return JSON(dict(self.row.input or {}))
 
     @strawberry.field
     def result(self, info: strawberry.Info) -> JSON | None:
-        # an ANONYMIZE job's pseudonyms are shown to admins only
+        # an ANONYMIZE job's pseudonyms are shown to admins and its recipients only
         if self.row.result is None:
             return None
         result = dict(self.row.result)
         caller = info.context.caller
-        if self.row.kind == JobKind.ANONYMIZE and (caller is None or not caller.is_admin):
+        shown_to = self.recipient or (caller is not None and caller.is_admin)
+        if self.row.kind == JobKind.ANONYMIZE and not shown_to:
             # the owner knows the original study: with its pseudonym they would hold the link
             for name in PSEUDONYM_FIELDS:
                 result.pop(name, None)
@@ -186,6 +189,13 @@ class AnonymizeInput:
         default=False,
         description="Admins only, audited: store into an archive without role RESEARCH.",
     )
+    recipients: list[str] | None = strawberry.field(
+        default=None,
+        description=(
+            "Usernames of researchers who may see the job and its pseudonyms (never its "
+            "input); each must be an active user without a clinical role."
+        ),
+    )
 
     def as_input(self) -> dict[str, Any]:
         """The input as given, for the kind's spec (`gateway.jobs.specs`) to validate."""
@@ -198,6 +208,7 @@ class AnonymizeInput:
                 "options": self.options,
                 "keepMapping": self.keep_mapping,
                 "allowClinicalDestination": self.allow_clinical_destination,
+                "recipients": self.recipients,
             }
         )
 

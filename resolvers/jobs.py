@@ -10,8 +10,10 @@ import strawberry
 
 from gateway.auth import policy
 from gateway.auth.audit import Entry
+from gateway.auth.principal import Principal
 from gateway.core.errors import Forbidden, InvalidInput, shown
 from gateway.core.uids import is_uid
+from gateway.db.models import Job as JobRow
 from gateway.jobs.events import Event, Listener
 from gateway.jobs.service import JobService
 from gateway.jobs.specs import parse_spec
@@ -72,10 +74,15 @@ class JobQuery:
     @strawberry.field
     async def job(self, info: Info, id: strawberry.ID) -> Job | None:
         caller = info.context.require_caller()
-        row = await store_of(info.context).get(job_id(id))
-        if row is None or not policy.may_see_job(caller, row.owner):
-            return None  # another's job is as unknown as a job that does not exist
-        return Job(row=row)
+        store = store_of(info.context)
+        row = await store.get(job_id(id))
+        if row is None:
+            return None
+        if policy.may_see_job(caller, row.owner):
+            return Job(row=row)
+        if await store.is_viewer(row.id, caller.user_id):
+            return Job(row=row, recipient=True)
+        return None  # another's job is as unknown as a job that does not exist
 
     @strawberry.field
     async def jobs(
@@ -93,7 +100,13 @@ class JobQuery:
         rows, more, total = await store_of(info.context).page(
             kind, status, first, _after(after), owner
         )
-        edges = [JobEdge(node=Job(row=r), cursor=_cursor(r)) for r in rows]
+        edges = [  # a job the caller did not submit is listed because they are its recipient
+            JobEdge(
+                node=Job(row=r, recipient=not caller.is_admin and r.owner != owner),
+                cursor=_cursor(r),
+            )
+            for r in rows
+        ]
         return JobConnection(
             edges=edges,
             page_info=PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None),
@@ -122,10 +135,14 @@ async def _submit(info: Info, kind: JobKind, body: dict[str, Any]) -> Job:
     except Forbidden:
         _audit(ctx, "job-submit", None, "refused", {"kind": kind.value})
         raise
-    row = await service_of(ctx).submit(spec, caller.actor, caller.user_id)
+    recipients: tuple[str, ...] = getattr(spec, "recipients", ())
+    viewers = await ctx.runtime.auth.recipients(recipients) if recipients else []
+    row = await service_of(ctx).submit(spec, caller.actor, caller.user_id, viewers)
     details: dict[str, Any] = {"kind": kind.value}
     if clinical:
         details["allowClinicalDestination"] = True
+    if viewers:
+        details["recipients"] = viewers  # user ids
     _audit(ctx, "job-submit", row.id, "ok", details)
     return Job(row=row)
 
@@ -141,6 +158,11 @@ async def _own_job(info: Info, job_id: str, what: str) -> None:
     except Forbidden:
         _audit(ctx, f"job-{what}", job_id, "refused", None)
         raise
+
+
+async def _may_see(store: JobStore, caller: Principal, row: JobRow) -> bool:
+    """Whether the caller may follow the job: owner, admin, or a named recipient."""
+    return policy.may_see_job(caller, row.owner) or await store.is_viewer(row.id, caller.user_id)
 
 
 def _audit(ctx: Context, action: str, job_id: str | None, outcome: str, details: Any) -> None:
@@ -209,7 +231,7 @@ class Subscription:
         caller = ctx.require_caller()
         runtime, store = ctx.runtime, store_of(ctx)
         row = await store.get(job_id(id))
-        if row is None or not policy.may_see_job(caller, row.owner):
+        if row is None or not await _may_see(store, caller, row):
             raise bad_input(f"no job with id {shown(str(id))}")
         async with Listener(runtime.redis, runtime.keys.job_events(str(id))) as listener:
             current = await store.last_event(str(id))
@@ -222,7 +244,7 @@ class Subscription:
                 # out of order (two writers) or lost (Redis away) is still delivered, in order
                 await listener.next(IDLE_RECHECK_S)
                 await ctx.still_authenticated()
-                if not policy.may_see_job(ctx.require_caller(), row.owner):
+                if not await _may_see(store, ctx.require_caller(), row):
                     raise Forbidden("jobProgress: not your job")  # rights changed meanwhile
                 for ev in await store.events_after(str(id), last.seq):
                     yield JobEvent.of(ev)
@@ -238,7 +260,7 @@ class Subscription:
         ctx.require_caller()
         runtime, store = ctx.runtime, store_of(ctx)
         wanted = {k.value for k in kinds or []}
-        owners: dict[str, str | None] = {}  # job id -> owner, looked up once per job
+        seen: dict[tuple[str, str | None], bool] = {}  # (job, user) -> visible, once each
         async with Listener(runtime.redis, runtime.keys.all_events) as listener:
             while True:
                 ev: Event | None = await listener.next(IDLE_RECHECK_S)
@@ -247,9 +269,10 @@ class Subscription:
                 if ev is None or (wanted and ev.kind not in wanted):
                     continue
                 if not caller.is_admin:
-                    if ev.job_id not in owners:
+                    key = (ev.job_id, caller.user_id)
+                    if key not in seen:
                         row = await store.get(ev.job_id)
-                        owners[ev.job_id] = row.owner if row is not None else None
-                    if not policy.may_see_job(caller, owners[ev.job_id]):
+                        seen[key] = row is not None and await _may_see(store, caller, row)
+                    if not seen[key]:
                         continue
                 yield JobEvent.of(ev)

@@ -6,7 +6,9 @@
 | syncStudies | yes | clinical to clinical | no |
 | anonymizeStudy | yes | yes | no |
 | processRtStruct | yes | yes | on research sources |
-| see, cancel, retry a job | all | own | own |
+| import (`POST /import`) | yes | yes | into research archives |
+| see a job | all | own | own, and anonymize jobs naming them recipient (pseudonyms, no input) |
+| cancel, retry a job | all | own | own |
 | reidentify, users, groups, others' tokens, audit log | yes | no | no |
 
 Per-source limits (`sources` of a user or group) apply to everyone.
@@ -83,5 +85,8 @@ def check_submit(
     elif kind == JobKind.RTSTRUCT:
         if not caller.has(Role.RADIOLOGIST) and set(names) - research:
             raise Forbidden("processRtStruct: researchers on research archives only")
+    elif kind == JobKind.IMPORT:
+        if not caller.has(Role.RADIOLOGIST) and set(names) - research:
+            raise Forbidden("import: researchers into research archives only")
     else:
         raise Forbidden(f"{kind.lower()}: not allowed")

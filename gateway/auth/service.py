@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.auth import audit, passwords, tokens
 from gateway.auth.audit import Entry
 from gateway.auth.oidc import OidcVerifier, looks_like_jwt
+from gateway.auth.policy import sees_identity
 from gateway.auth.principal import Principal
 from gateway.core.enums import Role
-from gateway.core.errors import Forbidden, InvalidInput, Unauthenticated
+from gateway.core.errors import Forbidden, InvalidInput, Unauthenticated, shown
 from gateway.core.settings import AuthConfig
 from gateway.core.timing import as_utc
 from gateway.db.models import Credential, Group, User, utcnow
@@ -263,6 +264,22 @@ class AuthService:
         """One user by name (case-insensitive)."""
         async with self.sessions() as session:
             return await _by_name(session, username)
+
+    async def recipients(self, usernames: Iterable[str]) -> list[str]:
+        """The user ids of `usernames`, each an active user who may not see identity (a
+        recipient of pseudonymised data); INVALID_INPUT naming the first that is not."""
+        ids: list[str] = []
+        async with self.sessions() as session:
+            for name in usernames:
+                user = await _by_name(session, name)
+                if user is None or not user.active:
+                    raise InvalidInput(f"recipients: no active user {shown(name)}")
+                if sees_identity(principal_of(user)):
+                    raise InvalidInput(
+                        f"recipients: {shown(name)} sees identity; recipients are researchers"
+                    )
+                ids.append(user.id)
+        return ids
 
     async def create_user(
         self,

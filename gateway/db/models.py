@@ -66,6 +66,18 @@ class Job(Base):
     )
 
 
+class JobViewer(Base):
+    """A user other than the owner who may see a job: the recipient of a de-identified
+    study (its pseudonyms, never its input)."""
+
+    __tablename__ = "job_viewers"
+
+    job_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+
+
 class JobEvent(Base):
     """One recorded change of a job's state (what subscriptions replay).
 

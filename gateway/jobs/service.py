@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
@@ -27,14 +28,22 @@ class JobService:
         self.keys = keys
         self._suspects: set[str] = set()
 
-    async def submit(self, spec: JobSpec, requested_by: str, owner: str | None = None) -> Job:
+    async def submit(
+        self,
+        spec: JobSpec,
+        requested_by: str,
+        owner: str | None = None,
+        viewers: Sequence[str] = (),
+    ) -> Job:
         """Write the job row for a validated spec, then enqueue it; an identical active job is
-        returned instead.
+        returned instead. `viewers` (user ids) may see it besides its owner.
 
         If Redis is down the row stays QUEUED and the workers' reconciliation
         enqueues it once Redis is back: nothing is lost.
         """
-        job, first = await self.store.create(spec.kind, spec.as_input(), requested_by, owner)
+        job, first = await self.store.create(
+            spec.kind, spec.as_input(), requested_by, owner, viewers
+        )
         if first is not None:
             try:
                 await queue.enqueue(self.redis, self.keys, job)

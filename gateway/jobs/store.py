@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway.core.timing import as_utc
-from gateway.db.models import Job, JobEvent, utcnow
+from gateway.db.models import Job, JobEvent, JobViewer, utcnow
 from gateway.jobs.events import TERMINAL, Event
 from gateway.metrics import record as metrics
 
@@ -51,10 +51,15 @@ class JobStore:
         self.sessions = sessions
 
     async def create(
-        self, kind: str, input: dict[str, Any], requested_by: str, owner: str | None = None
+        self,
+        kind: str,
+        input: dict[str, Any],
+        requested_by: str,
+        owner: str | None = None,
+        viewers: Sequence[str] = (),
     ) -> tuple[Job, Event | None]:
         """A new QUEUED job and its first event, or the identical job of the same owner
-        already queued or running and None."""
+        already queued or running and None. `viewers` (user ids) may see the new job too."""
         async with self.sessions() as session, session.begin():
             same_owner = Job.owner.is_(None) if owner is None else Job.owner == owner
             active = await session.scalars(
@@ -73,6 +78,7 @@ class JobStore:
             )
             session.add(job)
             await session.flush()
+            session.add_all(JobViewer(job_id=job.id, user_id=u) for u in dict.fromkeys(viewers))
             event = as_event(job.kind, await _append(session, job, "queued"))
         metrics.job_submitted(kind)
         return job, event
@@ -110,12 +116,14 @@ class JobStore:
         owner: str | None = None,
     ) -> tuple[list[Job], bool, int]:
         """Newest first, keyset on (created_at, id); (jobs, has_next, total); only the jobs
-        of `owner` when given."""
+        `owner` submitted or is a viewer of, when given."""
         async with self.sessions() as session:
             stmt = select(Job)
             count = select(func.count()).select_from(Job)
             if owner is not None:
-                stmt, count = stmt.where(Job.owner == owner), count.where(Job.owner == owner)
+                viewed = select(JobViewer.job_id).where(JobViewer.user_id == owner)
+                mine = (Job.owner == owner) | Job.id.in_(viewed)
+                stmt, count = stmt.where(mine), count.where(mine)
             if kind:
                 stmt, count = stmt.where(Job.kind == kind), count.where(Job.kind == kind)
             if status:
@@ -130,6 +138,18 @@ class JobStore:
             stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(first + 1)
             rows = list(await session.scalars(stmt))
         return rows[:first], len(rows) > first, total
+
+    async def is_viewer(self, job_id: str, user_id: str | None) -> bool:
+        """Whether `user_id` was named a viewer of the job (not its owner)."""
+        if user_id is None:
+            return False
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(JobViewer.job_id).where(
+                    JobViewer.job_id == job_id, JobViewer.user_id == user_id
+                )
+            )
+        return found is not None
 
     async def of_kind(self, kind: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
         """(status, input, result) of every job of a kind (e.g. to skip what was done)."""

@@ -234,3 +234,58 @@ def test_redacted_when_the_job_ends_not_while_it_may_run_again(job_env: JobEnv) 
         AnonymizeSpec.parse(rows[name], job_env.settings)  # a retry can still run it
     with pytest.raises(InvalidInput):  # retryJob refuses a redacted input with a clear message
         AnonymizeSpec.parse(rows["cancelled-after-storing"], job_env.settings)
+
+
+def _errors(client: TestClient, token: str, query: str, **variables: Any) -> list[str]:
+    answer = client.post(
+        "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    return [e["extensions"]["code"] for e in answer.get("errors") or []]
+
+
+def test_a_named_researcher_sees_the_pseudonyms_never_the_original(
+    job_env: JobEnv, users: Users
+) -> None:
+    study, files = big_study(2, seed=75)
+    asyncio.run(store_files(job_env.settings, "orthanc", files))
+    body: dict[str, Any] = {
+        "source": "orthanc",
+        "studyInstanceUid": study,
+        "destination": "research",
+        "project": "SHARE",
+    }
+    rad, admin, res = users.tokens["radiologist"], users.tokens["admin"], users.tokens["researcher"]
+    with TestClient(create_app(users.settings)) as client:
+        # a recipient must be an active user who does not see identity
+        for wrong in (["link-radiologist"], ["nobody-here"], ["x" * 65]):
+            codes = _errors(client, rad, ANONYMIZE, input={**body, "recipients": wrong})
+            assert codes == ["BAD_USER_INPUT"], (wrong, codes)
+        job = _ask(client, rad, ANONYMIZE, input={**body, "recipients": ["Link-Researcher"]})
+        job_id = job["anonymizeStudy"]["id"]
+        assert _ask(client, rad, JOB, id=job_id)["job"]["input"]["recipients"] == [
+            "link-researcher"
+        ]
+        queued = _ask(client, res, JOB, id=job_id)["job"]
+        assert queued["id"] == job_id and queued["input"] == {}, queued
+        worker = job_env.worker("share-worker").start()
+        try:
+            done = _wait(client, admin, job_id)
+        finally:
+            worker.stop()
+        assert done["status"] == "SUCCEEDED", done
+        as_recipient = _ask(client, res, JOB, id=job_id)["job"]
+        listed = {e["node"]["id"]: e["node"] for e in _ask(client, res, JOBS)["jobs"]["edges"]}
+        as_owner = _ask(client, rad, JOB, id=job_id)["job"]
+        # the recipient may follow it, not act on it
+        for action in ("cancelJob", "retryJob"):
+            mutation = f"mutation($id: ID!) {{ {action}(id: $id) {{ id }} }}"
+            assert _errors(client, res, mutation, id=job_id) == ["FORBIDDEN"]
+
+    for seen in (as_recipient, listed[job_id]):
+        assert seen["input"] == {}
+        assert all(seen["result"][k] for k in PSEUDONYMS), seen["result"]
+        assert seen["result"]["instances"] == 2
+        assert study not in json.dumps(seen)
+    assert not set(PSEUDONYMS) & set(as_owner["result"])  # the owner still never sees them

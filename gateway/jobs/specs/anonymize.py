@@ -15,6 +15,7 @@ from workers.dicom.deid.options import OptionError, parse_options
 
 DEFAULT_PROJECT = "default"
 MAX_OPTIONS = 32
+MAX_RECIPIENTS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class AnonymizeSpec:
     options: frozenset[str] = frozenset()
     keep_mapping: bool = False
     allow_clinical_destination: bool = False  # admins only (gateway.auth.policy)
+    recipients: tuple[str, ...] = ()  # usernames who may see the job's pseudonyms
 
     @property
     def project_or_default(self) -> str:
@@ -69,6 +71,13 @@ class AnonymizeSpec:
             raise InvalidInput("project: at most 64 characters")
         if dest.kind == SourceKind.XNAT and not project:
             raise InvalidInput("project: an XNAT destination needs a project")
+        recipients = data.get("recipients") or []
+        if (
+            not isinstance(recipients, list | tuple)
+            or len(recipients) > MAX_RECIPIENTS
+            or not all(isinstance(r, str) and 0 < len(r) <= 64 for r in recipients)
+        ):
+            raise InvalidInput(f"recipients: at most {MAX_RECIPIENTS} usernames")
         return cls(
             source=source.id,
             destination=dest.id,
@@ -77,6 +86,7 @@ class AnonymizeSpec:
             options=chosen,
             keep_mapping=flag(data, "keepMapping", False),
             allow_clinical_destination=clinical,
+            recipients=tuple(dict.fromkeys(r.strip().lower() for r in recipients)),
         )
 
     def as_input(self) -> dict[str, Any]:
@@ -92,4 +102,6 @@ class AnonymizeSpec:
             data["project"] = self.project
         if self.allow_clinical_destination:
             data["allowClinicalDestination"] = True
+        if self.recipients:
+            data["recipients"] = list(self.recipients)
         return data
