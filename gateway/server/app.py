@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -38,30 +37,38 @@ from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
 from gateway.server.metrics import MetricsEndpoint
 from gateway.server.security import Hardened
+from gateway.server.ui import Dashboard, wants_ide
 from resolvers.context import Context, make_context
 from resolvers.limits import MAX_TOKENS
 from resolvers.queries import EXAMPLES
 from resolvers.schema import schema
 
 log = logging.getLogger(__name__)
-_DEFAULT_DOC = re.compile(r"const EXAMPLE_QUERY = `.*?`;", re.DOTALL)
 FILES_KIND = JobKind.RTSTRUCT  # the one job kind that writes files (results_dir/rtstruct/<id>/)
 _JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class GatewayGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI app with a fresh context (and dataloaders) per request."""
+    """Strawberry's ASGI app with a fresh context (and dataloaders) per request.
 
-    def __init__(self, runtime_of: Any) -> None:
+    Strawberry's own GraphiQL page (scripts from a CDN) is off; a browser's GET is answered
+    by `dashboard.ide()`: GraphiQL bundled into the dashboard, opening on `EXAMPLES`.
+    """
+
+    def __init__(self, runtime_of: Any, dashboard: Dashboard | None = None) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql",
+            graphql_ide=None,
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
         )
         self._runtime_of = runtime_of
+        self.dashboard = dashboard or Dashboard(examples=EXAMPLES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a request; an open WebSocket is counted while it lasts."""
+        if scope["type"] == "http" and wants_ide(Request(scope)):
+            await self.dashboard.ide()(scope, receive, send)
+            return
         if scope["type"] != "websocket":
             await super().__call__(scope, receive, send)
             return
@@ -70,11 +77,6 @@ class GatewayGraphQL(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
         finally:
             metrics.websocket(-1)
-
-    @property
-    def graphql_ide_html(self) -> str:
-        """GraphiQL, opening on the example operations instead of strawberry's welcome text."""
-        return _with_examples(super().graphql_ide_html)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -146,12 +148,6 @@ def bearer(header: str | None) -> str | None:
         return None
     scheme, _, token = header.strip().partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-def _with_examples(html: str) -> str:
-    """GraphiQL's page with `EXAMPLES` as its default document."""
-    literal = json.dumps(EXAMPLES).replace("</", "<\\/")
-    return _DEFAULT_DOC.sub(lambda _: f"const EXAMPLE_QUERY = {literal};", html, count=1)
 
 
 class JobFiles:
@@ -246,7 +242,8 @@ def create_app(settings: Settings) -> Starlette:
         body = await request.app.state.runtime.health()
         return JSONResponse(body, status_code=200 if body["database"]["up"] else 503)
 
-    graphql = GatewayGraphQL(runtime_of)
+    dashboard = Dashboard(examples=EXAMPLES)
+    graphql = GatewayGraphQL(runtime_of, dashboard)
     results = Path(settings.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     routes = [
@@ -257,6 +254,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     if settings.metrics.enabled:  # no token: Prometheus has none; allow-listed instead
         routes.append(Route("/metrics", scrape.serve, methods=["GET"]))
+    routes += dashboard.routes()  # last: its fallback takes only what no API route took
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(
         Hardened,

@@ -28,10 +28,10 @@ COMMON_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
-# GraphiQL's page still loads its scripts and styles from a CDN (until the UI bundles it)
+# The dashboard and its bundled GraphiQL load everything from the gateway itself (no CDN)
 HTML_CSP = (
-    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://unpkg.com; "
-    b"style-src 'self' 'unsafe-inline' https://unpkg.com; img-src 'self' data:; "
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 

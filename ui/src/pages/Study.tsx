@@ -1,0 +1,157 @@
+import { useState } from "react";
+import { useMutation, useQuery } from "urql";
+import { Hidden, StatusChip } from "../components/Badges";
+import { JobProgress } from "../components/JobProgress";
+import { RequestState } from "../components/SourceResults";
+import { graphql } from "../gql";
+import { t } from "../i18n";
+import { maySync, seesIdentity, type SessionUser } from "../session";
+import { ConflictTable } from "./Patient";
+
+const CompareQuery = graphql(`
+  query CompareStudy($uid: String!, $identity: Boolean!) {
+    compareStudy(studyInstanceUid: $uid) {
+      studyInstanceUid
+      inSync
+      sources { source { id name roles } present series instances latencyMs status }
+      missing { level uid missingFrom { id } presentIn { id } }
+      conflicts @include(if: $identity) { field values { source { id } value } }
+    }
+  }
+`);
+
+const SyncMutation = graphql(`
+  mutation SyncMissing($input: SyncInput!) {
+    syncStudies(input: $input) { id status }
+  }
+`);
+
+interface Row {
+  source: { id: string; roles: string[] };
+  present: boolean;
+  instances?: number | null;
+  status: string;
+}
+
+/** The archives a sync could fill, each with the archive to copy from (most instances). */
+export function syncPlans(rows: Row[], missingFrom: string[]): { to: string; from: string }[] {
+  const donors = rows
+    .filter((r) => r.present && r.status === "OK")
+    .sort((a, b) => (b.instances ?? 0) - (a.instances ?? 0));
+  const best = donors[0];
+  if (!best) return [];
+  const short = new Set(missingFrom);
+  return rows
+    .filter((r) => r.status === "OK" && r.source.roles.includes("STORE"))
+    .filter((r) => !r.present || short.has(r.source.id) || (r.instances ?? 0) < (best.instances ?? 0))
+    .filter((r) => r.source.id !== best.source.id)
+    .map((r) => ({ to: r.source.id, from: best.source.id }));
+}
+
+/** A study compared across archives: counts, missing objects, conflicts; sync actions. */
+export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
+  const identity = seesIdentity(user);
+  const [result, refetch] = useQuery({ query: CompareQuery, variables: { uid, identity } });
+  const [sync, startSync] = useMutation(SyncMutation);
+  const [jobs, setJobs] = useState<string[]>([]);
+  const c = result.data?.compareStudy;
+  const plans = c ? syncPlans(c.sources, c.missing.flatMap((m) => m.missingFrom.map((s) => s.id))) : [];
+
+  const start = async (from: string, to: string) => {
+    const answer = await startSync({ input: { from, to, studyInstanceUids: [uid] } });
+    const id = answer.data?.syncStudies.id;
+    if (id) setJobs((j) => [...j, id]);
+  };
+
+  return (
+    <main>
+      <h1>{t.compare.title}</h1>
+      <p><code className="uid">{uid}</code></p>
+      <button type="button" disabled title={t.patient.viewerUnavailable}>
+        {t.patient.viewer} ({t.patient.viewerUnavailable})
+      </button>
+      <RequestState fetching={result.fetching && !c} error={result.error} />
+      {c ? (
+        <>
+          <p className={c.inSync ? "ok" : "bad"} data-in-sync={String(c.inSync)}>
+            {c.inSync ? t.compare.inSync : t.compare.notInSync}
+          </p>
+          <div className="table-wrap">
+            <table className="compare">
+              <thead>
+                <tr>
+                  <th scope="col">{t.compare.colArchive}</th>
+                  <th scope="col">{t.compare.colPresent}</th>
+                  <th scope="col">{t.compare.colSeries}</th>
+                  <th scope="col">{t.compare.colInstances}</th>
+                  <th scope="col">{t.compare.colStatus}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {c.sources.map((s) => (
+                  <tr key={s.source.id} data-archive={s.source.id}>
+                    <th scope="row">{s.source.id}</th>
+                    <td className={s.present ? "ok" : "bad"}>{s.present ? t.compare.present : t.compare.absent}</td>
+                    <td>{s.series ?? t.common.none}</td>
+                    <td>{s.instances ?? t.common.none}</td>
+                    <td><StatusChip status={s.status} latencyMs={s.latencyMs} /></td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          <h2>{t.compare.missing}</h2>
+          {c.missing.length === 0 ? (
+            <p className="muted">{t.compare.noMissing}</p>
+          ) : (
+            <div className="table-wrap">
+              <table className="missing">
+                <thead>
+                  <tr>
+                    <th scope="col">{t.compare.colLevel}</th>
+                    <th scope="col">{t.compare.colUid}</th>
+                    <th scope="col">{t.compare.colMissingFrom}</th>
+                    <th scope="col">{t.compare.colPresentIn}</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {c.missing.map((m) => (
+                    <tr key={`${m.level}:${m.uid}`}>
+                      <td>{m.level}</td>
+                      <td><code className="uid">{m.uid}</code></td>
+                      <td className="bad">{m.missingFrom.map((s) => s.id).join(", ")}</td>
+                      <td>{m.presentIn.map((s) => s.id).join(", ")}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+          <h2>{t.compare.conflicts}</h2>
+          {c.conflicts === undefined ? (
+            <Hidden />
+          ) : c.conflicts.length ? (
+            <ConflictTable conflicts={c.conflicts} />
+          ) : (
+            <p className="muted">{t.compare.noConflicts}</p>
+          )}
+          <section className="actions">
+            {maySync(user) ? (
+              plans.map((p) => (
+                <button key={p.to} type="button" disabled={sync.fetching} onClick={() => start(p.from, p.to)}>
+                  {t.compare.syncTo(p.to)} {t.compare.syncFrom(p.from)}
+                </button>
+              ))
+            ) : (
+              <p className="muted">{t.compare.syncNotAllowed}</p>
+            )}
+            {sync.error ? <p className="error" role="alert">{t.common.error(sync.error.message)}</p> : null}
+          </section>
+          {jobs.map((id) => (
+            <JobProgress key={id} id={id} onDone={() => refetch({ requestPolicy: "network-only" })} />
+          ))}
+        </>
+      ) : null}
+    </main>
+  );
+}
