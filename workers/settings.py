@@ -18,6 +18,7 @@ from typing import Any
 from arq.connections import RedisSettings
 
 from gateway import __version__
+from gateway.auth.syslog import Forwarder, Target
 from gateway.core.enums import JobKind, JobStatus, SourceRole
 from gateway.core.errors import SourceError
 from gateway.core.settings import Settings
@@ -34,6 +35,7 @@ from workers.runner import run_job
 
 log = logging.getLogger(__name__)
 RECONCILE_EVERY_S = 2.0
+SYSLOG_EVERY_S = 1.0  # audit events reach syslog within about this
 
 
 async def ping(ctx: dict[str, Any]) -> str:
@@ -182,6 +184,18 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                     _every(settings.index_interval_s, "index", lambda: refresh_indexes(runtime))
                 )
             )
+        if settings.auth.audit_syslog:
+            forwarder = Forwarder(
+                runtime.sessions,
+                runtime.redis,
+                runtime.keys.audit_syslog,
+                Target.parse(settings.auth.audit_syslog),
+                settings.auth.audit_syslog_facility,
+            )
+            ctx["syslog"] = forwarder
+            tasks.append(
+                asyncio.create_task(_every(SYSLOG_EVERY_S, "audit-syslog", forwarder.forward))
+            )
         if settings.rtstruct_auto:
             watch = asyncio.create_task(
                 _every(
@@ -196,6 +210,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        forwarder: Forwarder | None = ctx.get("syslog")
+        if forwarder is not None:
+            forwarder.close()
         endpoint: WorkerEndpoint | None = ctx.get("metrics_endpoint")
         if endpoint is not None:
             await endpoint.aclose()

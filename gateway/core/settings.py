@@ -87,6 +87,8 @@ class AuthConfig:
     oidc_audience: str | None = None
     roles_claim: str = "roles"
     token_cache_s: float = 30.0  # how long a verified token is trusted without the database
+    audit_syslog: str | None = None  # udp://host:port: every audit event also as RFC 5424
+    audit_syslog_facility: int = 10  # security/authorization
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", AuthMode(self.mode))
@@ -248,6 +250,8 @@ _AUTH_KEYS: dict[str, tuple[type, ...]] = {
     "oidc_audience": (str,),
     "roles_claim": (str,),
     "token_cache_s": (int, float),
+    "audit_syslog": (str,),
+    "audit_syslog_facility": (int,),
 }
 _METRICS_KEYS: dict[str, tuple[type, ...]] = {
     "enabled": (bool,),
@@ -468,6 +472,14 @@ def _parse_auth(raw: Any) -> AuthConfig:
         _positive(raw, key, "auth")
     if "oidc_issuer" in raw:
         _check_url(raw["oidc_issuer"], "auth", key="oidc_issuer")
+    if "audit_syslog" in raw:
+        syslog = urlparse(raw["audit_syslog"])
+        if syslog.scheme != "udp" or not syslog.hostname:
+            raise ConfigError(
+                f"'auth.audit_syslog' is not udp://host:port: {raw['audit_syslog']!r}"
+            )
+    if not 0 <= raw.get("audit_syslog_facility", 10) <= 23:
+        raise ConfigError("'auth.audit_syslog_facility' must be 0 to 23")
     if ("oidc_issuer" in raw) != ("oidc_audience" in raw):
         raise ConfigError("'auth.oidc_issuer' and 'auth.oidc_audience' go together")
     floats = {k: float(raw[k]) for k in ("session_ttl_s", "lockout_s", "token_cache_s") if k in raw}

@@ -71,6 +71,11 @@ class Keys:
         """Set when cancelling was requested (the DB flag is the truth; this is the fast path)."""
         return f"{self.prefix}:cancel:{job_id}"
 
+    @property
+    def audit_syslog(self) -> str:
+        """Id of the last audit event forwarded to syslog (gateway.auth.syslog)."""
+        return f"{self.prefix}:audit:syslog"
+
     def tick(self, name: str) -> str:
         """A lock so that one worker of many starts a periodic task."""
         return f"{self.prefix}:tick:{name}"

@@ -6,19 +6,25 @@ The tests run in file order: the last ones tamper with the chain.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from redis import Redis
 from sqlalchemy import delete, select, update
 
 from gateway.auth import audit
 from gateway.auth.audit import AuditWriter
 from gateway.db.models import AuditEvent
+from gateway.jobs.queue import Keys
 from gateway.runtime import Runtime
 from tests.auth_support import LOGIN, AuthEnv, auth_env, leaked
+from tests.jobs_support import WorkerProcess
 
 EVENTS = """query($f: AuditFilter, $first: Int, $after: String) {
   auditEvents(filter: $f, first: $first, after: $after) {
@@ -230,6 +236,62 @@ def test_no_event_holds_a_patient_value(env: AuthEnv) -> None:
     assert leaked(exported.stdout, env.truth) == []
     uids = [s.study_uid for s in env.truth.studies]
     assert not any(u in exported.stdout for u in uids), "nor a study UID"
+
+
+def test_a_worker_forwards_each_event_to_syslog_once_in_order(env: AuthEnv) -> None:
+    """RFC 5424 over UDP to a listener of the test's; a stopped worker resumes where it
+    stopped; the chain's hashes ride along; no patient value in any message."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    config = env.workdir / "syslog.toml"
+    target = f"udp://127.0.0.1:{listener.getsockname()[1]}"
+    config.write_text(
+        env.config.read_text().replace("[auth]\n", f'[auth]\naudit_syslog = "{target}"\n')
+    )
+    position_key = Keys.for_database(env.settings.database_url).audit_syslog
+    redis = Redis.from_url(env.settings.redis_url)
+    received: list[bytes] = []
+
+    def receive(until: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, f"syslog: {len(received)} messages"
+            with contextlib.suppress(TimeoutError):
+                received.append(listener.recv(65536))
+
+    def ids() -> list[int]:
+        return [int(re.search(rb' id="(\d+)"', m)[1]) for m in received]  # type: ignore[index]
+
+    worker = WorkerProcess(config, env.env, env.workdir / "syslog-worker.log").start()
+    try:
+        _eventually(lambda: redis.get(position_key) is not None, 30)
+        start = int(redis.get(position_key) or 0)
+        env.as_(None).refused(LOGIN, "UNAUTHENTICATED", u="researcher", p="wrong-password-9")
+        env.as_("radiologist").data(NAMES)
+        receive(lambda: {"login-failed", "phi-read"} <= {_msgid(m) for m in received})
+        worker.stop()
+        env.as_("radiologist").data(NAMES)  # written while no worker forwards
+        worker.start()
+        latest = max(r.id for r in _all_rows(env))
+        receive(lambda: bool(received) and max(ids()) >= latest)
+    finally:
+        worker.stop()
+        listener.close()
+        redis.close()
+    rows = {r.id: r for r in _all_rows(env)}
+    assert ids() == sorted(set(ids())), "once each, in chain order"
+    assert ids() == [i for i in sorted(rows) if start < i <= max(ids())], "none skipped"
+    for data in received:
+        row = rows[int(re.search(rb' id="(\d+)"', data)[1])]  # type: ignore[index]
+        assert data.startswith(f"<{80 + (5 if row.outcome == 'ok' else 4)}>1 ".encode())
+        assert _msgid(data) == row.action and f'hash="{row.hash}"'.encode() in data
+        assert json.loads(data.split(b"\xef\xbb\xbf", 1)[1])["details"] == row.detail
+    assert leaked(b"".join(received).decode(), env.truth) == []
+
+
+def _msgid(data: bytes) -> str:
+    return data.split(b" ", 6)[5].decode()
 
 
 async def _chain(runtime: Runtime) -> tuple[int, int | None]:
