@@ -6,7 +6,7 @@ Inputs are defined and validated once, by the kind's spec in `gateway.jobs.specs
 from __future__ import annotations
 
 from gateway.core.enums import JobKind
-from workers.jobs import anonymize, index, rtstruct, sync
+from workers.jobs import anonymize, importing, index, rtstruct, sync
 from workers.jobs.base import Runner
 
 RUNNERS: dict[JobKind, Runner] = {
@@ -14,4 +14,5 @@ RUNNERS: dict[JobKind, Runner] = {
     JobKind.ANONYMIZE: anonymize.run,
     JobKind.RTSTRUCT: rtstruct.run,
     JobKind.INDEX: index.run,
+    JobKind.IMPORT: importing.run,
 }

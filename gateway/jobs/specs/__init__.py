@@ -14,6 +14,7 @@ from gateway.core.errors import InvalidInput
 from gateway.core.settings import Settings
 from gateway.jobs.specs.anonymize import AnonymizeSpec
 from gateway.jobs.specs.base import JobSpec
+from gateway.jobs.specs.importing import ImportSpec
 from gateway.jobs.specs.index import IndexSpec
 from gateway.jobs.specs.rtstruct import RtStructSpec
 from gateway.jobs.specs.sync import SyncSpec
@@ -23,6 +24,7 @@ SPECS: dict[JobKind, type[JobSpec]] = {
     JobKind.ANONYMIZE: AnonymizeSpec,
     JobKind.RTSTRUCT: RtStructSpec,
     JobKind.INDEX: IndexSpec,
+    JobKind.IMPORT: ImportSpec,
 }
 
 
@@ -37,6 +39,7 @@ def parse_spec(kind: str, data: Mapping[str, Any], settings: Settings) -> JobSpe
 __all__ = [
     "SPECS",
     "AnonymizeSpec",
+    "ImportSpec",
     "IndexSpec",
     "JobSpec",
     "RtStructSpec",
