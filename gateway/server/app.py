@@ -1,5 +1,5 @@
 """The ASGI application: /graphql (GraphiQL on GET, WebSocket subscriptions), /health, /files,
-/metrics."""
+/import, /metrics."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from gateway.core.settings import Settings
 from gateway.jobs.store import JobStore
 from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
+from gateway.server.importer import import_upload
 from gateway.server.metrics import MetricsEndpoint
 from gateway.server.security import Hardened
 from gateway.server.ui import Dashboard, wants_ide
@@ -251,6 +252,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Mount("/files", JobFiles(results, runtime_of), name="files"),
+        Route("/import", import_upload, methods=["POST"]),
     ]
     if settings.metrics.enabled:  # no token: Prometheus has none; allow-listed instead
         routes.append(Route("/metrics", scrape.serve, methods=["GET"]))

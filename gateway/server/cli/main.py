@@ -17,7 +17,7 @@ from gateway.core.errors import ConfigError
 from gateway.core.logs import configure_logging, quiet_libraries
 from gateway.core.settings import Settings, load_settings
 from gateway.devstack.seed.archives import seed_archives
-from gateway.server.cli import identity, index
+from gateway.server.cli import identity, importing, index
 
 log = logging.getLogger("pacs_gateway")
 
@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     identity.add_parsers(sub, with_config)
     index.add_parsers(sub, with_config)
+    importing.add_parsers(sub, with_config)
     return parser
 
 
