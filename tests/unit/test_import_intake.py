@@ -111,3 +111,25 @@ def test_a_dicomdir_is_not_an_instance() -> None:
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
     assert "DICOMDIR" in _refusal(out.getvalue())
+
+
+def test_checks_hold_with_the_workers_quiet_pydicom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers silence pydicom's warnings and value validation; truncation is still seen."""
+    import logging
+    import warnings
+
+    from gateway.core.logs import quiet_libraries
+
+    settings = pydicom.config.settings
+    monkeypatch.setattr(settings, "reading_validation_mode", settings.reading_validation_mode)
+    for name in ("alembic", "httpx", "httpcore", "pynetdicom", "uvicorn.access", "pydicom"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+    with warnings.catch_warnings():
+        quiet_libraries()
+        ds = pydicom.dcmread(BytesIO(GOOD))
+        ds.compress(RLELossless)
+        out = BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        assert "truncated" in _refusal(out.getvalue()[:-30])
+        assert "truncated" in _refusal(GOOD[:-100])
+        assert check(GOOD).part10

@@ -102,11 +102,16 @@ async def _held(source: PacsSource, study_uid: str) -> set[str]:
     return {i.sop_instance_uid for i in found}
 
 
-async def _validate(job: JobHandle, members: Sequence[Member], out: Outcome) -> list[Checked]:
+async def _validate(
+    job: JobHandle, runtime: Runtime, members: Sequence[Member], out: Outcome
+) -> list[Checked]:
+    """Check each member in the process pool (parsing is CPU work, and pydicom's warnings,
+    which tell a truncated item, are process-wide state)."""
     good: list[Checked] = []
     first: dict[str, str] = {}
+    loop = asyncio.get_running_loop()
     for n, member in enumerate(members):
-        verdict = await asyncio.to_thread(_inspect, member)
+        verdict = await loop.run_in_executor(runtime.cpu_pool(), _inspect, member)
         if isinstance(verdict, str):
             out.refused.append(Refusal(member.name, verdict))
         elif verdict.sop_instance_uid in first:
@@ -155,7 +160,7 @@ async def _import(
     out.files = len(listing.members) + len(listing.refused)
     out.refused += listing.refused
     await job.checkpoint()
-    good = await _validate(job, listing.members, out)
+    good = await _validate(job, runtime, listing.members, out)
     await job.progress(0.4, "check", f"{len(good)} instance(s) to look up")
     studies: dict[str, list[Checked]] = defaultdict(list)
     for c in good:
