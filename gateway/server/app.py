@@ -35,6 +35,7 @@ from gateway.core.settings import Settings
 from gateway.jobs.store import JobStore
 from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
+from gateway.server import dicomweb
 from gateway.server.importer import import_upload
 from gateway.server.metrics import MetricsEndpoint
 from gateway.server.security import Hardened
@@ -252,6 +253,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Mount("/files", JobFiles(results, runtime_of), name="files"),
+        Mount("/dicomweb", dicomweb.router(runtime_of), name="dicomweb"),
         Route("/import", import_upload, methods=["POST"]),
     ]
     if settings.metrics.enabled:  # no token: Prometheus has none; allow-listed instead
