@@ -36,6 +36,7 @@ from gateway.jobs.store import JobStore
 from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
 from gateway.server import dicomweb
+from gateway.server.callers import UNAUTHENTICATED_HEADERS, bearer, caller_of
 from gateway.server.importer import import_upload
 from gateway.server.metrics import MetricsEndpoint
 from gateway.server.security import Hardened
@@ -92,7 +93,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         token = bearer(request.headers.get("authorization"))
         caller = await runtime.auth.authenticate(token) if token else None
         if caller is None and isinstance(response, Response):
-            response.headers["WWW-Authenticate"] = 'Bearer realm="pacs-gateway"'
+            response.headers.update(UNAUTHENTICATED_HEADERS)
         return make_context(runtime, request, response, caller, token, address)
 
     async def execute_single(
@@ -144,14 +145,6 @@ def _is_subscription(request_data: Any) -> bool:
     )
 
 
-def bearer(header: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header value."""
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
 class JobFiles:
     """`/files/rtstruct/<job id>/...`: job outputs, to a caller who may see the job.
 
@@ -172,12 +165,12 @@ class JobFiles:
             return
         request = Request(scope)
         runtime: Runtime = self._runtime_of(request)
-        caller = await self._caller(runtime, request)
+        caller = await caller_of(runtime, request)
         if caller is None:
             response: Response = JSONResponse(
                 {"error": "authentication required: send Authorization: Bearer <token>"},
                 status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="pacs-gateway"'},
+                headers=UNAUTHENTICATED_HEADERS,
             )
         else:
             path = self.static.get_path(scope)
@@ -186,13 +179,6 @@ class JobFiles:
             else:
                 response = JSONResponse({"error": "not found"}, status_code=404)
         await response(scope, receive, send)
-
-    @staticmethod
-    async def _caller(runtime: Runtime, request: Request) -> Principal | None:
-        if runtime.settings.auth.mode == AuthMode.OPEN:
-            return OPEN_CALLER
-        token = bearer(request.headers.get("authorization"))
-        return await runtime.auth.authenticate(token) if token else None
 
     @staticmethod
     async def _may_read(runtime: Runtime, caller: Principal, path: str, request: Request) -> bool:

@@ -24,8 +24,8 @@ from starlette.responses import JSONResponse
 
 from gateway.auth import policy
 from gateway.auth.audit import Entry
-from gateway.auth.principal import OPEN_CALLER, Principal
-from gateway.core.enums import AuthMode, JobKind
+from gateway.auth.principal import Principal
+from gateway.core.enums import JobKind
 from gateway.core.errors import (
     AuditUnavailable,
     Forbidden,
@@ -37,6 +37,7 @@ from gateway.core.errors import (
 from gateway.jobs import spool as spools
 from gateway.jobs.specs import ImportSpec
 from gateway.runtime import Runtime
+from gateway.server.callers import UNAUTHENTICATED_HEADERS, caller_of
 from gateway.sources.http import multipart as mp
 
 RAW_TYPES = {
@@ -56,17 +57,12 @@ _PLACEHOLDER_SPOOL = "0" * 32  # checks the destination before a byte is read
 
 def _error(exc: GatewayError, status: int | None = None) -> JSONResponse:
     code = status or next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
-    headers = {"WWW-Authenticate": 'Bearer realm="pacs-gateway"'} if code == 401 else None
+    headers = UNAUTHENTICATED_HEADERS if code == 401 else None
     return JSONResponse({"code": exc.code, "error": str(exc)}, status_code=code, headers=headers)
 
 
 async def _caller(runtime: Runtime, request: Request) -> Principal:
-    from gateway.server.app import bearer  # the one parser of the header (app mounts this)
-
-    if runtime.settings.auth.mode == AuthMode.OPEN:
-        return OPEN_CALLER
-    token = bearer(request.headers.get("authorization"))
-    caller = await runtime.auth.authenticate(token) if token else None
+    caller = await caller_of(runtime, request)
     if caller is None:
         raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
     return caller
