@@ -49,7 +49,7 @@ def test_an_event_is_one_rfc5424_message() -> None:
         b"123",
         b"phi-read",
     )
-    assert found["sd"].startswith(b"audit@32473 id=\"7\" actor=\"user:42\" outcome=\"ok\"")
+    assert found["sd"].startswith(b'audit@32473 id="7" actor="user:42" outcome="ok"')
     assert b'hash="' + b"f" * 64 + b'"' in found["sd"]
     body = json.loads(found["msg"])
     assert body["action"] == "phi-read" and body["details"]["count"] == 2 and body["id"] == 7
