@@ -8,18 +8,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := .tools/venv/bin/uv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql postgresql-client python3-venv dicom3tools prometheus docker-compose
+DEB_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql postgresql-client python3-venv dicom3tools prometheus docker-compose chromium
 STAMP := $(VENV)/.installed
+# the dashboard: npm through ui/npm.sh (the machine's Node if >= 20.19, else .venv's from PyPI)
+NPM := ./npm.sh
+UI_DEPS := ui/node_modules/.package-lock.json
+UI_STAMP := ui/dist/.built
+UI_SOURCES := $(shell find ui/src ui/index.html ui/vite.config.ts ui/codegen.ts ui/tsconfig.json ui/package.json -type f -not -path 'ui/src/gql/*' 2>/dev/null) ui/package-lock.json schema.graphql
 
-.PHONY: help setup deb venv demo test lint format schema stack clean
+.PHONY: help setup deb venv ui demo test lint format schema stack clean
 
 help:
 	@echo "make demo    local PACS stack + demo data + worker + gateway on http://127.0.0.1:8000"
 	@echo "make test    lint + every test against real servers"
-	@echo "make setup   install what is missing (Debian packages, .venv)"
+	@echo "make setup   install what is missing (Debian packages, .venv, the dashboard build)"
 	@echo "make lint    ruff + mypy + schema drift check"
 
-setup: deb venv
+setup: deb venv ui
 
 deb:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -41,18 +46,28 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 venv: $(STAMP)
 
+$(UI_DEPS): ui/package-lock.json | $(STAMP)
+	cd ui && $(NPM) ci --no-audit --no-fund
+
+$(UI_STAMP): $(UI_DEPS) $(UI_SOURCES)
+	cd ui && $(NPM) run build
+	@touch $(UI_STAMP)
+
+ui: $(UI_STAMP)
+
 demo: setup
 	$(BIN)/pacs-gateway demo
 
 stack: setup
 	$(BIN)/pacs-gateway stack
 
-lint: venv
+lint: venv $(UI_DEPS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pacs-gateway schema --check
+	cd ui && $(NPM) run --silent typecheck
 
 format: venv
 	$(BIN)/ruff format .
@@ -62,7 +77,8 @@ schema: venv
 	$(BIN)/pacs-gateway schema
 
 test: setup lint
-	$(BIN)/pytest -q tests/unit tests/contract tests/integration
+	cd ui && $(NPM) test
+	$(BIN)/pytest -q tests/unit tests/contract tests/integration tests/e2e
 
 clean:
-	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools var .pytest_cache .mypy_cache .ruff_cache ui/node_modules ui/dist ui/src/gql

@@ -13,5 +13,5 @@ export default defineConfig({
       "/health": "http://127.0.0.1:8000",
     },
   },
-  test: { environment: "jsdom", include: ["src/**/*.test.{ts,tsx}"] },
+  test: { environment: "jsdom", include: ["src/**/*.test.{ts,tsx}"], css: true },
 });

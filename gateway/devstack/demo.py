@@ -151,16 +151,17 @@ def run_demo(host: str, port: int, patients: int, seed_value: int, workdir: Path
             )
         )
         if _wait_http(f"http://{host}:{port}/health"):
+            base = f"http://{host}:{port}"
             print(
-                f"\n  GraphiQL:  http://{host}:{port}/graphql\n  Health:    http://{host}:{port}/health"
+                f"\n  Dashboard: {base}/\n  GraphiQL:  {base}/graphql (the dashboard's login)"
+                f"\n  Health:    {base}/health"
             )
             print("  Log in (passwords made for this run):")
             for name, password in logins.items():
                 print(f"    {name:<12} {password}")
             print(
-                '  In GraphiQL: mutation { login(username: "admin", password: "...") { token } }\n'
-                '  then add the header {"Authorization": "Bearer <token>"} and try\n'
-                "             { sources { id kind health { up latencyMs } } }\n"
+                "  Scripts: mutation { login(username: ..., password: ...) { token } }, then\n"
+                '  the header {"Authorization": "Bearer <token>"} (see docs/clients.md).\n'
                 "  Ctrl-C stops everything.\n"
             )
         with contextlib.suppress(KeyboardInterrupt):

@@ -28,10 +28,11 @@ COMMON_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
-# The dashboard and its bundled GraphiQL load everything from the gateway itself (no CDN)
+# The dashboard and its bundled GraphiQL load everything from the gateway itself (no CDN;
+# GraphiQL's fonts are data: URLs inside its stylesheet)
 HTML_CSP = (
     b"default-src 'self'; script-src 'self' 'unsafe-inline'; "
-    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
     b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 

@@ -1,0 +1,186 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright (never a
+downloaded browser) against a real gateway process in `required` auth mode, a worker and
+the local PACS stack (tests.auth_support), with the demo users admin, radiologist and
+researcher.
+
+Every request the pages make is recorded; one to anything but the gateway on 127.0.0.1
+is aborted and fails the test. Screenshots go to docs/screenshots/ at 1280x800 and 390x844.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    Response,
+    Route,
+    sync_playwright,
+)
+
+from gateway.server.ui import DIST
+from tests.auth_support import PASSWORDS, AuthEnv, auth_env
+from tests.jobs_support import WorkerProcess, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+@dataclass
+class Dashboard:
+    """A running gateway (and worker) on a stack, with its URL and its users' passwords."""
+
+    env: AuthEnv
+    url: str
+    browser: Browser
+    log: Path
+
+    def context(self, size: str = "desktop") -> Watched:
+        """A fresh browser context (no session) at one of `SIZES`."""
+        width, height = SIZES[size]
+        ctx = self.browser.new_context(viewport={"width": width, "height": height})
+        return Watched(ctx, self.url)
+
+
+@dataclass
+class Watched:
+    """A browser context whose every request is checked to stay on the gateway."""
+
+    ctx: BrowserContext
+    base: str
+    requests: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
+    csp: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ctx.route("**/*", self._route)
+        self.ctx.on("request", lambda r: self.requests.append(r.url))
+        self.ctx.on("response", self._response)
+
+    def _allowed(self, url: str) -> bool:
+        return url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:"))
+
+    def _route(self, route: Route) -> None:
+        url = route.request.url
+        if self._allowed(url):
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def _response(self, response: Response) -> None:
+        if response.url.endswith("/graphql") and response.request.method == "POST":
+            try:
+                self.bodies.append(response.text())
+            except Exception:  # a body the page navigated away from
+                pass
+
+    def _console(self, kind: str, text: str) -> None:
+        if kind == "error" and "Content Security Policy" in text:
+            self.csp.append(text)
+
+    def page(self) -> Page:
+        """A new page; its WebSockets are checked too."""
+        page = self.ctx.new_page()
+        page.set_default_timeout(30_000)
+        page.on("websocket", lambda ws: self.requests.append(ws.url))
+        page.on("console", lambda m: self._console(m.type, m.text))
+        return page
+
+    def login(self, page: Page, who: str, path: str = "/") -> None:
+        """Open `path`, get sent to the login page, sign in as `who`, come back to `path`."""
+        page.goto(self.base + path)
+        page.wait_for_url("**/login?next=*")
+        page.get_by_label("Username").fill(who)
+        page.get_by_label("Password").fill(PASSWORDS[who])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/login" not in url)
+        page.locator(f'.who[data-user="{who}"]').wait_for()
+
+    def check_stayed_local(self) -> None:
+        """No request left 127.0.0.1."""
+        assert self.outside == [], f"the page requested outside the gateway: {self.outside}"
+        bad = [u for u in self.requests if not self._allowed(u)]
+        assert bad == [], bad
+        assert self.csp == [], f"the page broke its Content-Security-Policy: {self.csp}"
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+def shoot(page: Page, name: str, size: str) -> None:
+    """docs/screenshots/<name>-<width>x<height>.png."""
+    width, height = SIZES[size]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}x{height}.png"))
+
+
+def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the gateway exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the gateway did not answer: {log.read_text()[-2000:]}")
+
+
+def _browser(playwright: Playwright) -> Browser:
+    """Debian's chromium, headless."""
+    assert Path(CHROMIUM).exists(), "chromium missing: `make setup` installs Debian's chromium"
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+    )
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The module's stack, a gateway process serving the built dashboard, a worker and a
+    browser. Playwright's sync API keeps an event loop running while it is up, so it starts
+    after the stack's setup (asyncio.run) and stops before its teardown."""
+    assert (DIST / "index.html").exists(), "the dashboard is not built: run `make setup`"
+    for env in auth_env(tmp_path_factory):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = env.workdir / "gateway.log"
+        exe = Path(sys.executable).with_name("pacs-gateway")
+        worker = WorkerProcess(env.config, env.env, env.workdir / "worker.log").start()
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [*(str(exe), "serve", "--config", str(env.config)), "--port", str(port)],
+                env={**os.environ, **env.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            _wait_up(url, proc, log)
+            with sync_playwright() as playwright:
+                browser = _browser(playwright)
+                try:
+                    yield Dashboard(env, url, browser, log)
+                finally:
+                    browser.close()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            worker.stop()

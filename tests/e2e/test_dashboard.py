@@ -1,0 +1,196 @@
+"""The dashboard end to end (issue 13): log in as each role, search a non-ASCII name and see
+the per-archive badges, a researcher sees no identity anywhere, a sync started from a
+comparison runs to 100 % through the subscription; screenshots of every page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.auth_support import leaked
+from tests.e2e.conftest import SIZES, Dashboard, Watched, shoot
+
+RED = "rgb(179, 38, 30)"  # --bad in ui/src/styles.css
+
+
+@pytest.fixture
+def desktop(dashboard: Dashboard) -> Iterator[Watched]:
+    """A 1280x800 context; fails the test if a page requested anything off the gateway."""
+    watched = dashboard.context("desktop")
+    yield watched
+    watched.close()
+    watched.check_stayed_local()
+
+
+def _muller(dashboard: Dashboard) -> tuple[str, str]:
+    """Müller's patient ID and his CT held by one archive only."""
+    patient = next(p for p in dashboard.env.truth.patients if p.name.startswith("Müller"))
+    study = next(
+        s
+        for s in dashboard.env.truth.studies
+        if s.patient_id == patient.patient_id and s.sources == ["dcm4chee"]
+    )
+    return patient.patient_id, study.study_uid
+
+
+def test_radiologist_searches_a_non_ascii_name_and_sees_badges(
+    dashboard: Dashboard, desktop: Watched
+) -> None:
+    page = desktop.page()
+    desktop.login(page, "radiologist")
+    expect(page.get_by_role("heading", name="Patient search")).to_be_visible()
+    page.get_by_label("Name (wildcards * and ?)").fill("Müller*")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(re.compile(r".*name=M%C3%BCller.*"))
+    row = page.locator("tr[data-row=patient]").filter(has_text="Müller")
+    expect(row).to_have_count(1)
+    patient_id, _ = _muller(dashboard)
+    expect(row).to_contain_text(patient_id)
+    held = row.locator('.badge[data-archive="dcm4chee"]')
+    missing = row.locator('.badge[data-archive="orthanc"]')
+    expect(held).to_have_attribute("data-state", "held")
+    expect(missing).to_have_attribute("data-state", "missing")
+    assert missing.evaluate("e => getComputedStyle(e).backgroundColor") == RED
+    # every archive's query status, with its latency
+    for source in ("orthanc", "dcm4chee", "legacy"):
+        chip = page.locator(f'.source-result[data-source="{source}"] .chip')
+        expect(chip).to_have_attribute("data-status", "OK")
+        expect(chip).to_contain_text(" ms")
+    # the filter survives a reload (it is in the URL)
+    page.reload()
+    expect(page.get_by_label("Name (wildcards * and ?)")).to_have_value("Müller*")
+    expect(page.locator("tr[data-row=patient]").filter(has_text="Müller")).to_have_count(1)
+    shoot(page, "search", "desktop")
+    row.get_by_role("link").first.click()
+    expect(page.get_by_role("heading", name=f"Patient {patient_id}")).to_be_visible()
+    expect(page.locator("tr[data-row=study]")).to_have_count(2)
+    shoot(page, "patient", "desktop")
+
+
+def test_an_ended_session_goes_to_login_and_back(dashboard: Dashboard, desktop: Watched) -> None:
+    page = desktop.page()
+    desktop.login(page, "radiologist", "/jobs")
+    assert page.url.endswith("/jobs")
+    page.evaluate(
+        """() => { const k = "pacs-gateway.session";
+           const s = JSON.parse(sessionStorage.getItem(k)); s.token = "pgs_expired";
+           sessionStorage.setItem(k, JSON.stringify(s)); }"""
+    )
+    page.reload()
+    page.wait_for_url("**/login?next=%2Fjobs&expired=1")
+    expect(page.get_by_text("Your session has ended")).to_be_visible()
+    page.get_by_label("Username").fill("radiologist")
+    page.get_by_label("Password").fill("radiologist-password-123")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/jobs")
+    expect(page.get_by_role("heading", name=re.compile("Jobs"))).to_be_visible()
+
+
+def test_researcher_sees_no_identity(dashboard: Dashboard, desktop: Watched) -> None:
+    page = desktop.page()
+    desktop.login(page, "researcher")
+    rows = page.locator("tr[data-row=patient]")
+    expect(rows).to_have_count(len(dashboard.env.truth.patients))
+    # name, ID, birth date and conflicts: the marker on every row, never a value
+    expect(rows.first.locator("[data-hidden=true]")).to_have_count(4)
+    assert page.locator("[data-hidden=true]").count() == 4 * rows.count()
+    expect(page.get_by_label("Name (wildcards * and ?)")).to_be_disabled()
+    rows.first.locator(".study-link").first.click()
+    expect(page.get_by_role("heading", name="Study comparison")).to_be_visible()
+    expect(page.locator("table.compare tbody tr").first).to_be_visible()
+    expect(page.get_by_text("Your role may not start a sync.")).to_be_visible()
+    shoot(page, "study-researcher", "desktop")
+    page.goto(dashboard.url + "/")
+    expect(rows.first).to_be_visible()
+    shoot(page, "search-researcher", "desktop")
+    assert leaked(page.content(), dashboard.env.truth) == []
+    assert desktop.bodies, "the GraphQL answers were recorded"
+    assert leaked("\n".join(desktop.bodies), dashboard.env.truth) == []
+
+
+def test_sync_from_a_comparison_reaches_100_percent_live(
+    dashboard: Dashboard, desktop: Watched
+) -> None:
+    _, uid = _muller(dashboard)
+    page = desktop.page()
+    desktop.login(page, "radiologist", f"/studies/{uid}")
+    expect(page.locator("[data-in-sync]")).to_have_attribute("data-in-sync", "false")
+    expect(page.locator('table.compare tr[data-archive="orthanc"] td').first).to_have_text("no")
+    viewer = page.get_by_role("button", name=re.compile("viewer not available yet"))
+    expect(viewer).to_be_disabled()
+    shoot(page, "study", "desktop")
+    page.get_by_role("button", name="Sync missing to orthanc from dcm4chee").click()
+    job = page.locator(".job-progress")
+    expect(job).to_have_attribute("data-status", "SUCCEEDED", timeout=120_000)
+    expect(job.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+    # the comparison reloads: orthanc holds the study now
+    present = page.locator('table.compare tr[data-archive="orthanc"] td').first
+    expect(present).to_have_text("yes", timeout=30_000)
+    shoot(page, "study-synced", "desktop")
+    page.get_by_role("link", name="Jobs").click()
+    expect(page.locator("tr[data-job]").first).to_have_attribute("data-status", "SUCCEEDED")
+    shoot(page, "jobs", "desktop")
+
+
+def test_graphiql_is_bundled_and_uses_the_session(dashboard: Dashboard, desktop: Watched) -> None:
+    page = desktop.page()
+    desktop.login(page, "radiologist")
+    page.goto(dashboard.url + "/graphql")
+    expect(page.locator(".graphiql-container")).to_be_visible()
+    editor = page.locator(".graphiql-query-editor")
+    expect(editor).to_contain_text("SearchPatientsByName")
+    page.locator(".graphiql-execute-button").click()
+    expect(page.locator(".result-window")).to_contain_text('"patients"', timeout=30_000)
+    shoot(page, "graphiql", "desktop")
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_screenshots_of_every_page(dashboard: Dashboard, size: str) -> None:
+    watched = dashboard.context(size)
+    page = watched.page()
+    page.goto(dashboard.url + "/login")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    shoot(page, "login", size)
+    watched.login(page, "admin")
+    expect(page.locator("tr[data-row=patient]").first).to_be_visible()
+    if size == "phone":
+        shoot(page, "search", size)
+    for path, name, ready in (
+        ("/sources", "sources", "tr[data-source]"),
+        ("/admin", "admin", "tr[data-user]"),
+        ("/jobs", "jobs", "main h1"),
+    ):
+        page.goto(dashboard.url + path)
+        expect(page.locator(ready).first).to_be_visible()
+        if size == "phone" or name != "jobs":
+            shoot(page, name, size)
+    if size == "phone":
+        patient_id, uid = _muller(dashboard)
+        page.goto(f"{dashboard.url}/patients/{patient_id}")
+        expect(page.locator("tr[data-row=study]").first).to_be_visible()
+        shoot(page, "patient", size)
+        page.goto(f"{dashboard.url}/studies/{uid}")
+        expect(page.locator("table.compare")).to_be_visible()
+        shoot(page, "study", size)
+    watched.close()
+    watched.check_stayed_local()
+
+
+def test_admin_creates_a_user_who_can_log_in(dashboard: Dashboard, desktop: Watched) -> None:
+    page = desktop.page()
+    desktop.login(page, "admin", "/admin")
+    page.get_by_label("Username").fill("newcomer")
+    page.get_by_label("Password (12 characters or more)").fill("newcomer-password-123")
+    page.get_by_label("Role").select_option("RESEARCHER")
+    page.get_by_role("button", name="Create user").click()
+    expect(page.get_by_role("status")).to_have_text("User newcomer created")
+    expect(page.locator('tr[data-user="newcomer"]')).to_be_visible()
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/login")
+    page.get_by_label("Username").fill("newcomer")
+    page.get_by_label("Password").fill("newcomer-password-123")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator('.who[data-user="newcomer"]')).to_be_visible()

@@ -1,0 +1,130 @@
+import { cleanup, fireEvent, render, screen } from "@testing-library/react";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { applyEvent } from "../pages/Jobs";
+import { searchUrl, filterOf } from "../pages/Search";
+import { syncPlans } from "../pages/Study";
+import { loginUrl, nextPath } from "../session";
+import { ArchiveBadges, Identity, ProgressBar, StatusChip } from "./Badges";
+import { Pager } from "./Pager";
+import css from "../styles.css?raw";
+
+afterEach(cleanup);
+
+describe("archive badges", () => {
+  it("marks each archive held or missing, missing in red", () => {
+    const { container } = render(<ArchiveBadges archives={["orthanc", "dcm4chee", "legacy"]} presentIn={["dcm4chee"]} />);
+    const badges = [...container.querySelectorAll<HTMLElement>(".badge")];
+    expect(badges.map((b) => [b.dataset.archive, b.dataset.state])).toEqual([
+      ["orthanc", "missing"],
+      ["dcm4chee", "held"],
+      ["legacy", "missing"],
+    ]);
+    expect(badges[0].className).toContain("badge-missing");
+    expect(badges[1].className).toContain("badge-held");
+    expect(badges[0].getAttribute("aria-label")).toBe("orthanc: missing");
+    // the stylesheet paints a missing badge red
+    const bad = /--bad:\s*#([0-9a-f]{6})/i.exec(css)![1];
+    const [r, g, b] = [0, 2, 4].map((i) => parseInt(bad.slice(i, i + 2), 16));
+    expect(r).toBeGreaterThan(150);
+    expect(g).toBeLessThan(80);
+    expect(b).toBeLessThan(80);
+    expect(css).toMatch(/\.badge-missing\s*{[^}]*background:\s*var\(--bad\)/);
+  });
+});
+
+describe("status chips", () => {
+  it("shows OK, ERROR and TIMEOUT with their tone and latency", () => {
+    render(
+      <>
+        <StatusChip status="OK" latencyMs={12.4} />
+        <StatusChip status="TIMEOUT" latencyMs={5000} />
+        <StatusChip status="ERROR" />
+      </>,
+    );
+    expect(screen.getByText("OK").closest(".chip")!.className).toContain("chip-ok");
+    expect(screen.getByText("timeout").closest(".chip")!.className).toContain("chip-bad");
+    expect(screen.getByText("error").closest(".chip")!.className).toContain("chip-bad");
+    expect(screen.getByText(/12 ms/)).toBeTruthy();
+    expect(screen.getByText(/5000 ms/)).toBeTruthy();
+  });
+});
+
+describe("identity", () => {
+  it("renders the hidden marker, never a value, for a field not served", () => {
+    const { container } = render(<Identity value={undefined} />);
+    expect(container.querySelector("[data-hidden=true]")!.textContent).toBe("hidden");
+    cleanup();
+    render(<Identity value="Müller Jürgen" />);
+    expect(screen.getByText("Müller Jürgen")).toBeTruthy();
+  });
+});
+
+describe("pagination", () => {
+  it("offers the next page only when the server has one, with its cursor", () => {
+    const onNext = vi.fn();
+    const onFirst = vi.fn();
+    const { rerender } = render(
+      <Pager page={1} hasNextPage endCursor="c1" onNext={onNext} onFirst={onFirst} />,
+    );
+    const first = screen.getByRole("button", { name: "First page" }) as HTMLButtonElement;
+    const next = screen.getByRole("button", { name: "Next page" }) as HTMLButtonElement;
+    expect(first.disabled).toBe(true);
+    fireEvent.click(next);
+    expect(onNext).toHaveBeenCalledWith("c1");
+    rerender(<Pager page={2} hasNextPage={false} endCursor="c2" onNext={onNext} onFirst={onFirst} />);
+    expect(next.disabled).toBe(true);
+    expect(first.disabled).toBe(false);
+    fireEvent.click(first);
+    expect(onFirst).toHaveBeenCalled();
+    expect(screen.getByText("Page 2")).toBeTruthy();
+  });
+
+  it("keeps the filter and cursor in the URL", () => {
+    const url = searchUrl({ name: "Müller*", patientId: "", birthDate: "19990219" }, "cur", 3);
+    const f = filterOf(new URL(url, "http://x").searchParams);
+    expect(f).toEqual({ name: "Müller*", patientId: "", birthDate: "19990219", after: "cur", page: 3 });
+    expect(searchUrl({ name: "", patientId: "", birthDate: "" })).toBe("/");
+  });
+});
+
+describe("progress and jobs", () => {
+  it("shows progress as a percentage", () => {
+    render(<ProgressBar progress={0.5} label="job" />);
+    expect(screen.getByRole("progressbar").getAttribute("aria-valuenow")).toBe("50");
+  });
+
+  it("applies live events: updates a known job, adds a new one on top", () => {
+    const rows = [{ id: "a", status: "RUNNING", progress: 0.1 }];
+    const updated = applyEvent(rows, { jobId: "a", status: "SUCCEEDED", progress: 1 });
+    expect(updated[0]).toMatchObject({ id: "a", status: "SUCCEEDED", progress: 1 });
+    const added = applyEvent(updated, { jobId: "b", status: "QUEUED", progress: 0 });
+    expect(added.map((r) => r.id)).toEqual(["b", "a"]);
+  });
+});
+
+describe("sync plans and login redirects", () => {
+  const row = (id: string, present: boolean, instances: number | null, status = "OK", roles = ["QUERY", "STORE"]) => ({
+    source: { id, roles },
+    present,
+    instances,
+    status,
+  });
+
+  it("copies from the fullest archive to the ones short of it", () => {
+    const plans = syncPlans([row("orthanc", false, null), row("dcm4chee", true, 14), row("legacy", true, 12)], []);
+    expect(plans).toEqual([
+      { to: "orthanc", from: "dcm4chee" },
+      { to: "legacy", from: "dcm4chee" },
+    ]);
+    expect(syncPlans([row("a", true, 3), row("b", true, 3)], [])).toEqual([]);
+    expect(syncPlans([row("a", true, 3), row("b", false, null, "ERROR")], [])).toEqual([]);
+  });
+
+  it("comes back to the page after login, never to another site", () => {
+    expect(loginUrl("/studies/1.2?x=1", true)).toBe("/login?next=%2Fstudies%2F1.2%3Fx%3D1&expired=1");
+    expect(nextPath("/jobs")).toBe("/jobs");
+    expect(nextPath("//evil.example/")).toBe("/");
+    expect(nextPath("https://evil.example/")).toBe("/");
+    expect(nextPath(null)).toBe("/");
+  });
+});
