@@ -100,7 +100,7 @@ class Dashboard:
 
     async def fallback(self, request: Request) -> Response:
         """Any path no route took: the SPA for a page path, 404 for the API's."""
-        if is_api_path(request.url.path) or request.method not in ("GET", "HEAD"):
+        if is_api_path(request.url.path):
             return JSONResponse({"error": "not found"}, status_code=404)
         return self.page()
 
@@ -116,5 +116,5 @@ class Dashboard:
         path)."""
         return [
             Mount("/assets", self.serve_assets, name="assets"),
-            Route("/{path:path}", self.fallback, methods=["GET", "POST", "PUT", "DELETE"]),
+            Route("/{path:path}", self.fallback, methods=["GET"]),  # HEAD too; others 405
         ]

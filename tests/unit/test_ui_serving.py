@@ -64,7 +64,10 @@ def test_api_paths_never_fall_back(built: Path, prefix: str) -> None:
 
 
 def test_an_api_route_still_answers(built: Path) -> None:
-    assert _client(built).get("/health").json() == {"api": True}
+    client = _client(built)
+    assert client.get("/health").json() == {"api": True}
+    assert client.post("/health").status_code == 405, "a wrong method stays 405"
+    assert client.post("/jobs").status_code == 405
 
 
 def test_without_a_build_pages_say_to_run_make_setup(tmp_path: Path) -> None:
