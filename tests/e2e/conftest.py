@@ -34,6 +34,7 @@ from tests.auth_support import PASSWORDS, AuthEnv, auth_env
 from tests.jobs_support import WorkerProcess, free_port
 
 CHROMIUM = "/usr/bin/chromium"
+AXE = Path(__file__).resolve().parents[2] / "ui" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 
@@ -126,6 +127,23 @@ def shoot(page: Page, name: str, size: str) -> None:
     width, height = SIZES[size]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}x{height}.png"))
+
+
+def axe_violations(page: Page) -> list[str]:
+    """axe-core's violations of serious or critical impact on the page as it is (axe from
+    ui/node_modules, evaluated through the DevTools protocol: nothing is fetched)."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    found: list[str] = page.evaluate(
+        """async () => {
+          const r = await axe.run(document, { resultTypes: ["violations"] });
+          return r.violations
+            .filter(v => v.impact === "serious" || v.impact === "critical")
+            .map(v => `${v.impact} ${v.id}: ` +
+                      v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(", "));
+        }"""
+    )
+    return found
 
 
 def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.auth_support import leaked
-from tests.e2e.conftest import SIZES, Dashboard, Watched, shoot
+from tests.e2e.conftest import SIZES, Dashboard, Watched, axe_violations, shoot
 
 RED = "rgb(179, 38, 30)"  # --bad in ui/src/styles.css
 
@@ -106,6 +106,7 @@ def test_researcher_sees_no_identity(dashboard: Dashboard, desktop: Watched) -> 
     page.goto(dashboard.url + "/")
     expect(rows.first).to_be_visible()
     shoot(page, "search-researcher", "desktop")
+    assert axe_violations(page) == []
     assert leaked(page.content(), dashboard.env.truth) == []
     assert desktop.bodies, "the GraphQL answers were recorded"
     assert leaked("\n".join(desktop.bodies), dashboard.env.truth) == []
@@ -130,6 +131,7 @@ def test_sync_from_a_comparison_reaches_100_percent_live(
     present = page.locator('table.compare tr[data-archive="orthanc"] td').first
     expect(present).to_have_text("yes", timeout=30_000)
     shoot(page, "study-synced", "desktop")
+    assert axe_violations(page) == []
     page.get_by_role("link", name="Jobs").click()
     expect(page.locator("tr[data-job]").first).to_have_attribute("data-status", "SUCCEEDED")
     shoot(page, "jobs", "desktop")
@@ -151,11 +153,14 @@ def test_graphiql_is_bundled_and_uses_the_session(dashboard: Dashboard, desktop:
 def test_screenshots_of_every_page(dashboard: Dashboard, size: str) -> None:
     watched = dashboard.context(size)
     page = watched.page()
+    violations: dict[str, list[str]] = {}
     page.goto(dashboard.url + "/login")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     shoot(page, "login", size)
+    violations["login"] = axe_violations(page)
     watched.login(page, "admin")
     expect(page.locator("tr[data-row=patient]").first).to_be_visible()
+    violations["search"] = axe_violations(page)
     if size == "phone":
         shoot(page, "search", size)
     for path, name, ready in (
@@ -165,18 +170,23 @@ def test_screenshots_of_every_page(dashboard: Dashboard, size: str) -> None:
     ):
         page.goto(dashboard.url + path)
         expect(page.locator(ready).first).to_be_visible()
+        violations[name] = axe_violations(page)
         if size == "phone" or name != "jobs":
             shoot(page, name, size)
+    patient_id, uid = _muller(dashboard)
+    page.goto(f"{dashboard.url}/patients/{patient_id}")
+    expect(page.locator("tr[data-row=study]").first).to_be_visible()
+    violations["patient"] = axe_violations(page)
     if size == "phone":
-        patient_id, uid = _muller(dashboard)
-        page.goto(f"{dashboard.url}/patients/{patient_id}")
-        expect(page.locator("tr[data-row=study]").first).to_be_visible()
         shoot(page, "patient", size)
-        page.goto(f"{dashboard.url}/studies/{uid}")
-        expect(page.locator("table.compare")).to_be_visible()
+    page.goto(f"{dashboard.url}/studies/{uid}")
+    expect(page.locator("table.compare")).to_be_visible()
+    violations["study"] = axe_violations(page)
+    if size == "phone":
         shoot(page, "study", size)
     watched.close()
     watched.check_stayed_local()
+    assert {k: v for k, v in violations.items() if v} == {}, "axe: serious or critical"
 
 
 def test_admin_creates_a_user_who_can_log_in(dashboard: Dashboard, desktop: Watched) -> None:
@@ -194,3 +204,30 @@ def test_admin_creates_a_user_who_can_log_in(dashboard: Dashboard, desktop: Watc
     page.get_by_label("Password").fill("newcomer-password-123")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator('.who[data-user="newcomer"]')).to_be_visible()
+
+
+def test_a_stopped_archive_is_marked_down_and_the_rest_still_shows(
+    dashboard: Dashboard, desktop: Watched
+) -> None:
+    page = desktop.page()
+    desktop.login(page, "radiologist")
+    expect(page.locator("tr[data-row=patient]").first).to_be_visible()
+    dashboard.env.stack.stop_service("legacy")
+    try:
+        page.reload()
+        chip = page.locator('.source-result[data-source="legacy"] .chip')
+        expect(chip).to_have_attribute("data-status", "ERROR")
+        expect(chip).to_have_css("background-color", RED)
+        for source in ("orthanc", "dcm4chee"):
+            ok = page.locator(f'.source-result[data-source="{source}"] .chip')
+            expect(ok).to_have_attribute("data-status", "OK")
+        expect(page.locator("tr[data-row=patient]").first).to_be_visible()
+        shoot(page, "search-archive-down", "desktop")
+        page.get_by_role("link", name="Sources").click()
+        health = page.locator('tr[data-source="legacy"] .chip')
+        expect(health).to_have_attribute("data-status", "ERROR", timeout=30_000)
+        expect(page.locator('tr[data-source="orthanc"] .chip')).to_have_attribute(
+            "data-status", "OK"
+        )
+    finally:
+        dashboard.env.stack.start_service("legacy")

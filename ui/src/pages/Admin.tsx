@@ -41,7 +41,7 @@ export function AdminPage() {
       <h1>{t.admin.title}</h1>
       <h2>{t.admin.users}</h2>
       <RequestState fetching={result.fetching && !result.data} error={result.error} />
-      <div className="table-wrap">
+      <div className="table-wrap" tabIndex={0}>
         <table className="users">
           <thead>
             <tr>

@@ -71,7 +71,7 @@ export function JobsPage() {
       <h1>{t.jobs.title} <span className="chip chip-info">{t.jobs.live}</span></h1>
       <RequestState fetching={result.fetching && !result.data} error={result.error} />
       {result.data && rows.length === 0 ? <p>{t.jobs.empty}</p> : null}
-      <div className="table-wrap">
+      <div className="table-wrap" tabIndex={0}>
         <table className="jobs">
           <thead>
             <tr>

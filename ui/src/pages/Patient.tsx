@@ -52,7 +52,7 @@ export function PatientPage({ patientId, user }: { patientId: string; user: Sess
             <ConflictTable conflicts={p.conflicts} />
           ) : null}
           <h2>{t.patient.studies}</h2>
-          <div className="table-wrap">
+          <div className="table-wrap" tabIndex={0}>
             <table>
               <thead>
                 <tr>
@@ -92,7 +92,7 @@ export function ConflictTable({
 }) {
   const archives = [...new Set(conflicts.flatMap((c) => c.values.map((v) => v.source.id)))];
   return (
-    <div className="table-wrap">
+    <div className="table-wrap" tabIndex={0}>
       <table className="conflicts" aria-label={t.compare.conflicts}>
         <thead>
           <tr>

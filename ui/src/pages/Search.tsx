@@ -108,7 +108,7 @@ export function SearchPage({ user }: { user: SessionUser }) {
       {page ? (
         <>
           <p className="muted" aria-live="polite">{t.search.results(page.totalCount)}</p>
-          <div className="table-wrap">
+          <div className="table-wrap" tabIndex={0}>
             <table className="results">
               <thead>
                 <tr>

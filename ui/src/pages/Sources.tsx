@@ -22,7 +22,7 @@ export function SourcesPage() {
     <main>
       <h1>{t.sources.title}</h1>
       <RequestState fetching={result.fetching && !result.data} error={result.error} />
-      <div className="table-wrap">
+      <div className="table-wrap" tabIndex={0}>
         <table className="sources">
           <thead>
             <tr>

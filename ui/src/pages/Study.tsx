@@ -76,7 +76,7 @@ export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
           <p className={c.inSync ? "ok" : "bad"} data-in-sync={String(c.inSync)}>
             {c.inSync ? t.compare.inSync : t.compare.notInSync}
           </p>
-          <div className="table-wrap">
+          <div className="table-wrap" tabIndex={0}>
             <table className="compare">
               <thead>
                 <tr>
@@ -104,7 +104,7 @@ export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
           {c.missing.length === 0 ? (
             <p className="muted">{t.compare.noMissing}</p>
           ) : (
-            <div className="table-wrap">
+            <div className="table-wrap" tabIndex={0}>
               <table className="missing">
                 <thead>
                   <tr>
