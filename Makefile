@@ -16,7 +16,12 @@ UI_DEPS := ui/node_modules/.package-lock.json
 UI_STAMP := ui/dist/.built
 UI_SOURCES := $(shell find ui/src ui/index.html ui/vite.config.ts ui/codegen.ts ui/tsconfig.json ui/package.json -type f -not -path 'ui/src/gql/*' 2>/dev/null) ui/package-lock.json schema.graphql
 
-.PHONY: help setup deb venv ui demo test lint format schema stack clean
+# the OHIF Viewer's prebuilt dist/ from the npm registry (npm pack), pinned by integrity
+OHIF_VERSION := 3.13.2
+OHIF_INTEGRITY := sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA==
+VIEWER_STAMP := .tools/ohif/.installed-$(OHIF_VERSION)
+
+.PHONY: help setup deb venv ui viewer demo test lint format schema stack clean
 
 help:
 	@echo "make demo    local PACS stack + demo data + worker + gateway on http://127.0.0.1:8000"
@@ -24,7 +29,7 @@ help:
 	@echo "make setup   install what is missing (Debian packages, .venv, the dashboard build)"
 	@echo "make lint    ruff + mypy + schema drift check"
 
-setup: deb venv ui
+setup: deb venv ui viewer
 
 deb:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -54,6 +59,16 @@ $(UI_STAMP): $(UI_DEPS) $(UI_SOURCES)
 	@touch $(UI_STAMP)
 
 ui: $(UI_STAMP)
+
+$(VIEWER_STAMP): | $(STAMP)
+	mkdir -p .tools/ohif
+	cd .tools/ohif && ../../ui/npm.sh pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null
+	$(BIN)/pacs-gateway viewer-install .tools/ohif/ohif-app-$(OHIF_VERSION).tgz \
+	  --integrity $(OHIF_INTEGRITY) --to .tools/ohif/dist
+	rm -f .tools/ohif/ohif-app-$(OHIF_VERSION).tgz
+	@touch $(VIEWER_STAMP)
+
+viewer: $(VIEWER_STAMP)
 
 demo: setup
 	$(BIN)/pacs-gateway demo

@@ -35,7 +35,7 @@ from gateway.core.settings import Settings
 from gateway.jobs.store import JobStore
 from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
-from gateway.server import dicomweb
+from gateway.server import dicomweb, viewer
 from gateway.server.callers import UNAUTHENTICATED_HEADERS, bearer, caller_of
 from gateway.server.importer import import_upload
 from gateway.server.metrics import MetricsEndpoint
@@ -240,6 +240,7 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/graphql", graphql),
         Mount("/files", JobFiles(results, runtime_of), name="files"),
         Mount("/dicomweb", dicomweb.router(runtime_of), name="dicomweb"),
+        Mount("/viewer", viewer.router(runtime_of), name="viewer"),
         Route("/import", import_upload, methods=["POST"]),
     ]
     if settings.metrics.enabled:  # no token: Prometheus has none; allow-listed instead

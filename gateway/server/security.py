@@ -132,8 +132,8 @@ class Hardened:
                 names = {k.lower() for k, _ in headers}
                 headers += [(k, v) for k, v in COMMON_HEADERS if k not in names]
                 ctype = dict(headers).get(b"content-type", b"")
-                if ctype.startswith(b"text/html"):
-                    headers.append((b"content-security-policy", HTML_CSP))
+                if ctype.startswith(b"text/html") and b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", HTML_CSP))  # unless its own
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import logging
 import sys
+import tarfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from gateway.core.enums import AuthMode, ConflictStrategy, LogFormat
 from gateway.core.errors import ConfigError
 from gateway.core.logs import configure_logging, quiet_libraries
 from gateway.core.settings import Settings, load_settings
+from gateway.devstack import viewer
 from gateway.devstack.seed.archives import seed_archives
 from gateway.server.cli import identity, importing, index
 
@@ -180,6 +182,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_viewer_install(args: argparse.Namespace) -> int:
+    """Check and unpack the OHIF Viewer's package under /viewer/."""
+    try:
+        count = viewer.install(args.tarball, args.integrity, args.to)
+    except (viewer.InstallError, OSError, tarfile.TarError) as exc:
+        print(f"pacs-gateway: viewer not installed: {exc}", file=sys.stderr)
+        return 1
+    print(f"viewer: {count} files in {args.to}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="pacs-gateway", description=__doc__)
@@ -235,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stack", help="start the local PACS stack only")
     p.add_argument("--config-out", default="var/stack/gateway.toml")
     p.set_defaults(func=cmd_stack)
+    p = sub.add_parser("viewer-install", help="install the OHIF Viewer's dist/ (make setup)")
+    p.add_argument("tarball", type=Path, help="@ohif/app's package, from `npm pack`")
+    p.add_argument("--integrity", required=True, help="the pinned sha512-... of the package")
+    p.add_argument("--to", type=Path, required=True, help="where the viewer's files go")
+    p.set_defaults(func=cmd_viewer_install)
     p = sub.add_parser("schema", help="write schema.graphql from the code")
     p.add_argument("--check", action="store_true", help="fail if schema.graphql drifted")
     p.set_defaults(func=cmd_schema)
