@@ -1,6 +1,6 @@
 """The OHIF Viewer at /viewer/ on the gateway's federated /dicomweb, in Debian's chromium:
 the study list through the dashboard's session, the demo CT rendered (a canvas that is
-not blank), its RT-STRUCT listed, nothing loaded from outside the gateway."""
+not blank), its RT-STRUCT's ROIs listed over it, nothing loaded from outside the gateway."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ def test_the_viewer_lists_studies_and_renders_the_demo_ct(dashboard: Dashboard) 
             assert time.monotonic() < deadline, "the viewport stayed blank"
             time.sleep(1)
         shoot(page, "viewer", "desktop")
+
+        # the structure set: loaded over the CT, its ROIs listed in the segmentation panel
+        page.get_by_text("Skip all").click()  # OHIF's first-visit tour
+        page.get_by_text("Structure Set").first.dblclick()
+        page.get_by_role("button", name="Yes").click()
+        page.locator('[data-cy="panelSegmentation-btn"]').click()
+        titles = page.locator('[data-cy="data-row-title"]')
+        titles.nth(len(rt.rois) - 1).wait_for()
+        assert sorted(titles.all_inner_texts()) == sorted(r.name for r in rt.rois)
+        shoot(page, "viewer-rtstruct", "desktop")
 
         frames = [u for u in watched.requests if "/frames/" in u or "/metadata" in u]
         assert frames, "the images came through the gateway's WADO-RS"
