@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import (
@@ -83,7 +84,7 @@ class Watched:
             route.abort()
 
     def _response(self, response: Response) -> None:
-        if response.url.endswith("/graphql") and response.request.method == "POST":
+        if urlsplit(response.url).path == "/graphql":
             try:
                 self.bodies.append(response.text())
             except Exception:  # a body the page navigated away from
@@ -92,6 +93,10 @@ class Watched:
     def _console(self, kind: str, text: str) -> None:
         if kind == "error" and "Content Security Policy" in text:
             self.csp.append(text)
+
+    def graphql_gets(self) -> list[str]:
+        """GraphQL requests sent as GET (their variables would be in the URL)."""
+        return [u for u in self.requests if urlsplit(u).path == "/graphql" and "query=" in u]
 
     def page(self) -> Page:
         """A new page; its WebSockets are checked too."""
@@ -117,6 +122,7 @@ class Watched:
         bad = [u for u in self.requests if not self._allowed(u)]
         assert bad == [], bad
         assert self.csp == [], f"the page broke its Content-Security-Policy: {self.csp}"
+        assert self.graphql_gets() == [], "queries go by POST: no patient value in a URL"
 
     def close(self) -> None:
         self.ctx.close()

@@ -25,6 +25,8 @@ export function makeClient(token: string | null, onUnauthenticated: () => void):
   const ws = makeWsClient(token);
   return new Client({
     url: "/graphql",
+    // POST only: a search's patient names and IDs must not end up in URLs (access logs)
+    preferGetMethod: false,
     requestPolicy: "cache-and-network",
     fetchOptions: (): RequestInit => {
       const headers: Record<string, string> = {};

@@ -82,7 +82,10 @@ describe("pagination", () => {
   it("keeps the filter and cursor in the URL", () => {
     const url = searchUrl({ name: "Müller*", patientId: "", birthDate: "19990219" }, "cur", 3);
     const f = filterOf(new URL(url, "http://x").searchParams);
-    expect(f).toEqual({ name: "Müller*", patientId: "", birthDate: "19990219", after: "cur", page: 3 });
+    expect(f).toEqual({ name: "Müller*", patientId: "", birthDate: "19990219", after: "cur", page: 3, size: 25 });
+    const big = filterOf(new URL(searchUrl({ name: "", patientId: "", birthDate: "", size: 500 }), "http://x").searchParams);
+    expect(big.size).toBe(500);
+    expect(filterOf(new URLSearchParams("size=100000")).size).toBe(25);
     expect(searchUrl({ name: "", patientId: "", birthDate: "" })).toBe("/");
   });
 });

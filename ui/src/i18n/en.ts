@@ -32,6 +32,7 @@ export const en = {
     patientId: "Patient ID",
     birthDate: "Birth date (YYYYMMDD)",
     submit: "Search",
+    pageSize: "Rows per page",
     identityFiltersHidden: "Your role searches without identity filters.",
     results: (n: number) => `${n} patient(s)`,
     colName: "Name",

@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from "react";
+import { useLayoutEffect, useRef, useState, type FormEvent } from "react";
 import { useQuery } from "urql";
 import { ArchiveBadges, Hidden, Identity } from "../components/Badges";
 import { Pager } from "../components/Pager";
@@ -30,7 +30,7 @@ export const SearchPatientsQuery = graphql(`
   }
 `);
 
-const PAGE_SIZE = 25;
+export const PAGE_SIZES = [25, 100, 500];
 
 /** The filter as the URL holds it (shareable, survives a reload). */
 export function filterOf(search: URLSearchParams) {
@@ -40,14 +40,20 @@ export function filterOf(search: URLSearchParams) {
     birthDate: search.get("birth") ?? "",
     after: search.get("after"),
     page: Number(search.get("page") ?? "1") || 1,
+    size: PAGE_SIZES.includes(Number(search.get("size"))) ? Number(search.get("size")) : PAGE_SIZES[0],
   };
 }
 
-export function searchUrl(f: { name: string; patientId: string; birthDate: string }, after?: string, page = 1) {
+export function searchUrl(
+  f: { name: string; patientId: string; birthDate: string; size?: number },
+  after?: string,
+  page = 1,
+) {
   const p = new URLSearchParams();
   if (f.name) p.set("name", f.name);
   if (f.patientId) p.set("id", f.patientId);
   if (f.birthDate) p.set("birth", f.birthDate);
+  if (f.size && f.size !== PAGE_SIZES[0]) p.set("size", String(f.size));
   if (after) {
     p.set("after", after);
     p.set("page", String(page));
@@ -61,7 +67,12 @@ export function SearchPage({ user }: { user: SessionUser }) {
   const { search } = useLocation();
   const current = filterOf(search);
   const identity = seesIdentity(user);
-  const [form, setForm] = useState({ name: current.name, patientId: current.patientId, birthDate: current.birthDate });
+  const [form, setForm] = useState({
+    name: current.name,
+    patientId: current.patientId,
+    birthDate: current.birthDate,
+    size: current.size,
+  });
   const filter = identity
     ? {
         name: current.name || null,
@@ -71,9 +82,10 @@ export function SearchPage({ user }: { user: SessionUser }) {
     : {};
   const [result] = useQuery({
     query: SearchPatientsQuery,
-    variables: { filter, first: PAGE_SIZE, after: current.after, identity },
+    variables: { filter, first: current.size, after: current.after, identity },
   });
   const page = result.data?.patients;
+  useRenderTiming(page);
   const archives = page?.sourceResults.map((r) => r.source.id) ?? [];
 
   const submit = (e: FormEvent) => {
@@ -99,6 +111,14 @@ export function SearchPage({ user }: { user: SessionUser }) {
           {t.search.birthDate}
           <input name="birthDate" value={form.birthDate} disabled={!identity} inputMode="numeric"
             pattern="[0-9]{8}" onChange={(e) => setForm({ ...form, birthDate: e.target.value })} />
+        </label>
+        <label>
+          {t.search.pageSize}
+          <select name="size" value={form.size} onChange={(e) => setForm({ ...form, size: Number(e.target.value) })}>
+            {PAGE_SIZES.map((n) => (
+              <option key={n} value={n}>{n}</option>
+            ))}
+          </select>
         </label>
         <button type="submit">{t.search.submit}</button>
         {!identity ? <p className="muted">{t.search.identityFiltersHidden}</p> : null}
@@ -170,4 +190,25 @@ export function SearchPage({ user }: { user: SessionUser }) {
       ) : null}
     </main>
   );
+}
+
+/**
+ * Performance marks for the search results: `search:data` when a new page of data reaches
+ * the component, `search:render` (a measure) once its rows are in the DOM and painted.
+ */
+function useRenderTiming(page: unknown): void {
+  const last = useRef<unknown>(undefined);
+  if (page && page !== last.current) {
+    last.current = page;
+    performance.clearMarks("search:data");
+    performance.mark("search:data");
+  }
+  useLayoutEffect(() => {
+    if (!page) return;
+    const frame = requestAnimationFrame(() => {
+      performance.clearMeasures("search:render");
+      performance.measure("search:render", "search:data");
+    });
+    return () => cancelAnimationFrame(frame);
+  }, [page]);
 }
