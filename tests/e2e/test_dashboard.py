@@ -123,8 +123,16 @@ def test_sync_from_a_comparison_reaches_100_percent_live(
     viewer = page.get_by_role("button", name=re.compile("viewer not available yet"))
     expect(viewer).to_be_disabled()
     shoot(page, "study", "desktop")
-    page.get_by_role("button", name="Sync missing to orthanc from dcm4chee").click()
-    job = page.locator(".job-progress")
+    sync = page.get_by_role("button", name="Sync missing to orthanc from dcm4chee")
+    expect(sync).to_have_count(0)  # a dry run first
+    page.get_by_role("button", name="Preview sync to orthanc (dry run) from dcm4chee").click()
+    preview = page.locator('.sync-plan[data-to="orthanc"] .preview-summary')
+    study = next(s for s in dashboard.env.truth.studies if s.study_uid == uid)
+    count = study.instance_counts["dcm4chee"]
+    expect(preview).to_have_text(f"Dry run: would copy {count} instance(s).", timeout=120_000)
+    expect(page.locator('table.compare tr[data-archive="orthanc"] td').first).to_have_text("no")
+    sync.click()
+    job = page.locator(".sync-jobs .job-progress")
     expect(job).to_have_attribute("data-status", "SUCCEEDED", timeout=120_000)
     expect(job.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
     # the comparison reloads: orthanc holds the study now

@@ -2,7 +2,7 @@ import { cleanup, fireEvent, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { applyEvent } from "../pages/Jobs";
 import { searchUrl, filterOf } from "../pages/Search";
-import { syncPlans } from "../pages/Study";
+import { previewText, syncPlans } from "../pages/Study";
 import { loginUrl, nextPath } from "../session";
 import { ArchiveBadges, Identity, ProgressBar, StatusChip } from "./Badges";
 import { Pager } from "./Pager";
@@ -121,6 +121,12 @@ describe("sync plans and login redirects", () => {
     ]);
     expect(syncPlans([row("a", true, 3), row("b", true, 3)], [])).toEqual([]);
     expect(syncPlans([row("a", true, 3), row("b", false, null, "ERROR")], [])).toEqual([]);
+  });
+
+  it("says what a dry run would copy", () => {
+    expect(previewText({ instancesToTransfer: 14, conflicts: 0 })).toBe("Dry run: would copy 14 instance(s).");
+    expect(previewText({ instancesToTransfer: 2, conflicts: 1 })).toBe("Dry run: would copy 2 instance(s), 1 conflict(s).");
+    expect(previewText(null)).toBeNull();
   });
 
   it("comes back to the page after login, never to another site", () => {

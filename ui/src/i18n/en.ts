@@ -82,6 +82,9 @@ export const en = {
     noConflicts: "No conflicting attributes.",
     noMissing: "Nothing missing.",
     syncTo: (to: string) => `Sync missing to ${to}`,
+    preview: (to: string) => `Preview sync to ${to} (dry run)`,
+    wouldCopy: (n: number, conflicts: number) =>
+      `Dry run: would copy ${n} instance(s)${conflicts ? `, ${conflicts} conflict(s)` : ""}.`,
     syncFrom: (from: string) => `from ${from}`,
     syncNotAllowed: "Your role may not start a sync.",
     started: (id: string) => `Sync job ${id} started`,

@@ -26,6 +26,21 @@ const SyncMutation = graphql(`
   }
 `);
 
+const JobResultQuery = graphql(`
+  query SyncJobResult($id: ID!) {
+    job(id: $id) { id status result error }
+  }
+`);
+
+/** What a dry-run sync would copy, from its job's result. */
+export function previewText(result: unknown): string | null {
+  if (!result || typeof result !== "object") return null;
+  const r = result as Record<string, unknown>;
+  const n = Number(r.instancesToTransfer ?? 0);
+  const conflicts = Number(r.conflicts ?? 0);
+  return t.compare.wouldCopy(n, conflicts);
+}
+
 interface Row {
   source: { id: string; roles: string[] };
   present: boolean;
@@ -54,13 +69,16 @@ export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
   const [result, refetch] = useQuery({ query: CompareQuery, variables: { uid, identity } });
   const [sync, startSync] = useMutation(SyncMutation);
   const [jobs, setJobs] = useState<string[]>([]);
+  const [previews, setPreviews] = useState<Record<string, string>>({});
   const c = result.data?.compareStudy;
   const plans = c ? syncPlans(c.sources, c.missing.flatMap((m) => m.missingFrom.map((s) => s.id))) : [];
 
-  const start = async (from: string, to: string) => {
-    const answer = await startSync({ input: { from, to, studyInstanceUids: [uid] } });
+  const start = async (from: string, to: string, dryRun: boolean) => {
+    const answer = await startSync({ input: { from, to, studyInstanceUids: [uid], dryRun } });
     const id = answer.data?.syncStudies.id;
-    if (id) setJobs((j) => [...j, id]);
+    if (!id) return;
+    if (dryRun) setPreviews((p) => ({ ...p, [to]: id }));
+    else setJobs((j) => [...j, id]);
   };
 
   return (
@@ -138,20 +156,49 @@ export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
           <section className="actions">
             {maySync(user) ? (
               plans.map((p) => (
-                <button key={p.to} type="button" disabled={sync.fetching} onClick={() => start(p.from, p.to)}>
-                  {t.compare.syncTo(p.to)} {t.compare.syncFrom(p.from)}
-                </button>
+                <div key={p.to} className="sync-plan" data-to={p.to}>
+                  <button type="button" disabled={sync.fetching} onClick={() => start(p.from, p.to, true)}>
+                    {t.compare.preview(p.to)} {t.compare.syncFrom(p.from)}
+                  </button>
+                  {previews[p.to] ? (
+                    <SyncPreview
+                      id={previews[p.to]}
+                      label={`${t.compare.syncTo(p.to)} ${t.compare.syncFrom(p.from)}`}
+                      disabled={sync.fetching}
+                      onConfirm={() => start(p.from, p.to, false)}
+                    />
+                  ) : null}
+                </div>
               ))
             ) : (
               <p className="muted">{t.compare.syncNotAllowed}</p>
             )}
             {sync.error ? <p className="error" role="alert">{t.common.error(sync.error.message)}</p> : null}
           </section>
-          {jobs.map((id) => (
-            <JobProgress key={id} id={id} onDone={() => refetch({ requestPolicy: "network-only" })} />
-          ))}
+          <section className="sync-jobs">
+            {jobs.map((id) => (
+              <JobProgress key={id} id={id} onDone={() => refetch({ requestPolicy: "network-only" })} />
+            ))}
+          </section>
         </>
       ) : null}
     </main>
+  );
+}
+
+/** A dry run's progress, then what it would copy and the button that syncs for real. */
+function SyncPreview(props: { id: string; label: string; disabled: boolean; onConfirm: () => void }) {
+  const [done, setDone] = useState(false);
+  const [job] = useQuery({ query: JobResultQuery, variables: { id: props.id }, pause: !done, requestPolicy: "network-only" });
+  const summary = previewText(job.data?.job?.result);
+  return (
+    <div className="sync-preview">
+      <JobProgress id={props.id} onDone={() => setDone(true)} />
+      {summary ? <p className="preview-summary" role="status">{summary}</p> : null}
+      {job.data?.job?.error ? <p className="error" role="alert">{job.data.job.error}</p> : null}
+      <button type="button" disabled={props.disabled || !summary} onClick={props.onConfirm}>
+        {props.label}
+      </button>
+    </div>
   );
 }
