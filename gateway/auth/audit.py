@@ -190,9 +190,8 @@ class AuditWriter:
                 self.queue.task_done()
 
     async def flush(self, within_s: float = 10.0) -> None:
-        """Wait until every queued event is written (at most `within_s`)."""
-        if self.queue.empty():
-            return
+        """Wait until every queued event is written (at most `within_s`), those already
+        taken from the queue and being written included."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within_s):
                 await self.queue.join()
