@@ -10,9 +10,9 @@ research archives only; each answer carrying identity is audited like a GraphQL 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -23,13 +23,14 @@ from starlette.routing import Route, Router
 from gateway.auth import policy
 from gateway.auth.audit import Entry
 from gateway.auth.principal import Principal
-from gateway.core.enums import SourceRole
+from gateway.core.enums import JobKind, SourceRole
 from gateway.core.errors import (
     AuditUnavailable,
     Forbidden,
     GatewayError,
     InvalidInput,
     SourceError,
+    TooLarge,
     Unauthenticated,
 )
 from gateway.core.uids import is_uid
@@ -39,12 +40,25 @@ from gateway.federation.merge import merge_instances, merge_series, merge_studie
 from gateway.runtime import Runtime
 from gateway.server.callers import UNAUTHENTICATED_HEADERS, caller_of
 from gateway.sources.base import InstanceQuery, PacsSource, SeriesQuery
+from gateway.sources.http import multipart as mp
 from resolvers.privacy import opaque
+from workers.dicom import intake
+from workers.dicom.intake import Instance
 from workers.dicom.web import NotAnImage, frames, metadata
 
 log = logging.getLogger(__name__)
 DICOM_JSON = "application/dicom+json"
+
+
+class UnsupportedMedia(InvalidInput):
+    """A STOW-RS body that is not multipart/related of application/dicom parts."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
 STATUS = {
+    TooLarge: 413,
+    UnsupportedMedia: 415,
     InvalidInput: 400,
     Unauthenticated: 401,
     Forbidden: 403,
@@ -156,14 +170,6 @@ async def _holders(call: _Call, study: str, series: str | None, sop: str | None)
     return [o.source for o in held]
 
 
-BOUNDARY_PREFIX = "pacs-gateway-"
-
-
-def _part(boundary: str, content_type: str, body: bytes) -> bytes:
-    head = f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode()
-    return head + body + b"\r\n"
-
-
 async def _first_that_answers(
     holders: Sequence[str], runtime: Runtime, open_: Callable[[PacsSource], AsyncIterator[bytes]]
 ) -> tuple[bytes | None, AsyncIterator[bytes]]:
@@ -184,13 +190,13 @@ async def _first_that_answers(
 
 
 async def retrieve(call: _Call) -> Response:
-    """WADO-RS of a study, a series or an instance: multipart/related application/dicom."""
+    """WADO-RS of a study, a series or an instance: multipart/related application/dicom,
+    streamed one instance at a time."""
     p = call.request.path_params
     study = _uid(p["study"], "study")
     series = _uid(p["series"], "series") if "series" in p else None
     sop = _uid(p["sop"], "instance") if "sop" in p else None
     holders = await _holders(call, study, series, sop)
-    boundary = BOUNDARY_PREFIX + uuid.uuid4().hex
 
     def open_(source: PacsSource) -> AsyncIterator[bytes]:
         if sop is not None and series is not None:
@@ -199,23 +205,21 @@ async def retrieve(call: _Call) -> Response:
 
     first, rest = await _first_that_answers(holders, call.runtime, open_)
 
-    async def body() -> AsyncIterator[bytes]:
-        if sop is not None:  # one instance, in chunks
-            yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-            if first is not None:
-                yield first
+    async def instances() -> AsyncIterator[bytes]:
+        if sop is not None:  # one instance, sent as one part
+            data = bytearray(first or b"")
             async for chunk in rest:
-                yield chunk
-            yield b"\r\n"
-        else:  # one Part 10 file per item
-            if first is not None:
-                yield _part(boundary, "application/dicom", first)
-            async for item in rest:
-                yield _part(boundary, "application/dicom", item)
-        yield f"--{boundary}--\r\n".encode()
+                data += chunk
+            yield bytes(data)
+            return
+        if first is not None:
+            yield first
+        async for item in rest:
+            yield item
 
+    boundary = mp.new_boundary()
     media = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    return StreamingResponse(body(), media_type=media)
+    return StreamingResponse(mp.compose(instances(), boundary), media_type=media)
 
 
 async def _instances(call: _Call, study: str, series: str | None) -> AsyncIterator[bytes]:
@@ -271,11 +275,142 @@ async def retrieve_frames(call: _Call) -> Response:
         found, syntax = frames(bytes(data), numbers)
     except NotAnImage as exc:
         raise NotHeld(str(exc)) from None
-    boundary = BOUNDARY_PREFIX + uuid.uuid4().hex
+    boundary = mp.new_boundary()
     kind = f"application/octet-stream; transfer-syntax={syntax}"
-    body = b"".join(_part(boundary, kind, f) for f in found) + f"--{boundary}--\r\n".encode()
+    body = b"".join([chunk async for chunk in mp.compose(found, boundary, kind)])
     media = f'multipart/related; type="application/octet-stream"; boundary={boundary}'
     return Response(body, media_type=media)
+
+
+# PS3.18 STOW-RS failure reasons (FailureReason, 0008,1197)
+PROCESSING_FAILURE = 0x0110
+STUDY_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+STORE_BATCH = 16
+
+
+def _destination(call: _Call) -> str:
+    """The archive a STOW-RS request stores into: `?archive=`, else the first archive
+    with role `store` (`research` for a caller who does not see identity)."""
+    settings = call.runtime.settings
+    asked = call.request.query_params.get("archive")
+    if asked is not None:
+        if asked not in call.runtime.sources:
+            raise InvalidInput("archive: no such archive")
+        return asked
+    role = SourceRole.STORE if policy.sees_identity(call.caller) else SourceRole.RESEARCH
+    mine = policy.readable_sources(call.caller, settings.ids_with_role(role))
+    if not mine:
+        raise Forbidden("no archive you may store into")
+    return mine[0]
+
+
+async def _bounded(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"a STOW-RS request holds at most {limit} bytes")
+        yield chunk
+
+
+def _sop_item(call: _Call, sop_class: str | None, sop: str | None, **extra: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if sop_class:
+        item["00081150"] = {"vr": "UI", "Value": [sop_class]}
+    if sop:
+        item["00081155"] = {"vr": "UI", "Value": [sop]}
+    for tag, element in extra.items():
+        item[tag.removeprefix("t")] = element
+    return item
+
+
+async def store(call: _Call) -> Response:
+    """STOW-RS: the instances of a multipart/related body into one archive; the PS3.18
+    response lists what was stored (ReferencedSOPSequence) and what was not, and why
+    (FailedSOPSequence). 200 all stored, 202 some, 409 none."""
+    media, params = mp.parse_content_type(call.request.headers.get("content-type", ""))
+    if media != "multipart/related" or params.get("type", "application/dicom") not in (
+        "application/dicom",
+        '"application/dicom"',
+    ):
+        raise UnsupportedMedia('multipart/related; type="application/dicom" is required')
+    study = call.request.path_params.get("study")
+    if study is not None:
+        _uid(study, "study")
+    dest = _destination(call)
+    settings = call.runtime.settings
+    policy.check_submit(call.caller, JobKind.IMPORT, [dest], settings)
+    archive = call.runtime.sources[dest]
+    stored: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    batch: list[tuple[Instance, bytes]] = []
+    studies: set[str] = set()
+
+    def fail(sop_class: str | None, sop: str | None, reason: int) -> None:
+        failed.append(_sop_item(call, sop_class, sop, t00081197={"vr": "US", "Value": [reason]}))
+
+    async def flush() -> None:
+        if not batch:
+            return
+        try:
+            result = await archive.store([data for _, data in batch])
+            done = set(result.stored)
+        except SourceError as exc:
+            log.warning("STOW-RS into %s failed: %s", dest, exc.code)
+            done = set()
+        for inst, _ in batch:
+            if inst.sop_instance_uid in done:
+                where = f"{call.root}/studies/{inst.study_uid}/series/{inst.series_uid}"
+                url = {"vr": "UR", "Value": [f"{where}/instances/{inst.sop_instance_uid}"]}
+                stored.append(
+                    _sop_item(call, inst.sop_class_uid, inst.sop_instance_uid, t00081190=url)
+                )
+                studies.add(inst.study_uid)
+            else:
+                fail(inst.sop_class_uid, inst.sop_instance_uid, PROCESSING_FAILURE)
+        batch.clear()
+
+    boundary = mp.boundary_of(call.request.headers.get("content-type", ""))
+    try:
+        async for _, body in mp.iter_parts(
+            _bounded(call.request.stream(), settings.imports.max_bytes), boundary
+        ):
+            try:
+                inst = await asyncio.to_thread(intake.check, body)
+            except intake.NotAnInstance:
+                fail(None, None, CANNOT_UNDERSTAND)
+                continue
+            if study is not None and inst.study_uid != study:
+                fail(inst.sop_class_uid, inst.sop_instance_uid, STUDY_MISMATCH)
+                continue
+            batch.append((inst, await asyncio.to_thread(intake.as_part10, body)))
+            if len(batch) >= STORE_BATCH:
+                await flush()
+        await flush()
+    except mp.MultipartError as exc:
+        raise InvalidInput(f"not a multipart/related body: {exc}") from None
+    answer: dict[str, Any] = {}
+    if len(studies) == 1:
+        answer["00081190"] = {"vr": "UR", "Value": [f"{call.root}/studies/{studies.pop()}"]}
+    if stored:
+        answer["00081199"] = {"vr": "SQ", "Value": stored}
+    if failed:
+        answer["00081198"] = {"vr": "SQ", "Value": failed}
+    client = call.request.client
+    call.runtime.audit.submit(
+        Entry(
+            actor=call.caller.actor,
+            action="dicomweb-store",
+            outcome="ok" if stored else "error",
+            object_type="archive",
+            object_ref=dest,
+            address=client.host if client else None,
+            details={"stored": len(stored), "failed": len(failed)},
+        )
+    )
+    status = 200 if not failed else 202 if stored else 409
+    return Response(json.dumps(answer), status_code=status, media_type=DICOM_JSON)
 
 
 def _error(exc: GatewayError) -> Response:
@@ -315,4 +450,8 @@ def router(runtime_of: Any) -> Router:
         (f"{se}/metadata", retrieve_metadata),
         (f"{se}{i}/frames/{{frames}}", retrieve_frames),
     ]
-    return Router([Route(path, _endpoint(h, runtime_of), methods=["GET"]) for path, h in table])
+    routes = [Route(path, _endpoint(h, runtime_of), methods=["GET"]) for path, h in table]
+    routes += [
+        Route(path, _endpoint(store, runtime_of), methods=["POST"]) for path in ("/studies", s)
+    ]
+    return Router(routes)

@@ -4,21 +4,32 @@ a partial result named in a Warning header, and the same authentication as /grap
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import io
+import json
 import re
 from collections.abc import Iterator
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pydicom
 import pytest
+from dicomweb_client.api import DICOMwebClient
+from pydicom.uid import generate_uid
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from gateway.core.enums import AuthMode
+from gateway.core.enums import AuthMode, Role
 from gateway.core.settings import Settings
+from gateway.db.models import AuditEvent
 from gateway.devstack.seed import GroundTruth
+from gateway.devstack.stack import StackInfo
+from gateway.runtime import Runtime
 from gateway.server.app import create_app
-from tests.jobs_support import free_port
+from tests.jobs_support import GatewayProcess, free_port
 
 pytestmark = pytest.mark.integration
 QUERY_SOURCES = ("orthanc", "dcm4chee", "legacy")
@@ -138,3 +149,197 @@ def test_the_same_authentication_as_graphql(settings: Settings) -> None:
             refused = c.get("/dicomweb/studies", headers=headers)
             assert refused.status_code == 401 and refused.json()["code"] == "UNAUTHENTICATED"
             assert refused.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.fixture(scope="module")
+def served(
+    gateway_toml: Path,
+    stack: StackInfo,
+    truth: GroundTruth,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """A gateway process (open mode) on the session stack: its /dicomweb root."""
+    env = {"DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url}
+    log = tmp_path_factory.mktemp("dicomweb") / "gateway.log"
+    gateway = GatewayProcess(gateway_toml, env, log).start()
+    try:
+        yield f"http://127.0.0.1:{gateway.port}/dicomweb"
+    finally:
+        gateway.stop()
+
+
+def _uids(found: list[dict[str, Any]], tag: str) -> set[str]:
+    return {value(item, tag) for item in found}
+
+
+def test_dicomweb_client_sees_what_the_archives_hold(
+    served: str, settings: Settings, truth: GroundTruth
+) -> None:
+    """The design card's DICOMweb client on /dicomweb against each DICOMweb archive asked
+    directly: the same studies, series, instances, attribute values and pixel data."""
+    gateway = DICOMwebClient(served)
+    direct = {
+        "orthanc": DICOMwebClient(settings.source("orthanc").url + "/dicom-web"),
+        "dcm4chee": DICOMwebClient(settings.source("dcm4chee").url),
+    }
+    every = _uids(gateway.search_for_studies(search_filters={}, get_remaining=True), "0020000D")
+    for client in direct.values():
+        assert _uids(client.search_for_studies(get_remaining=True), "0020000D") <= every
+    study = next(s for s in held(truth) if "orthanc" in s.sources)
+    series = next(se for se in study.series if study.instances["orthanc"].get(se.series_uid))
+    ask = {"study_instance_uid": study.study_uid, "series_instance_uid": series.series_uid}
+    assert _uids(gateway.search_for_series(study.study_uid), "0020000E") >= _uids(
+        direct["orthanc"].search_for_series(study.study_uid), "0020000E"
+    )
+    through = {value(m, "00080018"): m for m in gateway.retrieve_series_metadata(**ask)}
+    there = {value(m, "00080018"): m for m in direct["orthanc"].retrieve_series_metadata(**ask)}
+    assert set(through) == set(there)
+    for sop, item in there.items():
+        for tag in ("00100020", "0020000D", "00280010", "00280011", "00200013"):
+            assert value(through[sop], tag) == value(item, tag), (sop, tag)
+    sop = sorted(there)[0]
+    mine = gateway.retrieve_instance(sop_instance_uid=sop, **ask)
+    theirs = direct["orthanc"].retrieve_instance(sop_instance_uid=sop, **ask)
+    assert mine.SOPInstanceUID == theirs.SOPInstanceUID == sop
+    assert mine.PixelData == theirs.PixelData
+    [frame] = gateway.retrieve_instance_frames(sop_instance_uid=sop, frame_numbers=[1], **ask)
+    assert frame == theirs.PixelData[: len(frame)] and len(frame) == len(theirs.PixelData)
+
+
+def _new_instance(truth: GroundTruth, settings: Settings) -> pydicom.Dataset:
+    """A copy of a demo instance in a study of its own (new UIDs), fetched from orthanc."""
+    study = next(s for s in held(truth) if "orthanc" in s.sources)
+    series = next(se for se in study.series if study.instances["orthanc"].get(se.series_uid))
+    source = DICOMwebClient(settings.source("orthanc").url + "/dicom-web")
+    ds = source.retrieve_instance(
+        study.study_uid, series.series_uid, study.instances["orthanc"][series.series_uid][0]
+    )
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    return ds
+
+
+def _forget(settings: Settings, study_uids: list[str]) -> None:
+    """Delete studies from orthanc (the session stack's truth stays as seeded)."""
+    rest = settings.source("orthanc").url
+    for uid in study_uids:
+        found = httpx.post(f"{rest}/tools/lookup", content=uid, timeout=30).json()
+        for item in found:
+            httpx.delete(f"{rest}{item['Path']}", timeout=30).raise_for_status()
+
+
+@pytest.fixture
+def stowed(settings: Settings) -> Iterator[list[str]]:
+    """Study UIDs a test stores into orthanc, deleted after it."""
+    made: list[str] = []
+    try:
+        yield made
+    finally:
+        _forget(settings, made)
+
+
+def test_stow_rs_stores_and_says_what_it_refused(
+    served: str, settings: Settings, truth: GroundTruth, stowed: list[str]
+) -> None:
+    ds = _new_instance(truth, settings)
+    stowed.append(ds.StudyInstanceUID)
+    answer = DICOMwebClient(served).store_instances([ds])
+    refs = answer.ReferencedSOPSequence
+    assert [r.ReferencedSOPInstanceUID for r in refs] == [ds.SOPInstanceUID]
+    assert refs[0].RetrieveURL.endswith(f"/instances/{ds.SOPInstanceUID}")
+    orthanc = DICOMwebClient(settings.source("orthanc").url + "/dicom-web")
+    found = orthanc.search_for_instances(ds.StudyInstanceUID)
+    assert _uids(found, "00080018") == {ds.SOPInstanceUID}, "stored in the default archive"
+
+    other = _new_instance(truth, settings)
+    stowed.append(other.StudyInstanceUID)
+    buffer = io.BytesIO()
+    other.save_as(buffer, enforce_file_format=True)
+    boundary = "b0undary"
+    parts = [buffer.getvalue(), b"not DICOM at all", buffer.getvalue()[:300]]
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n"
+            for p in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    kind = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    wrong_study = httpx.post(
+        f"{served}/studies/1.2.3.4", content=body, headers={"Content-Type": kind}, timeout=30
+    )
+    assert wrong_study.status_code == 409, "none stored"
+    reasons = [item["00081197"]["Value"][0] for item in wrong_study.json()["00081198"]["Value"]]
+    assert sorted(reasons) == sorted([0xA900, 0xC000, 0xC000])
+    mixed = httpx.post(f"{served}/studies", content=body, headers={"Content-Type": kind})
+    assert mixed.status_code == 202, "some stored"
+    stored = mixed.json()["00081199"]["Value"]
+    assert [value(s, "00081155") for s in stored] == [other.SOPInstanceUID]
+    assert len(mixed.json()["00081198"]["Value"]) == 2
+    refused = httpx.post(
+        f"{served}/studies", content=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 415 and refused.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+async def _tokens(settings: Settings) -> dict[str, str]:
+    runtime = await Runtime.create(settings, run_migrations=False)
+    try:
+        tokens = {}
+        for role in (Role.RADIOLOGIST, Role.RESEARCHER):
+            name = f"dicomweb-{role.value.lower()}-{generate_uid()[-8:]}"  # the DB outlives runs
+            user = await runtime.auth.create_user(name, [role], "test")
+            secret = await runtime.auth.create_api_token(user.id, "dicomweb", None, "test")
+            tokens[role.value.lower()] = secret.token
+            tokens[f"{role.value.lower()}-actor"] = f"user:{user.id}"
+        return tokens
+    finally:
+        await runtime.aclose()
+
+
+async def _reads(settings: Settings) -> list[AuditEvent]:
+    runtime = await Runtime.create(settings, run_migrations=False)
+    try:
+        async with runtime.sessions() as session:
+            found = await session.scalars(
+                select(AuditEvent).where(AuditEvent.object_type == "dicomweb")
+            )
+            return list(found)
+    finally:
+        await runtime.aclose()
+
+
+def test_roles_and_the_audit_trail(settings: Settings, truth: GroundTruth) -> None:
+    """Researchers reach research archives only (none here: nothing clinical leaks); a
+    radiologist's identity-bearing answer is one phi-read event with opaque references."""
+    auth = dataclasses.replace(settings.auth, mode=AuthMode.REQUIRED)
+    required = dataclasses.replace(settings, auth=auth)
+    tokens = asyncio.run(_tokens(required))
+    study = next(s for s in held(truth) if "orthanc" in s.sources)
+    with TestClient(create_app(required)) as c:
+
+        def as_(who: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {tokens[who]}"}
+
+        assert c.get("/dicomweb/studies", headers=as_("researcher")).json() == []
+        denied = c.get(f"/dicomweb/studies/{study.study_uid}", headers=as_("researcher"))
+        assert denied.status_code == 404 and denied.json()["code"] == "NOT_FOUND"
+        stow = c.post(
+            "/dicomweb/studies?archive=orthanc",
+            content=b"--x--\r\n",
+            headers={**as_("researcher"), "Content-Type": "multipart/related; boundary=x"},
+        )
+        assert stow.status_code == 403 and stow.json()["code"] == "FORBIDDEN"
+        seen = c.get("/dicomweb/studies", params={"limit": 1000}, headers=as_("radiologist"))
+        assert len(seen.json()) == len(held(truth))
+    reads = [
+        e
+        for e in asyncio.run(_reads(required))
+        if e.action == "phi-read" and e.actor == tokens["radiologist-actor"]
+    ]
+    assert len(reads) == 1 and reads[0].object_ref == "studies"
+    patients = {s.patient_id for s in held(truth)}
+    assert reads[0].detail is not None and reads[0].detail["count"] == len(held(truth))
+    assert len(reads[0].detail["refs"]) == len(patients)
+    text = json.dumps(reads[0].detail)
+    assert not any(p in text for p in patients), "opaque references only"

@@ -238,3 +238,40 @@ def test_query_deadline(
     assert body["errors"][0]["message"] == "query deadline exceeded (0.5 s)"
     assert name not in str(body)
     assert [s["id"] for s in data_of(after)["sources"]] == [*ARCHIVES, "stuck"]
+
+
+def test_dicomweb_answers_without_a_hanging_archive_and_names_it(
+    base_settings: Settings, truth: GroundTruth, hanging_port: int
+) -> None:
+    """QIDO-RS through /dicomweb: within the timeout plus 10 %, the others' studies
+    complete, the hanging archive named in a `Warning: 299` header."""
+    settings = with_stuck(base_settings, hanging_port)
+    with TestClient(create_app(settings)) as client:
+        client.get("/health")
+        started = time.perf_counter()
+        answer = client.get("/dicomweb/studies", params={"limit": 1000})
+        elapsed = time.perf_counter() - started
+    assert answer.status_code == 200
+    assert STUCK_TIMEOUT_S * 0.95 <= elapsed <= STUCK_TIMEOUT_S * 1.1, elapsed
+    assert answer.headers["warning"] == '299 pacs-gateway "partial result: stuck TIMEOUT"'
+    uids = {s["0020000D"]["Value"][0] for s in answer.json()}
+    assert uids == set(expected_studies(truth, ARCHIVES))
+
+
+def test_dicomweb_retrieval_goes_to_the_holder_still_up(
+    private_stack: LocalStack, client: TestClient, truth: GroundTruth
+) -> None:
+    """An instance held by orthanc and dcm4chee, retrieved while dcm4chee is stopped."""
+    study = next(s for s in truth.studies if {"orthanc", "dcm4chee"} <= set(s.sources))
+    series = next(se for se in study.series if study.instances["orthanc"].get(se.series_uid))
+    sop = study.instances["orthanc"][series.series_uid][0]
+    path = f"/dicomweb/studies/{study.study_uid}/series/{series.series_uid}/instances/{sop}"
+    private_stack.stop_service("dcm4chee")
+    try:
+        answer = client.get(path)
+        listed = client.get(f"/dicomweb/studies/{study.study_uid}/series")
+    finally:
+        private_stack.start_service("dcm4chee")
+    assert answer.status_code == 200
+    assert sop.encode() in answer.content
+    assert listed.status_code == 200 and "dcm4chee ERROR" in listed.headers["warning"]
