@@ -140,9 +140,23 @@ def test_sync_from_a_comparison_reaches_100_percent_live(
     expect(present).to_have_text("yes", timeout=30_000)
     shoot(page, "study-synced", "desktop")
     assert axe_violations(page) == []
-    page.get_by_role("link", name="Jobs").click()
-    expect(page.locator("tr[data-job]").first).to_have_attribute("data-status", "SUCCEEDED")
+    job_id = job.get_attribute("data-job")
+    assert job_id
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    row = page.locator(f'tr[data-job="{job_id}"]')
+    expect(row).to_have_attribute("data-status", "SUCCEEDED")
+    expect(page.locator("tr[data-job]")).to_have_count(2)  # the dry run and the sync
     shoot(page, "jobs", "desktop")
+    page.get_by_label("Status").select_option("FAILED")
+    page.wait_for_url("**/jobs?status=FAILED")
+    expect(page.locator("tr[data-job]")).to_have_count(0)
+    page.get_by_label("Status").select_option("SUCCEEDED")
+    expect(page.locator("tr[data-job]")).to_have_count(2)
+    page.get_by_role("link", name=f"Job {job_id}").click()
+    expect(page.locator(".timeline li").last).to_have_attribute("data-status", "SUCCEEDED")
+    expect(page.locator("pre.json").last).to_contain_text('"instancesTransferred"')
+    shoot(page, "job", "desktop")
+    assert axe_violations(page) == []
 
 
 def test_graphiql_is_bundled_and_uses_the_session(dashboard: Dashboard, desktop: Watched) -> None:
@@ -235,11 +249,18 @@ def test_a_stopped_archive_is_marked_down_and_the_rest_still_shows(
         for source in ("orthanc", "dcm4chee"):
             ok = page.locator(f'.source-result[data-source="{source}"] .chip')
             expect(ok).to_have_attribute("data-status", "OK")
-        expect(page.locator("tr[data-row=patient]").first).to_be_visible()
+        first = page.locator("tr[data-row=patient]").first
+        expect(first).to_be_visible()
+        # what the stopped archive holds is unknown: grey, not "missing" in red
+        expect(first.locator('.badge[data-archive="legacy"]')).to_have_attribute(
+            "data-state", "unknown"
+        )
         shoot(page, "search-archive-down", "desktop")
         page.get_by_role("link", name="Sources").click()
         health = page.locator('tr[data-source="legacy"] .chip')
         expect(health).to_have_attribute("data-status", "ERROR", timeout=30_000)
+        history = page.locator('tr[data-source="legacy"] svg.sparkline')
+        expect(history).not_to_have_attribute("data-down", "0")
         expect(page.locator('tr[data-source="orthanc"] .chip')).to_have_attribute(
             "data-status", "OK"
         )

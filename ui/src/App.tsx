@@ -4,6 +4,7 @@ import { makeClient } from "./client";
 import { graphql } from "./gql";
 import { t } from "./i18n";
 import { AdminPage } from "./pages/Admin";
+import { JobPage } from "./pages/Job";
 import { JobsPage } from "./pages/Jobs";
 import { LoginPage } from "./pages/Login";
 import { PatientPage } from "./pages/Patient";
@@ -57,10 +58,12 @@ function Routed({ path, session }: { path: string; session: StoredSession }) {
   const user = session.user;
   const patient = path.match(/^\/patients\/(.+)$/);
   const study = path.match(/^\/studies\/(.+)$/);
+  const job = path.match(/^\/jobs\/(.+)$/);
   if (path === "/" || path === "/index.html") return <SearchPage user={user} />;
   if (patient) return <PatientPage key={patient[1]} patientId={decodeURIComponent(patient[1])} user={user} />;
   if (study) return <StudyPage key={study[1]} uid={decodeURIComponent(study[1])} user={user} />;
   if (path === "/jobs") return <JobsPage />;
+  if (job) return <JobPage key={job[1]} id={decodeURIComponent(job[1])} />;
   if (path === "/sources") return <SourcesPage />;
   if (path === "/admin") return isAdmin(user) ? <AdminPage /> : <main><p>{t.admin.forbidden}</p></main>;
   if (path === "/graphql")

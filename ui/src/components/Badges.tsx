@@ -1,28 +1,29 @@
 import { t } from "../i18n";
 
-/** One archive's badge: held (green) or missing (red). */
-export function ArchiveBadge({ id, held }: { id: string; held: boolean }) {
-  const label = held ? t.badge.held(id) : t.badge.missing(id);
+export type Presence = "held" | "missing" | "unknown";
+
+/** One archive's badge: held (green), missing (red), or unknown (grey: the archive did not
+ * answer, so nothing is known of what it holds). */
+export function ArchiveBadge({ id, state }: { id: string; state: Presence }) {
+  const label = t.badge[state](id);
   return (
-    <span
-      className={`badge ${held ? "badge-held" : "badge-missing"}`}
-      data-archive={id}
-      data-state={held ? "held" : "missing"}
-      title={label}
-      aria-label={label}
-    >
+    <span className={`badge badge-${state}`} data-archive={id} data-state={state} title={label} aria-label={label}>
       {id}
     </span>
   );
 }
 
-/** The badges of one row: every archive queried, held where it is in `presentIn`. */
-export function ArchiveBadges({ archives, presentIn }: { archives: string[]; presentIn: string[] }) {
-  const held = new Set(presentIn);
+/** The badges of one row, one per archive queried: held where it is in `presentIn`,
+ * missing where in `missingFrom`, unknown otherwise (an archive that failed). */
+export function ArchiveBadges(props: { archives: string[]; presentIn: string[]; missingFrom?: string[] }) {
+  const held = new Set(props.presentIn);
+  const missing = props.missingFrom ? new Set(props.missingFrom) : null;
+  const state = (id: string): Presence =>
+    held.has(id) ? "held" : !missing || missing.has(id) ? "missing" : "unknown";
   return (
     <span className="badges">
-      {archives.map((id) => (
-        <ArchiveBadge key={id} id={id} held={held.has(id)} />
+      {props.archives.map((id) => (
+        <ArchiveBadge key={id} id={id} state={state(id)} />
       ))}
     </span>
   );

@@ -1,6 +1,8 @@
 import { cleanup, fireEvent, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { withEvent } from "../pages/Job";
 import { applyEvent } from "../pages/Jobs";
+import { HISTORY, pushSample, Sparkline } from "../pages/Sources";
 import { searchUrl, filterOf } from "../pages/Search";
 import { previewText, syncPlans } from "../pages/Study";
 import { loginUrl, nextPath } from "../session";
@@ -12,7 +14,9 @@ afterEach(cleanup);
 
 describe("archive badges", () => {
   it("marks each archive held or missing, missing in red", () => {
-    const { container } = render(<ArchiveBadges archives={["orthanc", "dcm4chee", "legacy"]} presentIn={["dcm4chee"]} />);
+    const { container } = render(
+      <ArchiveBadges archives={["orthanc", "dcm4chee", "legacy"]} presentIn={["dcm4chee"]} missingFrom={["orthanc", "legacy"]} />,
+    );
     const badges = [...container.querySelectorAll<HTMLElement>(".badge")];
     expect(badges.map((b) => [b.dataset.archive, b.dataset.state])).toEqual([
       ["orthanc", "missing"],
@@ -29,6 +33,17 @@ describe("archive badges", () => {
     expect(g).toBeLessThan(80);
     expect(b).toBeLessThan(80);
     expect(css).toMatch(/\.badge-missing\s*{[^}]*background:\s*var\(--bad\)/);
+  });
+});
+
+describe("an archive that did not answer", () => {
+  it("is unknown (grey), never missing (red)", () => {
+    const { container } = render(
+      <ArchiveBadges archives={["orthanc", "dcm4chee", "legacy"]} presentIn={["orthanc"]} missingFrom={["dcm4chee"]} />,
+    );
+    const states = [...container.querySelectorAll<HTMLElement>(".badge")].map((b) => b.dataset.state);
+    expect(states).toEqual(["held", "missing", "unknown"]);
+    expect(container.querySelector('[data-archive="legacy"]')!.className).not.toContain("badge-missing");
   });
 });
 
@@ -102,6 +117,27 @@ describe("progress and jobs", () => {
     expect(updated[0]).toMatchObject({ id: "a", status: "SUCCEEDED", progress: 1 });
     const added = applyEvent(updated, { jobId: "b", status: "QUEUED", progress: 0 });
     expect(added.map((r) => r.id)).toEqual(["b", "a"]);
+    // a status filter keeps other jobs out, but still updates the ones listed
+    expect(applyEvent(rows, { jobId: "c", status: "QUEUED", progress: 0 }, "FAILED")).toEqual(rows);
+  });
+
+  it("adds a live event to a job's timeline once", () => {
+    const e = { at: "2026-12-02T00:00:00", status: "RUNNING", progress: 0.5, phase: "copy" };
+    const once = withEvent([], e);
+    expect(withEvent(once, { ...e })).toHaveLength(1);
+    expect(withEvent(once, { ...e, progress: 1, status: "SUCCEEDED" })).toHaveLength(2);
+  });
+});
+
+describe("sources", () => {
+  it("keeps a bounded latency history and marks the checks an archive was down", () => {
+    let h: (number | null)[] = [];
+    for (let i = 0; i < HISTORY + 5; i++) h = pushSample(h, i % 10 === 0 ? null : i);
+    expect(h).toHaveLength(HISTORY);
+    const { container } = render(<Sparkline samples={h} label="x" />);
+    const svg = container.querySelector("svg")!;
+    expect(svg.getAttribute("data-down")).toBe(String(h.filter((s) => s == null).length));
+    expect(container.querySelectorAll("rect.down-mark")).toHaveLength(Number(svg.getAttribute("data-down")));
   });
 });
 

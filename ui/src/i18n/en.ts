@@ -49,6 +49,7 @@ export const en = {
   badge: {
     held: (id: string) => `${id}: held`,
     missing: (id: string) => `${id}: missing`,
+    unknown: (id: string) => `${id}: unknown (the archive did not answer)`,
   },
   pager: { next: "Next page", first: "First page", page: (n: number) => `Page ${n}` },
   patient: {
@@ -101,6 +102,20 @@ export const en = {
     cancel: "Cancel",
     retry: "Retry",
     empty: "No job yet.",
+    all: "all",
+    colActions: "Actions",
+    open: (id: string) => `Job ${id}`,
+  },
+  job: {
+    title: (kind: string, id: string) => `${kind} job ${id.slice(0, 8)}`.trim(),
+    notFound: "No such job (or not yours).",
+    requestedBy: "Requested by",
+    created: "Created",
+    finished: "Finished",
+    attempts: "Attempts",
+    timeline: "Events",
+    input: "Input",
+    result: "Result",
   },
   sources: {
     title: "Sources",
@@ -110,6 +125,8 @@ export const en = {
     colHealth: "Health",
     colLatency: "Latency",
     colChecked: "Checked",
+    colHistory: "Latency history",
+    history: (id: string) => `${id}: latency of the last checks`,
     up: "up",
     down: "down",
     refresh: "Refresh",

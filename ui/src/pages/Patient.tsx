@@ -15,6 +15,7 @@ const PatientQuery = graphql(`
       birthDate
       sex
       presentIn { id }
+      missingFrom { id }
       conflicts { field values { source { id } value } }
       studies {
         studyInstanceUid
@@ -22,6 +23,7 @@ const PatientQuery = graphql(`
         description
         modalities
         presentIn { id }
+        missingFrom { id }
       }
     }
   }
@@ -46,7 +48,10 @@ export function PatientPage({ patientId, user }: { patientId: string; user: Sess
             <dt>{t.search.colBirth}</dt>
             <dd><Identity value={p.birthDate} /></dd>
             <dt>{t.search.colArchives}</dt>
-            <dd><ArchiveBadges archives={archives} presentIn={p.presentIn.map((s) => s.id)} /></dd>
+            <dd>
+              <ArchiveBadges archives={archives} presentIn={p.presentIn.map((s) => s.id)}
+                missingFrom={p.missingFrom.map((s) => s.id)} />
+            </dd>
           </dl>
           {p.conflicts.length ? (
             <ConflictTable conflicts={p.conflicts} />
@@ -69,7 +74,10 @@ export function PatientPage({ patientId, user }: { patientId: string; user: Sess
                     <td>{s.studyDate ?? t.common.none}</td>
                     <td>{s.description ?? t.common.none}</td>
                     <td>{s.modalities.join(", ")}</td>
-                    <td><ArchiveBadges archives={archives} presentIn={s.presentIn.map((x) => x.id)} /></td>
+                    <td>
+                      <ArchiveBadges archives={archives} presentIn={s.presentIn.map((x) => x.id)}
+                        missingFrom={s.missingFrom.map((x) => x.id)} />
+                    </td>
                     <td>
                       <Link href={`/studies/${encodeURIComponent(s.studyInstanceUid)}`}>{t.patient.compare}</Link>
                     </td>

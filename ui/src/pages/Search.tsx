@@ -154,7 +154,11 @@ export function SearchPage({ user }: { user: SessionUser }) {
                     <td><Identity value={node.patientId} /></td>
                     <td><Identity value={node.birthDate} /></td>
                     <td>
-                      <ArchiveBadges archives={archives} presentIn={node.presentIn.map((s) => s.id)} />
+                      <ArchiveBadges
+                        archives={archives}
+                        presentIn={node.presentIn.map((s) => s.id)}
+                        missingFrom={node.missingFrom.map((s) => s.id)}
+                      />
                       {node.studies?.map((s) => (
                         <Link key={s.studyInstanceUid} className="study-link"
                           href={`/studies/${encodeURIComponent(s.studyInstanceUid)}`}>
