@@ -159,6 +159,14 @@ class ImportConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DicomwebConfig:
+    """The `[dicomweb]` table: the federated DICOMweb endpoint (`/dicomweb`, `/viewer/`)."""
+
+    enabled: bool = True
+    default_store: str | None = None  # STOW-RS without ?archive=: this one (else the first)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway and the workers need, resolved once."""
 
@@ -189,6 +197,7 @@ class Settings:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)  # the `[import]` table
+    dicomweb: DicomwebConfig = field(default_factory=DicomwebConfig)
 
     def source(self, source_id: str) -> SourceConfig:
         """The source with this id; `KeyError` when there is none."""
@@ -395,6 +404,7 @@ def parse_settings(
             "logging",
             "telemetry",
             "import",
+            "dicomweb",
         ):
             raise ConfigError(f"unknown key '{key}'")
     gw = data.get("gateway", {})
@@ -450,6 +460,7 @@ def parse_settings(
     values["logging"] = _parse_logging(data.get("logging", {}))
     values["telemetry"] = _parse_telemetry(data.get("telemetry", {}))
     values["imports"] = _parse_import(data.get("import", {}))
+    values["dicomweb"] = _parse_dicomweb(data.get("dicomweb", {}), seen)
     settings = Settings(sources=sources, sync=tuple(pairs), config_path=config_path, **values)
     # The keys themselves come from the variables the settings name.
     return replace(
@@ -555,6 +566,15 @@ def _parse_import(raw: Any) -> ImportConfig:
         _positive(raw, key, "import")
     floats = {k: float(raw[k]) for k in ("max_ratio", "spool_keep_s") if k in raw}
     return ImportConfig(**{**raw, **floats})
+
+
+def _parse_dicomweb(raw: Any, sources: set[str]) -> DicomwebConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("'dicomweb' must be a table")
+    _check_keys(raw, {"enabled": (bool,), "default_store": (str,)}, "dicomweb")
+    if "default_store" in raw and raw["default_store"] not in sources:
+        raise ConfigError(f"'dicomweb.default_store' names unknown source {raw['default_store']!r}")
+    return DicomwebConfig(**raw)
 
 
 def normalize_database_url(url: str) -> str:

@@ -239,10 +239,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Mount("/files", JobFiles(results, runtime_of), name="files"),
-        Mount("/dicomweb", dicomweb.router(runtime_of), name="dicomweb"),
-        Mount("/viewer", viewer.router(runtime_of), name="viewer"),
         Route("/import", import_upload, methods=["POST"]),
     ]
+    if settings.dicomweb.enabled:  # off: both answer 404
+        routes.append(Mount("/dicomweb", dicomweb.router(runtime_of), name="dicomweb"))
+        routes.append(Mount("/viewer", viewer.router(runtime_of), name="viewer"))
     if settings.metrics.enabled:  # no token: Prometheus has none; allow-listed instead
         routes.append(Route("/metrics", scrape.serve, methods=["GET"]))
     routes += dashboard.routes()  # last: its fallback takes only what no API route took

@@ -147,6 +147,40 @@ async def search_series(call: _Call) -> Response:
     return _json([qido.series_json(m, call.root) for m in merged], outcomes)
 
 
+def _required_studies(call: _Call) -> tuple[str, ...]:
+    values = call.request.query_params.getlist("StudyInstanceUID")
+    uids = tuple(u.strip() for v in values for u in v.split(",") if u.strip())
+    if not uids:
+        raise InvalidInput("StudyInstanceUID: required here (one or more, comma-separated)")
+    return tuple(_uid(u, "StudyInstanceUID") for u in uids[: qido.MAX_LIMIT])
+
+
+async def search_all_series(call: _Call) -> Response:
+    """QIDO-RS /series: the series of the studies named by StudyInstanceUID (required:
+    the archives are asked study by study), optionally of one Modality."""
+    studies = _required_studies(call)
+    modality = call.request.query_params.get("Modality") or None
+    params = {k: call.request.query_params.getlist(k) for k in call.request.query_params}
+    query = SeriesQuery(studies, modality=modality)
+    outcomes = await call.ask(lambda s: s.find_series(query))
+    merged = qido.window(params).cut(merge_series(_answered(outcomes)))
+    return _json([qido.series_json(m, call.root) for m in merged], outcomes)
+
+
+async def search_all_instances(call: _Call) -> Response:
+    """QIDO-RS /instances: the instances of the one study named by StudyInstanceUID
+    (required), optionally of one SeriesInstanceUID."""
+    studies = _required_studies(call)
+    if len(studies) != 1:
+        raise InvalidInput("StudyInstanceUID: one study here")
+    series = call.request.query_params.get("SeriesInstanceUID")
+    only = (_uid(series, "SeriesInstanceUID"),) if series else ()
+    params = {k: call.request.query_params.getlist(k) for k in call.request.query_params}
+    outcomes = await call.ask(lambda s: s.find_instances(InstanceQuery(studies[0], only)))
+    merged = qido.window(params).cut(merge_instances(_answered(outcomes)))
+    return _json([qido.instance_json(m, call.root) for m in merged], outcomes)
+
+
 async def search_instances(call: _Call) -> Response:
     """QIDO-RS /studies/{study}[/series/{series}]/instances."""
     study = _uid(call.request.path_params["study"], "study")
@@ -290,10 +324,11 @@ STORE_BATCH = 16
 
 
 def _destination(call: _Call) -> str:
-    """The archive a STOW-RS request stores into: `?archive=`, else the first archive
-    with role `store` (`research` for a caller who does not see identity)."""
+    """The archive a STOW-RS request stores into: `?archive=`, else `[dicomweb]
+    default_store`, else the first archive with role `store` (`research` for a caller who
+    does not see identity)."""
     settings = call.runtime.settings
-    asked = call.request.query_params.get("archive")
+    asked = call.request.query_params.get("archive") or settings.dicomweb.default_store
     if asked is not None:
         if asked not in call.runtime.sources:
             raise InvalidInput("archive: no such archive")
@@ -440,6 +475,8 @@ def router(runtime_of: Any) -> Router:
     s, se, i = "/studies/{study}", "/studies/{study}/series/{series}", "/instances/{sop}"
     table: list[tuple[str, Callable[[_Call], Awaitable[Response]]]] = [
         ("/studies", search_studies),
+        ("/series", search_all_series),
+        ("/instances", search_all_instances),
         (f"{s}/series", search_series),
         (f"{s}/instances", search_instances),
         (f"{se}/instances", search_instances),

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from gateway.core.enums import AuthMode, Role
-from gateway.core.settings import Settings
+from gateway.core.settings import DicomwebConfig, Settings
 from gateway.db.models import AuditEvent
 from gateway.devstack.seed import GroundTruth
 from gateway.devstack.stack import StackInfo
@@ -128,6 +128,31 @@ def test_series_instances_retrieve_metadata_frames(client: TestClient, truth: Gr
     assert client.get(f"{path}/instances/{sop}/frames/99").status_code == 404
     missing = client.get(f"{path}/instances/1.2.3.4.5.6.7")
     assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"
+
+
+def test_series_and_instances_across_studies(client: TestClient, truth: GroundTruth) -> None:
+    two = held(truth)[:2]
+    uids = ",".join(s.study_uid for s in two)
+    series = client.get("/dicomweb/series", params={"StudyInstanceUID": uids}).json()
+    want = {se.series_uid for s in two for se in s.series}
+    assert {value(x, "0020000E") for x in series} == want
+    study = two[0]
+    found = client.get("/dicomweb/instances", params={"StudyInstanceUID": study.study_uid})
+    every = {u for by in study.instances.values() for lst in by.values() for u in lst}
+    assert {value(x, "00080018") for x in found.json()} == every
+    for path, params in (
+        ("/dicomweb/series", {}),
+        ("/dicomweb/instances", {"StudyInstanceUID": uids}),
+    ):
+        refused = client.get(path, params=params)
+        assert refused.status_code == 400 and refused.json()["code"] == "BAD_USER_INPUT"
+
+
+def test_dicomweb_can_be_turned_off(settings: Settings) -> None:
+    off = dataclasses.replace(settings, dicomweb=DicomwebConfig(enabled=False))
+    with TestClient(create_app(off)) as c:
+        assert c.get("/dicomweb/studies").status_code == 404
+        assert c.get("/viewer/").status_code == 404
 
 
 def test_a_failed_archive_is_named_in_a_warning(settings: Settings, truth: GroundTruth) -> None:

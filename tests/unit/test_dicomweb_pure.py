@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.core.errors import InvalidInput
+from gateway.core.settings import ConfigError, parse_settings
 from gateway.federation import dicomweb as qido
 from gateway.federation.fanout import Outcome
 from gateway.federation.merge import merge_studies
@@ -67,3 +68,12 @@ def test_warning_names_failed_archives_only() -> None:
     assert qido.warning([ok, Outcome("s", "SKIPPED")]) is None
     text = qido.warning([ok, Outcome("b", "TIMEOUT", 5000.0, error="no answer")])
     assert text == '299 pacs-gateway "partial result: b TIMEOUT"'
+
+
+def test_the_dicomweb_table() -> None:
+    sources = [{"id": "a", "kind": "orthanc", "url": "http://127.0.0.1:1", "roles": ["store"]}]
+    settings = parse_settings({"sources": sources, "dicomweb": {"default_store": "a"}}, {})
+    assert settings.dicomweb.default_store == "a" and settings.dicomweb.enabled
+    for bad in ({"default_store": "nope"}, {"enabled": "yes"}, {"other": 1}):
+        with pytest.raises(ConfigError):
+            parse_settings({"sources": sources, "dicomweb": bad}, {})
