@@ -154,6 +154,8 @@ def run_demo(host: str, port: int, patients: int, seed_value: int, workdir: Path
             base = f"http://{host}:{port}"
             print(
                 f"\n  Dashboard: {base}/\n  GraphiQL:  {base}/graphql (the dashboard's login)"
+                f"\n  Viewer:    {base}/viewer/ (OHIF, the dashboard's login)"
+                f"\n  DICOMweb:  {base}/dicomweb (every archive as one)"
                 f"\n  Health:    {base}/health"
             )
             print("  Log in (passwords made for this run):")
