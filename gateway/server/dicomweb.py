@@ -44,7 +44,15 @@ from gateway.sources.http import multipart as mp
 from resolvers.privacy import opaque
 from workers.dicom import intake
 from workers.dicom.intake import Instance
-from workers.dicom.web import NotAnImage, frames, metadata
+from workers.dicom.web import (
+    ANY,
+    EXPLICIT_LE,
+    NotAcceptable,
+    NotAnImage,
+    frames,
+    metadata,
+    rendered,
+)
 
 log = logging.getLogger(__name__)
 DICOM_JSON = "application/dicom+json"
@@ -64,6 +72,12 @@ STATUS = {
     Forbidden: 403,
     AuditUnavailable: 503,
 }
+
+
+class Unacceptable(GatewayError):
+    """The Accept header asks for a representation this endpoint does not produce."""
+
+    code = "NOT_ACCEPTABLE"
 
 
 class NotHeld(GatewayError):
@@ -290,14 +304,8 @@ async def retrieve_metadata(call: _Call) -> Response:
     return Response(json.dumps(out), media_type=DICOM_JSON)
 
 
-async def retrieve_frames(call: _Call) -> Response:
-    """WADO-RS frames of one instance, as stored (multipart/related octet-stream)."""
-    p = call.request.path_params
-    study, series, sop = (_uid(p[k], k) for k in ("study", "series", "sop"))
-    try:
-        numbers = [int(n) for n in str(p["frames"]).split(",")]
-    except ValueError:
-        raise InvalidInput("frames: a comma-separated list of frame numbers") from None
+async def _instance_bytes(call: _Call, study: str, series: str, sop: str) -> bytes:
+    """One whole instance from the best holder (for frames and rendering)."""
     holders = await _holders(call, study, series, sop)
     first, rest = await _first_that_answers(
         holders, call.runtime, lambda s: s.retrieve_instance(study, series, sop)
@@ -305,15 +313,87 @@ async def retrieve_frames(call: _Call) -> Response:
     data = bytearray(first or b"")
     async for chunk in rest:
         data += chunk
+    return bytes(data)
+
+
+def frame_syntax(accept: str) -> str:
+    """The transfer syntax an Accept header asks frames in: "*" (as stored), a UID, or
+    Explicit VR Little Endian when none is named (PS3.18's default); NotAcceptable when it
+    accepts no application/octet-stream."""
+    if not accept.strip() or accept.strip() == "*/*":
+        return ANY
+    for media_range in accept.split(","):
+        media, params = mp.parse_content_type(media_range)
+        kind = params.get("type", "application/octet-stream").strip('"')
+        if media in ("multipart/related", "application/octet-stream", "*/*") and kind in (
+            "application/octet-stream",
+            "*/*",
+        ):
+            return params.get("transfer-syntax", EXPLICIT_LE).strip('"')
+    raise Unacceptable("frames are sent as application/octet-stream")
+
+
+async def retrieve_frames(call: _Call) -> Response:
+    """WADO-RS frames of one instance (multipart/related octet-stream): as stored, or
+    decoded to Explicit VR Little Endian when the Accept header asks for it."""
+    p = call.request.path_params
+    study, series, sop = (_uid(p[k], k) for k in ("study", "series", "sop"))
     try:
-        found, syntax = frames(bytes(data), numbers)
+        numbers = [int(n) for n in str(p["frames"]).split(",")]
+    except ValueError:
+        raise InvalidInput("frames: a comma-separated list of frame numbers") from None
+    wanted = frame_syntax(call.request.headers.get("accept", ""))
+    data = await _instance_bytes(call, study, series, sop)
+    try:
+        found, syntax = await asyncio.to_thread(frames, data, numbers, wanted)
     except NotAnImage as exc:
         raise NotHeld(str(exc)) from None
+    except NotAcceptable as exc:
+        raise Unacceptable(str(exc)) from None
     boundary = mp.new_boundary()
     kind = f"application/octet-stream; transfer-syntax={syntax}"
     body = b"".join([chunk async for chunk in mp.compose(found, boundary, kind)])
     media = f'multipart/related; type="application/octet-stream"; boundary={boundary}'
     return Response(body, media_type=media)
+
+
+THUMBNAIL_SIZE = 128
+
+
+async def retrieve_rendered(call: _Call) -> Response:
+    """WADO-RS rendered and thumbnail resources: an instance or one of its frames as JPEG
+    (PNG when the Accept header prefers it), rendered here from the pixel data; a series
+    or study thumbnail shows its middle instance. `viewport=w,h` bounds the size."""
+    p = call.request.path_params
+    study = _uid(p["study"], "study")
+    series = _uid(p["series"], "series") if "series" in p else None
+    sop = _uid(p["sop"], "instance") if "sop" in p else None
+    thumbnail = call.request.url.path.endswith("/thumbnail")
+    if sop is None or series is None:  # a series or study thumbnail: its middle instance
+        query = InstanceQuery(study, (series,) if series else ())
+        found = merge_instances(_answered(await call.ask(lambda s: s.find_instances(query))))
+        if not found:
+            raise NotHeld("no archive you may read holds this object")
+        middle = next(iter(found[len(found) // 2].records.values()))
+        series, sop = middle.series_uid, middle.sop_instance_uid
+    frame = int(p.get("frame", 1))
+    size = THUMBNAIL_SIZE if thumbnail else None
+    if (viewport := call.request.query_params.get("viewport")) is not None:
+        try:
+            size = max(int(v) for v in viewport.split(",")[:2])
+        except ValueError:
+            raise InvalidInput("viewport: width,height in pixels") from None
+        if not 1 <= size <= 4096:
+            raise InvalidInput("viewport: from 1 to 4096 pixels")
+    png = "image/png" in call.request.headers.get("accept", "") and (
+        "image/jpeg" not in call.request.headers.get("accept", "")
+    )
+    data = await _instance_bytes(call, study, series, sop)
+    try:
+        image = await asyncio.to_thread(rendered, data, frame, size, png)
+    except NotAnImage as exc:
+        raise NotHeld(str(exc)) from None
+    return Response(image, media_type="image/png" if png else "image/jpeg")
 
 
 # PS3.18 STOW-RS failure reasons (FailureReason, 0008,1197)
@@ -452,6 +532,8 @@ def _error(exc: GatewayError) -> Response:
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 502)
     if isinstance(exc, NotHeld):
         status = 404
+    elif isinstance(exc, Unacceptable):
+        status = 406
     headers = UNAUTHENTICATED_HEADERS if status == 401 else None
     return JSONResponse({"error": str(exc), "code": exc.code}, status_code=status, headers=headers)
 
@@ -486,6 +568,11 @@ def router(runtime_of: Any) -> Router:
         (f"{s}/metadata", retrieve_metadata),
         (f"{se}/metadata", retrieve_metadata),
         (f"{se}{i}/frames/{{frames}}", retrieve_frames),
+        (f"{se}{i}/rendered", retrieve_rendered),
+        (f"{se}{i}/frames/{{frame:int}}/rendered", retrieve_rendered),
+        (f"{se}{i}/thumbnail", retrieve_rendered),
+        (f"{se}/thumbnail", retrieve_rendered),
+        (f"{s}/thumbnail", retrieve_rendered),
     ]
     routes = [Route(path, _endpoint(h, runtime_of), methods=["GET"]) for path, h in table]
     routes += [

@@ -14,7 +14,9 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
@@ -128,6 +130,35 @@ def test_series_instances_retrieve_metadata_frames(client: TestClient, truth: Gr
     assert client.get(f"{path}/instances/{sop}/frames/99").status_code == 404
     missing = client.get(f"{path}/instances/1.2.3.4.5.6.7")
     assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"
+
+
+def test_rendered_thumbnails_and_frame_syntaxes(client: TestClient, truth: GroundTruth) -> None:
+    study = next(s for s in held(truth) if "orthanc" in s.sources)
+    series = next(se for se in study.series if study.instances["orthanc"].get(se.series_uid))
+    sop = study.instances["orthanc"][series.series_uid][0]
+    path = f"/dicomweb/studies/{study.study_uid}/series/{series.series_uid}"
+    image = client.get(f"{path}/instances/{sop}/rendered")
+    assert image.headers["content-type"] == "image/jpeg"
+    pixels = cv2.imdecode(np.frombuffer(image.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert pixels.shape[:2] == (series.rows, series.columns)
+    framed = client.get(
+        f"{path}/instances/{sop}/frames/1/rendered", headers={"Accept": "image/png"}
+    )
+    assert framed.content.startswith(b"\x89PNG")
+    for where in (path, f"/dicomweb/studies/{study.study_uid}"):
+        thumb = client.get(f"{where}/thumbnail", params={"viewport": "16,16"})
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        small = cv2.imdecode(np.frombuffer(thumb.content, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert max(small.shape[:2]) == 16
+    ohif = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    assert (
+        client.get(f"{path}/instances/{sop}/frames/1", headers={"Accept": ohif}).status_code == 200
+    )
+    jpeg = (
+        'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.4.50'
+    )
+    refused = client.get(f"{path}/instances/{sop}/frames/1", headers={"Accept": jpeg})
+    assert refused.status_code == 406 and refused.json()["code"] == "NOT_ACCEPTABLE"
 
 
 def test_series_and_instances_across_studies(client: TestClient, truth: GroundTruth) -> None:
