@@ -49,6 +49,7 @@ from workers.dicom.web import (
     EXPLICIT_LE,
     NotAcceptable,
     NotAnImage,
+    bulkdata,
     frames,
     metadata,
     rendered,
@@ -357,6 +358,26 @@ async def retrieve_frames(call: _Call) -> Response:
     return Response(body, media_type=media)
 
 
+async def retrieve_bulkdata(call: _Call) -> Response:
+    """WADO-RS bulk data of one top-level binary attribute (multipart/related
+    octet-stream), as the BulkDataURIs of `metadata` name them."""
+    p = call.request.path_params
+    study, series, sop = (_uid(p[k], k) for k in ("study", "series", "sop"))
+    try:
+        tag = int(str(p["tag"]), 16)
+    except ValueError:
+        raise InvalidInput("tag: eight hexadecimal digits") from None
+    data = await _instance_bytes(call, study, series, sop)
+    try:
+        value = await asyncio.to_thread(bulkdata, data, tag)
+    except NotAnImage as exc:
+        raise NotHeld(str(exc)) from None
+    boundary = mp.new_boundary()
+    body = b"".join([c async for c in mp.compose([value], boundary, "application/octet-stream")])
+    media = f'multipart/related; type="application/octet-stream"; boundary={boundary}'
+    return Response(body, media_type=media)
+
+
 THUMBNAIL_SIZE = 128
 
 
@@ -568,6 +589,7 @@ def router(runtime_of: Any) -> Router:
         (f"{s}/metadata", retrieve_metadata),
         (f"{se}/metadata", retrieve_metadata),
         (f"{se}{i}/frames/{{frames}}", retrieve_frames),
+        (f"{se}{i}/bulkdata/{{tag}}", retrieve_bulkdata),
         (f"{se}{i}/rendered", retrieve_rendered),
         (f"{se}{i}/frames/{{frame:int}}/rendered", retrieve_rendered),
         (f"{se}{i}/thumbnail", retrieve_rendered),

@@ -159,6 +159,8 @@ def test_rendered_thumbnails_and_frame_syntaxes(client: TestClient, truth: Groun
     )
     refused = client.get(f"{path}/instances/{sop}/frames/1", headers={"Accept": jpeg})
     assert refused.status_code == 406 and refused.json()["code"] == "NOT_ACCEPTABLE"
+    none = client.get(f"{path}/instances/{sop}/bulkdata/00420011")
+    assert none.status_code == 404 and none.json()["code"] == "NOT_FOUND"
 
 
 def test_series_and_instances_across_studies(client: TestClient, truth: GroundTruth) -> None:

@@ -3,6 +3,7 @@ syntax asked for, and rendered images; pydicom's own test files, compressed ones
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ from workers.dicom.web import (
     EXPLICIT_LE,
     NotAcceptable,
     NotAnImage,
+    bulkdata,
     frames,
     metadata,
     rendered,
@@ -64,3 +66,16 @@ def test_rendered_images() -> None:
     assert max(small.shape[:2]) == 32 and small.shape[2] == 3
     with pytest.raises(NotAnImage):
         rendered(_bytes("CT_small.dcm"), frame=3)
+
+
+def test_bulk_data_by_reference_and_back() -> None:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.add_new(0x00420011, "OB", b"\x01\x02" * 1500)  # Encapsulated Document, 3000 bytes
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    data = out.getvalue()
+    meta = metadata(data, "http://gw/i")
+    assert meta["00420011"] == {"vr": "OB", "BulkDataURI": "http://gw/i/bulkdata/00420011"}
+    assert bulkdata(data, 0x00420011) == b"\x01\x02" * 1500
+    with pytest.raises(NotAnImage):
+        bulkdata(data, 0x00100010)  # not binary

@@ -47,6 +47,17 @@ def metadata(part10: bytes, instance_url: str) -> dict[str, Any]:
     return out
 
 
+def bulkdata(part10: bytes, tag: int) -> bytes:
+    """The value of a top-level binary element (a `BulkDataURI` of `metadata`);
+    NotAnImage when the instance has no such element."""
+    ds = _read(part10)
+    element = ds.get(tag)
+    if element is None or element.VR not in BINARY_VRS or element.value is None:
+        raise NotAnImage(f"no bulk data element {tag:08X}")
+    value = element.value
+    return bytes(value) if isinstance(value, bytes | bytearray) else b""
+
+
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 ANY = "*"
 
