@@ -266,3 +266,45 @@ def test_a_stopped_archive_is_marked_down_and_the_rest_still_shows(
         )
     finally:
         dashboard.env.stack.start_service("legacy")
+
+
+def test_anonymize_then_the_researcher_sees_pseudonyms_only(
+    dashboard: Dashboard, desktop: Watched
+) -> None:
+    truth = dashboard.env.truth
+    patient = next(p for p in truth.patients if p.name.startswith("Dupré"))
+    study = next(s for s in truth.studies if s.patient_id == patient.patient_id)
+    page = desktop.page()
+    desktop.login(page, "radiologist", f"/studies/{study.study_uid}")
+    panel = page.locator("section.anonymize")
+    panel.get_by_label("Project (optional)").fill("E2E")
+    panel.get_by_label("Researchers who may see it (usernames)").fill("researcher")
+    panel.locator('input[name="CleanDescriptors"]').check()
+    expect(panel.get_by_text("RetainUIDs")).to_be_visible()  # options named and explained
+    panel.get_by_role("button", name="De-identify into research").click()
+    job = panel.locator(".job-progress")
+    expect(job).to_have_attribute("data-status", "SUCCEEDED", timeout=180_000)
+    expect(job.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+    job_id = job.get_attribute("data-job")
+    assert job_id
+    shoot(page, "anonymize", "desktop")
+
+    researcher = dashboard.context("desktop")
+    try:
+        other = researcher.page()
+        researcher.login(other, "researcher", "/jobs")
+        expect(other.locator(f'tr[data-job="{job_id}"]')).to_have_attribute(
+            "data-status", "SUCCEEDED"
+        )
+        other.goto(f"{dashboard.url}/jobs/{job_id}")
+        result = other.locator("pre.json").last
+        expect(result).to_contain_text('"anonymizedPatientId"')
+        expect(result).to_contain_text('"anonymizedStudyInstanceUid"')
+        shoot(other, "job-researcher", "desktop")
+        html = other.content()
+        assert leaked(html, truth) == [] and study.study_uid not in html
+        assert leaked("\n".join(researcher.bodies), truth) == []
+        assert axe_violations(other) == []
+    finally:
+        researcher.close()
+    researcher.check_stayed_local()

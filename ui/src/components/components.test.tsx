@@ -6,6 +6,8 @@ import { HISTORY, pushSample, Sparkline } from "../pages/Sources";
 import { searchUrl, filterOf } from "../pages/Search";
 import { previewText, syncPlans } from "../pages/Study";
 import { loginUrl, nextPath } from "../session";
+import { DEID_OPTIONS, recipientsOf } from "./Anonymize";
+import { t } from "../i18n";
 import { ArchiveBadges, Identity, ProgressBar, StatusChip } from "./Badges";
 import { Pager } from "./Pager";
 import css from "../styles.css?raw";
@@ -171,5 +173,13 @@ describe("sync plans and login redirects", () => {
     expect(nextPath("//evil.example/")).toBe("/");
     expect(nextPath("https://evil.example/")).toBe("/");
     expect(nextPath(null)).toBe("/");
+  });
+});
+
+describe("de-identification form", () => {
+  it("explains every PS3.15 option it offers and reads the recipients", () => {
+    for (const name of DEID_OPTIONS) expect(t.anonymize.explain[name]).toBeTruthy();
+    expect(recipientsOf(" alice, bob;carol  dave ")).toEqual(["alice", "bob", "carol", "dave"]);
+    expect(recipientsOf("  ")).toEqual([]);
   });
 });

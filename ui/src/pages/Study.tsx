@@ -1,6 +1,7 @@
 import { useState } from "react";
 import { useMutation, useQuery } from "urql";
 import { Hidden, StatusChip } from "../components/Badges";
+import { AnonymizePanel } from "../components/Anonymize";
 import { JobProgress } from "../components/JobProgress";
 import { RequestState } from "../components/SourceResults";
 import { graphql } from "../gql";
@@ -10,6 +11,7 @@ import { ConflictTable } from "./Patient";
 
 const CompareQuery = graphql(`
   query CompareStudy($uid: String!, $identity: Boolean!) {
+    sources { id roles }
     compareStudy(studyInstanceUid: $uid) {
       studyInstanceUid
       inSync
@@ -180,6 +182,13 @@ export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
               <JobProgress key={id} id={id} onDone={() => refetch({ requestPolicy: "network-only" })} />
             ))}
           </section>
+          {maySync(user) ? (
+            <AnonymizePanel
+              uid={uid}
+              sources={c.sources.filter((s) => s.present && s.status === "OK").map((s) => s.source.id)}
+              destinations={(result.data?.sources ?? []).filter((s) => s.roles.includes("RESEARCH")).map((s) => s.id)}
+            />
+          ) : null}
         </>
       ) : null}
     </main>
