@@ -73,6 +73,12 @@ class Forbidden(GatewayError):
     code = "FORBIDDEN"
 
 
+class TooManySubscriptions(Forbidden):
+    """The caller holds as many open subscriptions as one caller may."""
+
+    code = "TOO_MANY_SUBSCRIPTIONS"
+
+
 class AuditUnavailable(GatewayError):
     """The audit trail cannot keep up: identity is not served unaudited (HTTP 503)."""
 
