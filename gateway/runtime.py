@@ -28,6 +28,7 @@ from gateway.core.logs import quiet_libraries
 from gateway.core.settings import Settings
 from gateway.core.timing import elapsed_ms
 from gateway.db.engine import make_engine, migrate, ping, sessionmaker
+from gateway.jobs.events import EventHub
 from gateway.jobs.queue import Keys
 from gateway.jobs.service import JobService
 from gateway.jobs.store import JobStore
@@ -63,11 +64,13 @@ class Runtime:
     _cpu_pool: Executor | None = None
     auth: AuthService = field(init=False)
     audit: AuditWriter = field(init=False)
+    events: EventHub = field(init=False)  # one Redis subscription for every listener
     cursor_key: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.auth = AuthService(self.sessions, self.settings.auth)
         self.audit = AuditWriter(self.sessions)
+        self.events = EventHub(self.redis, self.keys.all_events)
         configured = self.settings.cursor_key
         # one key for every gateway sharing GATEWAY_CURSOR_KEY; else this process's own
         self.cursor_key = (
@@ -107,6 +110,7 @@ class Runtime:
         """Close every client (queued audit events are written first)."""
         with contextlib.suppress(Exception):
             await self.audit.aclose()
+        await self.events.aclose()
         if self._cpu_pool is not None:
             self._cpu_pool.shutdown(wait=False, cancel_futures=True)
         for source in self.sources.values():

@@ -11,10 +11,10 @@ import strawberry
 from gateway.auth import policy
 from gateway.auth.audit import Entry
 from gateway.auth.principal import Principal
-from gateway.core.errors import Forbidden, InvalidInput, shown
+from gateway.core.errors import Forbidden, InvalidInput, TooManySubscriptions, shown
 from gateway.core.uids import is_uid
 from gateway.db.models import Job as JobRow
-from gateway.jobs.events import Event, Listener
+from gateway.jobs.events import Event, HubListener
 from gateway.jobs.service import JobService
 from gateway.jobs.specs import parse_spec
 from gateway.jobs.store import JobStore
@@ -160,6 +160,19 @@ async def _own_job(info: Info, job_id: str, what: str) -> None:
         raise
 
 
+MAX_SUBSCRIPTIONS_PER_CALLER = 50
+
+
+def _listen(ctx: Context, caller: Principal, job_id: str | None) -> HubListener:
+    """A listener on this process's event hub; a caller holds at most
+    MAX_SUBSCRIPTIONS_PER_CALLER of them at once."""
+    if ctx.runtime.events.open_for(caller.actor) >= MAX_SUBSCRIPTIONS_PER_CALLER:
+        raise TooManySubscriptions(
+            f"at most {MAX_SUBSCRIPTIONS_PER_CALLER} open subscriptions per caller"
+        )
+    return ctx.runtime.events.listen(job_id, owner=caller.actor)
+
+
 async def _may_see(store: JobStore, caller: Principal, row: JobRow) -> bool:
     """Whether the caller may follow the job: owner, admin, or a named recipient."""
     return policy.may_see_job(caller, row.owner) or await store.is_viewer(row.id, caller.user_id)
@@ -229,11 +242,11 @@ class Subscription:
     async def job_progress(self, info: Info, id: strawberry.ID) -> AsyncGenerator[JobEvent, None]:
         ctx = info.context
         caller = ctx.require_caller()
-        runtime, store = ctx.runtime, store_of(ctx)
+        store = store_of(ctx)
         row = await store.get(job_id(id))
         if row is None or not await _may_see(store, caller, row):
             raise bad_input(f"no job with id {shown(str(id))}")
-        async with Listener(runtime.redis, runtime.keys.job_events(str(id))) as listener:
+        async with _listen(ctx, caller, str(id)) as listener:
             current = await store.last_event(str(id))
             if current is None:
                 raise bad_input(f"no job with id {shown(str(id))}")
@@ -258,10 +271,10 @@ class Subscription:
     ) -> AsyncGenerator[JobEvent, None]:
         ctx = info.context
         ctx.require_caller()
-        runtime, store = ctx.runtime, store_of(ctx)
+        store = store_of(ctx)
         wanted = {k.value for k in kinds or []}
         seen: dict[tuple[str, str | None], bool] = {}  # (job, user) -> visible, once each
-        async with Listener(runtime.redis, runtime.keys.all_events) as listener:
+        async with _listen(ctx, ctx.require_caller(), None) as listener:
             while True:
                 ev: Event | None = await listener.next(IDLE_RECHECK_S)
                 await ctx.still_authenticated()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -169,3 +170,82 @@ def test_no_patient_data_in_the_gateways_log(
     assert "graphql" in log.lower() or "Uvicorn" in log, "the log was written"
     for secret in ("BIG-0001", "BIG^STUDY", "BIG*", "BIG%2A"):
         assert secret not in log
+
+
+def test_subscribers_share_one_redis_subscription_and_are_capped(
+    job_env: JobEnv, gateways: list[GatewayProcess]
+) -> None:
+    """Forty WebSocket clients on one gateway cost it one Redis pub/sub connection (not
+    forty) and each sees a new job's events; one caller's 51st open subscription is
+    refused with TOO_MANY_SUBSCRIPTIONS."""
+    import json
+
+    import websockets
+    from redis import Redis
+
+    from resolvers.jobs import MAX_SUBSCRIPTIONS_PER_CALLER
+
+    redis = Redis.from_url(job_env.settings.redis_url)
+
+    def subscribed() -> int:
+        return sum(1 for c in redis.client_list() if int(c.get("sub", 0)) > 0)
+
+    async def opened(ws: Any, sub_id: str) -> None:
+        payload = {"query": "subscription { jobEvents { jobId status } }"}
+        await ws.send(json.dumps({"id": sub_id, "type": "subscribe", "payload": payload}))
+
+    async def scenario() -> tuple[int, int, list[str], dict[str, Any]]:
+        before = subscribed()
+        sockets = []
+        for _ in range(40):
+            ws = await websockets.connect(gateways[0].ws_url, subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+            await ws.send(json.dumps({"type": "connection_init"}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await opened(ws, "1")
+            sockets.append(ws)
+        try:
+            await asyncio.sleep(1.5)
+            during = subscribed()
+            with job_env.client() as client:
+                job = gql_data(
+                    client,
+                    SYNC,
+                    input={"from": "orthanc", "to": "dcm4chee", "dryRun": True, "all": True},
+                )["syncStudies"]
+            seen = []
+            async with asyncio.timeout(30):
+                for ws in sockets:
+                    while True:
+                        msg = json.loads(await ws.recv())
+                        if (
+                            msg["type"] == "next"
+                            and msg["payload"]["data"]["jobEvents"]["jobId"] == job["id"]
+                        ):
+                            seen.append(job["id"])
+                            break
+            extra = sockets[0]  # the same caller (open mode): 40 open, 10 more allowed
+            for i in range(MAX_SUBSCRIPTIONS_PER_CALLER - 40 + 1):
+                await opened(extra, f"x{i}")
+            refused: dict[str, Any] = {}
+            async with asyncio.timeout(30):
+                while not refused:
+                    msg = json.loads(await extra.recv())
+                    if (
+                        msg["type"] in ("error", "next")
+                        and msg.get("payload")
+                        and (
+                            "errors" in msg["payload"] if isinstance(msg["payload"], dict) else True
+                        )
+                    ):
+                        refused = msg
+            return before, during, seen, refused
+        finally:
+            for ws in sockets:
+                await ws.close()
+
+    before, during, seen, refused = asyncio.run(scenario())
+    redis.close()
+    assert during - before <= 1, (before, during)
+    assert len(seen) == 40, "every subscriber saw the job's events"
+    errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+    assert errors[0]["extensions"]["code"] == "TOO_MANY_SUBSCRIPTIONS", refused
