@@ -226,6 +226,13 @@ def test_admin_creates_a_user_who_can_log_in(dashboard: Dashboard, desktop: Watc
     page.get_by_role("button", name="Create user").click()
     expect(page.get_by_role("status")).to_have_text("User newcomer created")
     expect(page.locator('tr[data-user="newcomer"]')).to_be_visible()
+    # the audit log, filtered by actor: the admin's own events only
+    actor = f"user:{dashboard.env.user_ids['admin']}"
+    page.get_by_label("Actor").fill(actor)
+    page.get_by_role("button", name="Filter").click()
+    actors = page.locator("table.audit tbody td:nth-child(2)")
+    expect(actors.first).to_have_text(actor)
+    expect(actors.filter(has_not_text=actor)).to_have_count(0)
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login")
     page.get_by_label("Username").fill("newcomer")

@@ -167,6 +167,17 @@ export const en = {
     created: (name: string) => `User ${name} created`,
     forbidden: "Administration is for administrators.",
   },
+  audit: {
+    title: "Audit log",
+    at: "When",
+    actor: "Actor",
+    action: "Action",
+    object: "Object",
+    outcome: "Outcome",
+    address: "Address",
+    filter: "Filter",
+    count: (n: number) => `${n} event(s)`,
+  },
   status: {
     OK: "OK",
     ERROR: "error",

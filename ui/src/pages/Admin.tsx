@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { useMutation, useQuery } from "urql";
+import { Pager } from "../components/Pager";
 import { RequestState } from "../components/SourceResults";
 import { graphql } from "../gql";
 import type { Role } from "../gql/graphql";
@@ -8,6 +9,16 @@ import { t } from "../i18n";
 const UsersQuery = graphql(`
   query UsersList {
     users { id username roles active lastLoginAt }
+  }
+`);
+
+const AuditQuery = graphql(`
+  query AuditLog($filter: AuditFilter, $after: String) {
+    auditEvents(filter: $filter, first: 50, after: $after) {
+      totalCount
+      pageInfo { hasNextPage endCursor }
+      edges { node { id at actor action objectType objectRef outcome address } }
+    }
   }
 `);
 
@@ -87,6 +98,82 @@ export function AdminPage() {
       </form>
       {created.error ? <p className="error" role="alert">{t.common.error(created.error.message)}</p> : null}
       {done ? <p className="ok" role="status">{t.admin.created(done)}</p> : null}
+      <AuditLog />
     </main>
+  );
+}
+
+/** The audit log, newest first, filtered by actor and action. */
+export function AuditLog() {
+  const [form, setForm] = useState({ actor: "", action: "" });
+  const [filter, setFilter] = useState({ actor: "", action: "" });
+  const [cursors, setCursors] = useState<string[]>([]);
+  const after = cursors.at(-1) ?? null;
+  const [result] = useQuery({
+    query: AuditQuery,
+    variables: { filter: { actor: filter.actor || null, action: filter.action || null }, after },
+  });
+  const page = result.data?.auditEvents;
+  return (
+    <section aria-labelledby="audit-title">
+      <h2 id="audit-title">{t.audit.title}</h2>
+      <form
+        className="filters"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setFilter(form);
+          setCursors([]);
+        }}
+      >
+        <label>
+          {t.audit.actor}
+          <input name="audit-actor" value={form.actor} onChange={(e) => setForm({ ...form, actor: e.target.value })} />
+        </label>
+        <label>
+          {t.audit.action}
+          <input name="audit-action" value={form.action} onChange={(e) => setForm({ ...form, action: e.target.value })} />
+        </label>
+        <button type="submit">{t.audit.filter}</button>
+      </form>
+      <RequestState fetching={result.fetching && !page} error={result.error} />
+      {page ? (
+        <>
+          <p className="muted">{t.audit.count(page.totalCount)}</p>
+          <div className="table-wrap" tabIndex={0}>
+            <table className="audit">
+              <thead>
+                <tr>
+                  <th scope="col">{t.audit.at}</th>
+                  <th scope="col">{t.audit.actor}</th>
+                  <th scope="col">{t.audit.action}</th>
+                  <th scope="col">{t.audit.object}</th>
+                  <th scope="col">{t.audit.outcome}</th>
+                  <th scope="col">{t.audit.address}</th>
+                </tr>
+              </thead>
+              <tbody>
+                {page.edges.map(({ node: a }) => (
+                  <tr key={a.id} data-audit={a.action}>
+                    <td>{new Date(a.at).toLocaleString()}</td>
+                    <td>{a.actor ?? t.common.none}</td>
+                    <td>{a.action}</td>
+                    <td><code className="uid">{[a.objectType, a.objectRef].filter(Boolean).join(" ")}</code></td>
+                    <td>{a.outcome}</td>
+                    <td className="muted">{a.address ?? t.common.none}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          <Pager
+            page={cursors.length + 1}
+            hasNextPage={page.pageInfo.hasNextPage}
+            endCursor={page.pageInfo.endCursor}
+            onNext={(c) => setCursors([...cursors, c])}
+            onFirst={() => setCursors([])}
+          />
+        </>
+      ) : null}
+    </section>
   );
 }
