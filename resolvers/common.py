@@ -11,6 +11,7 @@ from graphql import GraphQLError
 
 from gateway.core.enums import Consistency
 from gateway.core.errors import shown
+from gateway.core.vr import VR, key_refusal
 from gateway.federation.fanout import Outcome
 from gateway.federation.merge import Conflict, Merged
 from resolvers.context import Context
@@ -121,6 +122,18 @@ def conflicts(ctx: Context, items: Sequence[Conflict]) -> list[FieldConflict]:
 def bad_input(message: str, code: str = "BAD_USER_INPUT") -> GraphQLError:
     """A refused argument, with `extensions.code`; never patient data in `message`."""
     return GraphQLError(message, extensions={"code": code})
+
+
+def check_key(
+    field: str, value: str | None, vr: VR, *, wildcards: bool = True, required: bool = False
+) -> None:
+    """Refuse (BAD_USER_INPUT) a matching key that is not valid DICOM for its VR, before any
+    archive is asked; `required`: an empty key is refused too. The value is never echoed."""
+    if required and not value:
+        raise bad_input(f"{field}: a value is required")
+    reason = key_refusal(value, vr, wildcards=wildcards)
+    if reason is not None:
+        raise bad_input(f"{field}: {reason}")
 
 
 def choose_sources(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from gateway.core.vr import VR
 from gateway.federation.merge import (
     Merged,
     merge,
@@ -24,6 +25,7 @@ from resolvers.common import (
     FieldConflict,
     Presence,
     SourceCounts,
+    check_key,
     conflicts,
     keep,
     source_obj,
@@ -48,6 +50,16 @@ class StudyFilter:
     description: str | None = None
     sources: list[strawberry.ID] | None = None
     presence: Presence | None = Presence.ANY
+
+    def check(self) -> None:
+        """Refuse keys that are not valid DICOM matching keys (BAD_USER_INPUT)."""
+        check_key("patientId", self.patient_id, VR.LO)
+        check_key("patientName", self.patient_name, VR.PN)
+        check_key("studyInstanceUid", self.study_instance_uid, VR.UI)
+        check_key("accessionNumber", self.accession_number, VR.SH)
+        check_key("studyDate", self.study_date, VR.DA)
+        check_key("modality", self.modality, VR.CS, wildcards=False)
+        check_key("description", self.description, VR.LO)
 
     def to_query(self) -> StudyQuery:
         """The adapters' study query for this filter."""
@@ -334,4 +346,5 @@ class Patient:
             }
         merged = merge_studies(answered)
         f = filter or StudyFilter()
+        f.check()
         return [Study(m=m) for m in merged if f.matches(m.first) and keep(m, f.presence)]

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import strawberry
 
 from gateway.core.enums import Consistency
+from gateway.core.vr import VR
 from gateway.federation.fanout import fan_out
 from gateway.federation.merge import Merged, merge_patients, merge_studies, split_key
 from gateway.index import store
@@ -19,6 +20,7 @@ from resolvers.common import (
     SourceResult,
     bad_input,
     check_first,
+    check_key,
     choose_sources,
     keep,
     page,
@@ -44,6 +46,12 @@ class PatientFilter:
     birth_date: str | None = None
     sources: list[strawberry.ID] | None = None
     presence: Presence | None = Presence.ANY
+
+    def check(self) -> None:
+        """Refuse keys that are not valid DICOM matching keys (BAD_USER_INPUT)."""
+        check_key("patientId", self.patient_id, VR.LO)
+        check_key("name", self.name, VR.PN)
+        check_key("birthDate", self.birth_date, VR.DA)
 
 
 @strawberry.type
@@ -132,6 +140,7 @@ class Query:
         first = 50 if first is None else first
         check_first(first)
         f = filter or PatientFilter()
+        f.check()
         search_by_identity(info, f.patient_id, f.name, f.birth_date)
         queried, skipped = choose_sources(ctx, f.sources)
         prefix = name_prefix(f.name)
@@ -169,6 +178,7 @@ class Query:
     @strawberry.field
     async def patient(self, info: Info, patient_id: str) -> Patient | None:
         """One patient by exact PatientID."""
+        _exact_patient_id(patient_id)
         search_by_identity(info, patient_id)
         ctx = info.context
         query = PatientQuery(patient_id=patient_id)
@@ -200,6 +210,7 @@ class Query:
         first = 50 if first is None else first
         check_first(first)
         f = filter or StudyFilter()
+        f.check()
         search_by_identity(info, f.patient_id, f.patient_name)
         queried, skipped = choose_sources(ctx, f.sources)
         unfiltered = f.to_query() == StudyQuery() and f.presence in (None, Presence.ANY)
@@ -242,6 +253,7 @@ class Query:
     @strawberry.field
     async def compare_patient(self, info: Info, patient_id: str) -> PatientComparison:
         """Every study of the patient, compared across sources."""
+        _exact_patient_id(patient_id)
         search_by_identity(info, patient_id)
         ctx = info.context
         query = StudyQuery(patient_id=patient_id)
@@ -261,6 +273,11 @@ class Query:
                 for u, f in zip(uids, feds, strict=True)
             ],
         )
+
+
+def _exact_patient_id(patient_id: str) -> None:
+    """An exact ID: a wildcard or an empty ID would compare (or look up) every patient."""
+    check_key("patientId", patient_id, VR.LO, wildcards=False, required=True)
 
 
 EXAMPLES = """\

@@ -130,3 +130,70 @@ def test_long_or_nul_keys_are_bad_input_without_echo(client: TestClient) -> None
     )
     assert _error(bad_uid)["extensions"]["code"] == "BAD_USER_INPUT"
     assert json.dumps(r.json()).count("P" * 100) == 0
+
+
+STUDIES_BY_DATE = """query($d: String) {
+  studies(filter: {studyDate: $d}, first: 5) { sourceResults { status } edges { cursor } }
+}"""
+BAD_KEYS = [
+    ("studies", "studyDate", "2016*"),
+    ("studies", "studyDate", "?"),
+    ("studies", "studyDate", "*"),
+    ("studies", "studyDate", "2016-13-01"),
+    ("studies", "studyDate", "20161301"),
+    ("studies", "studyDate", "20161231-20160101"),
+    ("studies", "studyInstanceUid", "1.2.*"),
+    ("studies", "modality", "C*"),
+    ("studies", "accessionNumber", "A" * 17),
+    ("studies", "description", "x\x00y"),
+    ("patients", "birthDate", "?"),
+    ("patients", "birthDate", "1947*"),
+    ("patients", "birthDate", "19470230"),
+    ("patients", "patientId", "MRN\\MRN2"),
+]
+
+
+@pytest.mark.parametrize(("field", "key", "value"), BAD_KEYS)
+def test_invalid_matching_keys_are_bad_input_without_echo(
+    client: TestClient, field: str, key: str, value: str
+) -> None:
+    """Finding 9: keys an archive would refuse (or misread) never reach it."""
+    query = (
+        f"query($v: String) {{ {field}(filter: {{{key}: $v}}) {{ sourceResults {{ status }} }} }}"
+    )
+    r = client.post("/graphql", json={"query": query, "variables": {"v": value}})
+    error = _error(r)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert error["message"].startswith(key) and value not in error["message"]
+    assert r.json()["data"] is None
+
+
+@pytest.mark.parametrize("value", ["20160101", "20160101-", "-20160101", "19000101-20991231"])
+def test_valid_date_keys_and_open_ranges_still_reach_every_archive(
+    client: TestClient, value: str
+) -> None:
+    body = client.post("/graphql", json={"query": STUDIES_BY_DATE, "variables": {"d": value}})
+    data = body.json()
+    assert not data.get("errors"), data
+    assert {s["status"] for s in data["data"]["studies"]["sourceResults"]} == {"OK"}
+
+
+def test_nested_study_filters_are_checked_too(client: TestClient, truth: object) -> None:
+    nested = 'studies(filter: {studyDate: "2016*"}) { studyDate }'
+    query = f"{{ patients(first: 1) {{ edges {{ node {{ {nested} }} }} }} }}"
+    body = client.post("/graphql", json={"query": query}).json()
+    codes = {e["extensions"]["code"] for e in body["errors"]}
+    assert codes == {"BAD_USER_INPUT"}
+
+
+@pytest.mark.parametrize("value", ["*", "", "MRN*", "MRN?", "M" * 65])
+def test_compare_patient_takes_an_exact_id(client: TestClient, value: str) -> None:
+    """Finding 4: a wildcard (or nothing) would compare every patient's studies."""
+    for field in ("comparePatient(patientId: $p) { inSync }", "patient(patientId: $p) { name }"):
+        r = client.post(
+            "/graphql",
+            json={"query": f"query($p: String!) {{ {field} }}", "variables": {"p": value}},
+        )
+        error = _error(r)
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert error["message"].startswith("patientId")
