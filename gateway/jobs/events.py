@@ -1,7 +1,7 @@
 """Job events: one JSON message per change, on Redis pub/sub.
 
-Each event goes to the job's own channel and to the channel of all jobs, so
-every gateway process (not only the one that enqueued) can stream it.
+Each event goes to the channel of all jobs, so every gateway process (not only
+the one that enqueued) can stream it; each process subscribes once (EventHub).
 """
 
 from __future__ import annotations
@@ -57,12 +57,8 @@ class Event:
 
 
 async def publish(redis: Redis, keys: Keys, event: Event) -> None:
-    """Send `event` on its job's channel and on the all-jobs channel."""
-    raw = event.to_json()
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.publish(keys.job_events(event.job_id), raw)
-        pipe.publish(keys.all_events, raw)
-        await pipe.execute()
+    """Send `event` on the all-jobs channel (each process's EventHub hands it on)."""
+    await redis.publish(keys.all_events, event.to_json())
 
 
 class EventHub:

@@ -59,10 +59,6 @@ class Keys:
         """The pub/sub channel of every job's events."""
         return f"{self.prefix}:events"
 
-    def job_events(self, job_id: str) -> str:
-        """The pub/sub channel of one job."""
-        return f"{self.prefix}:events:{job_id}"
-
     def lease(self, job_id: str) -> str:
         """Held by the worker running the job, renewed while it runs."""
         return f"{self.prefix}:lease:{job_id}"

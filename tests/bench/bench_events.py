@@ -24,7 +24,7 @@ import websockets
 
 from gateway.core.settings import load_settings
 from gateway.devstack.stack import LocalStack
-from gateway.jobs.events import Event, Listener, publish
+from gateway.jobs.events import Event, publish
 from gateway.runtime import Runtime
 from tests.jobs_support import GatewayProcess
 
@@ -46,7 +46,9 @@ async def measure(url: str, runtime: Runtime, events: int) -> tuple[list[float],
         await ws.recv()
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": QUERY}}))
         await asyncio.sleep(0.5)
-        async with Listener(runtime.redis, runtime.keys.all_events) as direct:
+        direct = runtime.redis.pubsub(ignore_subscribe_messages=True)  # raw: the reference
+        await direct.subscribe(runtime.keys.all_events)
+        try:
 
             async def ws_reader() -> None:
                 while len(via_ws) < events:
@@ -57,8 +59,11 @@ async def measure(url: str, runtime: Runtime, events: int) -> tuple[list[float],
 
             async def redis_reader() -> None:
                 while len(via_redis) < events:
-                    ev = await direct.next(5)
-                    if ev is not None and ev.message in sent:
+                    msg = await direct.get_message(timeout=1.0)
+                    if msg is None or msg.get("type") != "message":
+                        continue
+                    ev = Event.from_json(msg["data"])
+                    if ev.message in sent:
                         via_redis.append((time.perf_counter() - sent[ev.message]) * 1000)
 
             readers = asyncio.gather(ws_reader(), redis_reader())
@@ -71,6 +76,8 @@ async def measure(url: str, runtime: Runtime, events: int) -> tuple[list[float],
                 await publish(runtime.redis, runtime.keys, ev)
                 await asyncio.sleep(0.01)
             await asyncio.wait_for(readers, 30)
+        finally:
+            await direct.aclose()
     return via_ws, via_redis
 
 
