@@ -49,10 +49,10 @@ class Dashboard:
     browser: Browser
     log: Path
 
-    def context(self, size: str = "desktop") -> Watched:
-        """A fresh browser context (no session) at one of `SIZES`."""
+    def context(self, size: str = "desktop", locale: str = "en-US") -> Watched:
+        """A fresh browser context (no session) at one of `SIZES`, in `locale`."""
         width, height = SIZES[size]
-        ctx = self.browser.new_context(viewport={"width": width, "height": height})
+        ctx = self.browser.new_context(viewport={"width": width, "height": height}, locale=locale)
         return Watched(ctx, self.url)
 
 

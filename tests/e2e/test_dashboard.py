@@ -315,3 +315,24 @@ def test_anonymize_then_the_researcher_sees_pseudonyms_only(
     finally:
         researcher.close()
     researcher.check_stayed_local()
+
+
+def test_french_follows_the_browser_and_the_choice_is_kept(dashboard: Dashboard) -> None:
+    watched = dashboard.context("desktop", locale="fr-FR")
+    try:
+        page = watched.page()
+        page.goto(dashboard.url + "/login")
+        expect(page.get_by_role("heading", name="Connexion")).to_be_visible()
+        assert page.evaluate("document.documentElement.lang") == "fr"
+        page.get_by_label("Identifiant").fill("radiologist")
+        page.get_by_label("Mot de passe").fill("radiologist-password-123")
+        page.get_by_role("button", name="Se connecter").click()
+        expect(page.get_by_role("heading", name="Recherche de patients")).to_be_visible()
+        expect(page.locator("tr[data-row=patient]").first).to_be_visible()
+        shoot(page, "search-fr", "desktop")
+        assert axe_violations(page) == []
+        page.get_by_label("Language / Langue").select_option("en")
+        expect(page.get_by_role("heading", name="Patient search")).to_be_visible()
+    finally:
+        watched.close()
+    watched.check_stayed_local()

@@ -2,7 +2,7 @@ import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from "react
 import { Provider, useMutation } from "urql";
 import { makeClient } from "./client";
 import { graphql } from "./gql";
-import { t } from "./i18n";
+import { LANGUAGES, lang, setLanguage, t } from "./i18n";
 import { AdminPage } from "./pages/Admin";
 import { JobPage } from "./pages/Job";
 import { JobsPage } from "./pages/Jobs";
@@ -102,6 +102,11 @@ function Header({ session, onLogout }: { session: StoredSession; onLogout: () =>
       <span className="who" data-user={session.user.username}>
         {t.nav.signedInAs(session.user.username, session.user.roles.join(", "))}
       </span>
+      <select aria-label="Language / Langue" value={lang} onChange={(e) => setLanguage(e.target.value)}>
+        {Object.entries(LANGUAGES).map(([code, l]) => (
+          <option key={code} value={code}>{l.name}</option>
+        ))}
+      </select>
       <button type="button" onClick={async () => { await logout({}); onLogout(); }}>{t.nav.logout}</button>
     </header>
   );

@@ -183,3 +183,13 @@ describe("de-identification form", () => {
     expect(recipientsOf("  ")).toEqual([]);
   });
 });
+
+describe("languages", () => {
+  it("takes the stored choice, else the browser's, else English", async () => {
+    const { chooseLanguage } = await import("../i18n");
+    expect(chooseLanguage("fr", "en-US")).toBe("fr");
+    expect(chooseLanguage(null, "fr-CA")).toBe("fr");
+    expect(chooseLanguage(null, "de-DE")).toBe("en");
+    expect(chooseLanguage("xx", undefined)).toBe("en");
+  });
+});
