@@ -48,6 +48,7 @@ class Dashboard:
     url: str
     browser: Browser
     log: Path
+    worker: WorkerProcess | None = None
 
     def context(self, size: str = "desktop", locale: str = "en-US") -> Watched:
         """A fresh browser context (no session) at one of `SIZES`, in `locale`."""
@@ -197,7 +198,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
             with sync_playwright() as playwright:
                 browser = _browser(playwright)
                 try:
-                    yield Dashboard(env, url, browser, log)
+                    yield Dashboard(env, url, browser, log, worker)
                 finally:
                     browser.close()
         finally:

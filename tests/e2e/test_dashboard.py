@@ -336,3 +336,34 @@ def test_french_follows_the_browser_and_the_choice_is_kept(dashboard: Dashboard)
     finally:
         watched.close()
     watched.check_stayed_local()
+
+
+def test_cancel_a_queued_job_then_retry_it_live(dashboard: Dashboard, desktop: Watched) -> None:
+    """With the worker stopped a job stays QUEUED: cancel it from the Jobs page, retry it,
+    start the worker again and watch it succeed, every change arriving through jobEvents."""
+    worker = dashboard.worker
+    assert worker is not None
+    berger = next(p for p in dashboard.env.truth.patients if p.name.startswith("BERGER"))
+    study = next(
+        s
+        for s in dashboard.env.truth.studies
+        if s.patient_id == berger.patient_id and s.missing.get("legacy")
+    )
+    page = desktop.page()
+    desktop.login(page, "radiologist", "/jobs")
+    worker.stop()
+    try:
+        job_id = dashboard.env.as_("radiologist").data(
+            "mutation($i: SyncInput!) { syncStudies(input: $i) { id } }",
+            i={"from": "dcm4chee", "to": "legacy", "studyInstanceUids": [study.study_uid]},
+        )["syncStudies"]["id"]
+        row = page.locator(f'tr[data-job="{job_id}"]')
+        expect(row).to_have_attribute("data-status", "QUEUED")  # a job started by a script
+        row.get_by_role("button", name="Cancel").click()
+        expect(row).to_have_attribute("data-status", "CANCELLED")
+        row.get_by_role("button", name="Retry").click()
+        expect(row).to_have_attribute("data-status", "QUEUED")
+    finally:
+        worker.start()
+    expect(row).to_have_attribute("data-status", "SUCCEEDED", timeout=120_000)
+    expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
