@@ -367,3 +367,33 @@ def test_cancel_a_queued_job_then_retry_it_live(dashboard: Dashboard, desktop: W
         worker.start()
     expect(row).to_have_attribute("data-status", "SUCCEEDED", timeout=120_000)
     expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+
+
+def test_rtstruct_processed_from_the_study_with_its_roi_table_and_files(
+    dashboard: Dashboard, desktop: Watched
+) -> None:
+    [rt] = dashboard.env.truth.rtstructs
+    page = desktop.page()
+    desktop.login(page, "radiologist", f"/studies/{rt.study_uid}")
+    panel = page.locator("section.rtstruct")
+    panel.get_by_role("button", name=re.compile("Process RT-STRUCT")).click()
+    expect(panel.locator(".job-progress")).to_have_attribute(
+        "data-status", "SUCCEEDED", timeout=180_000
+    )
+    rows = panel.locator("table.rois tbody tr")
+    expect(rows).to_have_count(len(rt.rois))
+    for roi in rt.rois:
+        cell = panel.locator(f'tr[data-roi="{roi.name}"] td').first
+        expect(cell).not_to_have_text("—")
+        shown = float(cell.inner_text().split()[0])
+        assert shown == pytest.approx(roi.volume_cm3, rel=0.05), (roi.name, shown)
+    first = rt.rois[0].name
+    with page.expect_download() as got:
+        panel.locator(f'tr[data-roi="{first}"]').get_by_role("button", name="STL").click()
+    stl = got.value
+    assert stl.suggested_filename == f"{first}.stl"
+    path = stl.path()
+    assert path is not None and path.stat().st_size > 100
+    panel.scroll_into_view_if_needed()
+    shoot(page, "rtstruct", "desktop")
+    assert axe_violations(page) == []

@@ -3,6 +3,7 @@ import { useMutation, useQuery } from "urql";
 import { Hidden, StatusChip } from "../components/Badges";
 import { AnonymizePanel } from "../components/Anonymize";
 import { JobProgress } from "../components/JobProgress";
+import { RtStructPanel } from "../components/RtStruct";
 import { RequestState } from "../components/SourceResults";
 import { graphql } from "../gql";
 import { t } from "../i18n";
@@ -12,6 +13,7 @@ import { ConflictTable } from "./Patient";
 const CompareQuery = graphql(`
   query CompareStudy($uid: String!, $identity: Boolean!) {
     sources { id roles }
+    study(studyInstanceUid: $uid) { modalities }
     compareStudy(studyInstanceUid: $uid) {
       studyInstanceUid
       inSync
@@ -187,6 +189,12 @@ export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
               uid={uid}
               sources={c.sources.filter((s) => s.present && s.status === "OK").map((s) => s.source.id)}
               destinations={(result.data?.sources ?? []).filter((s) => s.roles.includes("RESEARCH")).map((s) => s.id)}
+            />
+          ) : null}
+          {maySync(user) && result.data?.study?.modalities.includes("RTSTRUCT") ? (
+            <RtStructPanel
+              uid={uid}
+              sources={c.sources.filter((s) => s.present && s.status === "OK").map((s) => s.source.id)}
             />
           ) : null}
         </>
