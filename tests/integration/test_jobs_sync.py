@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -388,3 +389,78 @@ def test_the_scheduler_submits_each_pair_once_per_interval(seeded: JobEnv) -> No
     spec = SyncSpec(source="dcm4chee", destination="orthanc", all=True, periodic=True)
     assert inputs == [spec.as_input()]
     assert inputs[0]["periodic"] is True and inputs[0]["all"] is True
+
+
+def _into_study(files: list[bytes], study_uid: str, number: int) -> list[bytes]:
+    """The files moved into another study as its series number `number`."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    out = []
+    for blob in files:
+        ds = dcmread(BytesIO(blob))
+        ds.StudyInstanceUID, ds.SeriesNumber = study_uid, number
+        buf = BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        out.append(buf.getvalue())
+    return out
+
+
+def _series_of(files: list[bytes]) -> set[str]:
+    from io import BytesIO
+
+    from pydicom import dcmread
+
+    return {str(dcmread(BytesIO(b)).SeriesInstanceUID) for b in files}
+
+
+def test_a_compare_lists_instances_only_where_counts_differ(seeded: JobEnv) -> None:
+    """Levels: a destination lacking one series of a study gets only that series listed
+    (series counts found it); once in sync, study counts settle it with no listing."""
+    from workers.jobs import sync
+    from workers.runner import run_here
+
+    study, first = big_study(4, seed=61)
+    _, other = big_study(3, seed=62)
+    second = _into_study(other, study, 2)
+    asyncio.run(store_files(seeded.settings, "orthanc", first + second))
+    asyncio.run(store_files(seeded.settings, "dcm4chee", first))
+    body = {"from": "orthanc", "to": "dcm4chee", "studyInstanceUids": [study]}
+
+    async def scenario() -> list[tuple[dict[str, Any], list[tuple[str, ...]]]]:
+        from gateway.jobs.store import JobStore
+
+        runtime = await Runtime.create(seeded.settings, run_migrations=False)
+        try:
+            listed: list[tuple[str, ...]] = []  # the series filter of every instance listing
+            for source in (runtime.sources["orthanc"], runtime.sources["dcm4chee"]):
+                original = source.find_instances
+
+                async def recording(query: InstanceQuery, original: Any = original) -> Any:
+                    listed.append(query.series_uids)
+                    return await original(query)
+
+                source.find_instances = recording  # type: ignore[method-assign]
+            runs = []
+            for _ in range(2):
+                listed.clear()
+                job_id = await run_here(
+                    runtime, SyncSpec.parse(body, runtime.settings), sync.run, "t"
+                )
+                job = await JobStore(runtime.sessions).get(job_id)
+                assert job is not None and job.status == "SUCCEEDED", job and job.result
+                runs.append(((job.result or {})["studies"][0], list(listed)))
+            return runs
+        finally:
+            await runtime.aclose()
+
+    (synced, lists), (settled, lists_again) = asyncio.run(scenario())
+    missing_series = next(iter({p for p in _series_of(second)}))
+    assert synced["transferred"] == 3 and synced["verified"] is True
+    assert synced["sourceInstances"] == 7 and "comparedBy" not in synced
+    assert lists == [(missing_series,)] * 3, "each side lists the differing series only (+ verify)"
+    assert settled["comparedBy"] == "counts" and settled["transferred"] == 0
+    assert settled["verified"] is True and settled["sourceInstances"] == 7
+    assert lists_again == [], "in sync by counts: no instance listed"
+    assert len(asyncio.run(instance_uids(seeded.settings, "dcm4chee", study))) == 7

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete
@@ -24,12 +25,20 @@ from gateway.sources.base import (
     InstanceQuery,
     InstanceRecord,
     PacsSource,
+    SeriesQuery,
     StudyQuery,
     StudyRecord,
 )
 from workers.jobs.base import JobHandle
 from workers.jobs.changes import load_cursor, save_cursor
-from workers.jobs.sync_plan import StudyPlan, extra_in, missing_after, plan_study
+from workers.jobs.sync_plan import (
+    STUDY_FIELDS,
+    StudyPlan,
+    differing,
+    extra_in,
+    missing_after,
+    plan_study,
+)
 from workers.jobs.transfer import transfer
 
 STUDY_CONCURRENCY = 4
@@ -49,11 +58,34 @@ async def select_studies(source: PacsSource, spec: SyncSpec) -> list[StudyRecord
         return []
 
 
-async def _instances(source: PacsSource, study_uid: str) -> list[InstanceRecord]:
+async def _instances(
+    source: PacsSource, study_uid: str, series: Sequence[str] = ()
+) -> list[InstanceRecord]:
     try:
-        return await source.find_instances(InstanceQuery(study_uid=study_uid))
+        return await source.find_instances(
+            InstanceQuery(study_uid=study_uid, series_uids=tuple(series))
+        )
     except NotFound:
         return []
+
+
+async def _series_counts(source: PacsSource, study_uid: str) -> dict[str, int | None]:
+    try:
+        found = await source.find_series(SeriesQuery(study_uids=(study_uid,)))
+    except NotFound:
+        return {}
+    return {s.series_uid: s.instance_count for s in found}
+
+
+async def differing_series(src: PacsSource, dst: PacsSource, study_uid: str) -> list[str] | None:
+    """The source's series of a study whose instance count the destination does not
+    match (None when an archive does not report series counts: compare every instance)."""
+    mine, theirs = await asyncio.gather(
+        _series_counts(src, study_uid), _series_counts(dst, study_uid)
+    )
+    if any(n is None for n in mine.values()) or any(n is None for n in theirs.values()):
+        return None
+    return sorted(uid for uid, n in mine.items() if theirs.get(uid) != n)
 
 
 async def _studies_by_uid(source: PacsSource, uids: Sequence[str]) -> dict[str, StudyRecord]:
@@ -88,22 +120,32 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
     held = await _studies_by_uid(dst, uids)
     gate = asyncio.Semaphore(STUDY_CONCURRENCY)
 
-    async def plan_one(study: StudyRecord) -> tuple[StudyPlan, list[InstanceRecord]]:
+    async def plan_one(study: StudyRecord) -> Planned:
+        """Compare in levels: study counts and attributes, then series counts, then the
+        instances of the series that differ only."""
+        uid, theirs = study.study_uid, held.get(study.study_uid)
         async with gate:
-            if study.study_uid in held:
-                source_list, dest_list = await asyncio.gather(
-                    _instances(src, study.study_uid), _instances(dst, study.study_uid)
-                )
-            else:  # the destination said it has no such study: nothing to list there
-                source_list, dest_list = await _instances(src, study.study_uid), []
-        plan = plan_study(
-            study.study_uid, source_list, dest_list, strategy, study, held.get(study.study_uid)
-        )
-        return plan, source_list
+            if theirs is None:  # the destination said it has no such study
+                source_list = await _instances(src, uid)
+                return Planned(plan_study(uid, source_list, [], strategy, study), source_list)
+            if same_by_counts(study, theirs):
+                return Planned(in_sync(study), [], by_counts=True)
+            series: list[str] | None = None
+            if not differing(study, theirs, STUDY_FIELDS):  # no study-level conflict
+                series = await differing_series(src, dst, uid)
+            if series == []:  # every series count matches after all
+                return Planned(in_sync(study), [], by_counts=True)
+            source_list, dest_list = await asyncio.gather(
+                _instances(src, uid, series or ()), _instances(dst, uid, series or ())
+            )
+        plan = plan_study(uid, source_list, dest_list, strategy, study, theirs)
+        if series:  # narrowed to some series: the study's own count is the source's size
+            plan = replace(plan, source_count=study.instance_count or plan.source_count)
+        return Planned(plan, source_list, tuple(series or ()))
 
     planned = await asyncio.gather(*(plan_one(s) for s in studies))
     await job.checkpoint()
-    total = sum(len(p.to_send) for p, _ in planned) or 1
+    total = sum(len(p.plan.to_send) for p in planned) or 1
     done = 0
     outcomes: list[dict[str, Any]] = []
 
@@ -113,8 +155,15 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
         await job.progress(0.05 + 0.85 * done / total, "transfer", f"{done}/{total} instances")
         await job.checkpoint()
 
-    for plan, source_list in planned:
+    for item in planned:
+        plan, source_list = item.plan, item.source_list
         outcome = _outcome(plan)
+        if item.by_counts:
+            outcome["comparedBy"] = "counts"
+            if verify and not dry_run:
+                outcome.update(missingAfter=0, extraInDestination=0, verified=True)
+            outcomes.append(outcome)
+            continue
         if not dry_run and plan.to_send:
             try:
                 moved = await transfer(
@@ -129,7 +178,7 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
             outcome.update(transferred=moved.stored, failed=moved.failed, bytes=moved.bytes)
             metrics.sync_transferred(spec.source, spec.destination, moved.stored, moved.bytes)
         if verify and not dry_run and not plan.skipped:
-            now_held = await _instances(dst, plan.study_uid)
+            now_held = await _instances(dst, plan.study_uid, item.series)
             outcome["missingAfter"] = missing_after(source_list, now_held)
             outcome["extraInDestination"] = extra_in(source_list, now_held)
             outcome["verified"] = outcome["missingAfter"] == 0 and not outcome["failed"]
@@ -147,6 +196,33 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
     if spec.periodic and not dry_run:
         metrics.sync_periodic_success(spec.source, spec.destination)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A study's plan, the source instances it was made from (only those of `series` when
+    the comparison was narrowed to them) and whether counts alone settled it."""
+
+    plan: StudyPlan
+    source_list: list[InstanceRecord]
+    series: tuple[str, ...] = ()
+    by_counts: bool = False
+
+
+def same_by_counts(mine: StudyRecord, theirs: StudyRecord) -> bool:
+    """Both archives report the same series and instance counts and no study attribute
+    differs: the study is taken as in sync without listing its instances."""
+    counts = (mine.series_count, mine.instance_count, theirs.series_count, theirs.instance_count)
+    return (
+        None not in counts
+        and (mine.series_count, mine.instance_count) == (theirs.series_count, theirs.instance_count)
+        and not differing(mine, theirs, STUDY_FIELDS)
+    )
+
+
+def in_sync(study: StudyRecord) -> StudyPlan:
+    """The plan of a study both archives hold alike: nothing to send."""
+    return StudyPlan(study.study_uid, study.instance_count or 0, ())
 
 
 def _outcome(plan: StudyPlan) -> dict[str, Any]:
