@@ -4,16 +4,24 @@ comparison runs to 100 % through the subscription; screenshots of every page."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 
 import pytest
+from PIL import Image
 from playwright.sync_api import expect
 
 from tests.auth_support import leaked
 from tests.e2e.conftest import SIZES, Dashboard, Watched, axe_violations, shoot
 
 RED = "rgb(179, 38, 30)"  # --bad in ui/src/styles.css
+
+
+def _distinct_colours(png: bytes) -> int:
+    """How many colours a screenshot has (a blank canvas has one)."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    return len(image.getcolors(1 << 16) or [])
 
 
 @pytest.fixture
@@ -394,6 +402,17 @@ def test_rtstruct_processed_from_the_study_with_its_roi_table_and_files(
     assert stl.suggested_filename == f"{first}.stl"
     path = stl.path()
     assert path is not None and path.stat().st_size > 100
-    panel.scroll_into_view_if_needed()
+    # the 3D view: a lazy chunk (three.js); the meshes render, a hidden ROI changes the image
+    panel.get_by_role("button", name="Show the 3D view").click()
+    view = panel.locator(".mesh-view")
+    expect(view).to_have_attribute("data-state", "ready", timeout=60_000)
+    canvas = view.locator("canvas")
+    before = canvas.screenshot()
+    assert _distinct_colours(before) > 20, "the 3D view is blank"
+    view.get_by_role("checkbox", name=first).uncheck()
+    page.wait_for_timeout(300)
+    assert canvas.screenshot() != before, "hiding an ROI changed nothing"
+    view.get_by_role("checkbox", name=first).check()
+    canvas.scroll_into_view_if_needed()
     shoot(page, "rtstruct", "desktop")
     assert axe_violations(page) == []

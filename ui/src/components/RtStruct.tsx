@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { lazy, Suspense, useState } from "react";
 import { useMutation, useQuery } from "urql";
 import { graphql } from "../gql";
 import { t } from "../i18n";
@@ -27,6 +27,8 @@ const ProcessMutation = graphql(`
     processRtStruct(input: $input) { id status }
   }
 `);
+
+const MeshView = lazy(() => import("./MeshView"));
 
 const fmt = (v: number | null | undefined, digits = 1) => (v == null ? t.common.none : v.toFixed(digits));
 
@@ -80,6 +82,7 @@ export function RtStructPanel({ uid, sources }: { uid: string; sources: string[]
             <Download url={r.summaryUrl} name={`rtstruct-${r.jobId}.json`} label={t.rtstruct.json} />
           </p>
           {r.warnings.map((w) => <p key={w} className="notice">{w}</p>)}
+          <Show3d rois={r.rois} />
           <div className="table-wrap" tabIndex={0}>
             <table className="rois">
               <thead>
@@ -115,5 +118,23 @@ export function RtStructPanel({ uid, sources }: { uid: string; sources: string[]
         </div>
       ))}
     </section>
+  );
+}
+
+/** The 3D view, loaded (three.js) only when asked for. */
+function Show3d({ rois }: { rois: { number: number; name: string; meshUrl?: string | null }[] }) {
+  const [open, setOpen] = useState(false);
+  if (!rois.some((r) => r.meshUrl)) return null;
+  return (
+    <div className="show-3d">
+      <button type="button" onClick={() => setOpen(!open)} aria-expanded={open}>
+        {open ? t.rtstruct.hide3d : t.rtstruct.show3d}
+      </button>
+      {open ? (
+        <Suspense fallback={<p className="muted">{t.common.loading}</p>}>
+          <MeshView rois={rois} />
+        </Suspense>
+      ) : null}
+    </div>
   );
 }

@@ -128,6 +128,11 @@ export const en = {
     nifti: "NIfTI",
     stl: "STL",
     mismatch: (planimetric: string) => `planimetric ${planimetric}`,
+    show3d: "Show the 3D view",
+    hide3d: "Hide the 3D view",
+    view3d: "3D view of the ROI meshes (drag to turn, wheel to zoom)",
+    meshError: "The meshes could not be loaded.",
+    colour: (name: string) => `Colour of ${name}`,
   },
   jobs: {
     title: "Jobs",

@@ -130,6 +130,11 @@ export const fr: Texts = {
     nifti: "NIfTI",
     stl: "STL",
     mismatch: (planimetric: string) => `planimétrique ${planimetric}`,
+    show3d: "Afficher la vue 3D",
+    hide3d: "Masquer la vue 3D",
+    view3d: "Vue 3D des maillages des ROI (glisser pour tourner, molette pour zoomer)",
+    meshError: "Les maillages n'ont pas pu être chargés.",
+    colour: (name: string) => `Couleur de ${name}`,
   },
   jobs: {
     title: "Tâches",
