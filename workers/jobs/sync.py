@@ -42,6 +42,8 @@ from workers.jobs.sync_plan import (
 from workers.jobs.transfer import transfer
 
 STUDY_CONCURRENCY = 4
+UID_QUERY_LIMIT = 1000  # a full sync of more studies lists the destination instead
+LIST_EVERY_STUDY_UP_TO = 1000  # larger runs list only the studies that were not in sync
 
 
 async def select_studies(source: PacsSource, spec: SyncSpec) -> list[StudyRecord]:
@@ -88,14 +90,21 @@ async def differing_series(src: PacsSource, dst: PacsSource, study_uid: str) -> 
     return sorted(uid for uid, n in mine.items() if theirs.get(uid) != n)
 
 
-async def _studies_by_uid(source: PacsSource, uids: Sequence[str]) -> dict[str, StudyRecord]:
+async def _held(
+    source: PacsSource, uids: Sequence[str], listing: bool = False
+) -> dict[str, StudyRecord]:
+    """The destination's records of the studies `uids`: one UID-list query, or with
+    `listing` its whole study list (for a full sync of many studies: one listing rather
+    than a UID list as long as the archive)."""
     if not uids:
         return {}
+    query = StudyQuery() if listing else StudyQuery(study_uids=tuple(uids))
     try:
-        found = await source.find_studies(StudyQuery(study_uids=tuple(uids)))
+        found = await source.find_studies(query)
     except NotFound:
         return {}
-    return {s.study_uid: s for s in found}
+    wanted = set(uids)
+    return {s.study_uid: s for s in found if s.study_uid in wanted}
 
 
 async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any]:
@@ -117,7 +126,7 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
         studies = await select_studies(src, spec)
     uids = [s.study_uid for s in studies]
     not_found = sorted(set(spec.study_uids) - set(uids))
-    held = await _studies_by_uid(dst, uids)
+    held = await _held(dst, uids, listing=spec.all and len(uids) > UID_QUERY_LIMIT)
     gate = asyncio.Semaphore(STUDY_CONCURRENCY)
 
     async def plan_one(study: StudyRecord) -> Planned:
@@ -128,8 +137,6 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
             if theirs is None:  # the destination said it has no such study
                 source_list = await _instances(src, uid)
                 return Planned(plan_study(uid, source_list, [], strategy, study), source_list)
-            if same_by_counts(study, theirs):
-                return Planned(in_sync(study), [], by_counts=True)
             series: list[str] | None = None
             if not differing(study, theirs, STUDY_FIELDS):  # no study-level conflict
                 series = await differing_series(src, dst, uid)
@@ -143,7 +150,22 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
             plan = replace(plan, source_count=study.instance_count or plan.source_count)
         return Planned(plan, source_list, tuple(series or ()))
 
-    planned = await asyncio.gather(*(plan_one(s) for s in studies))
+    # settled by study counts with no task and no plan each (most studies, at scale); up to
+    # LIST_EVERY_STUDY_UP_TO studies each still gets its line in the result
+    listing = len(studies) <= LIST_EVERY_STUDY_UP_TO
+    rest: list[StudyRecord] = []
+    planned: list[Planned] = []
+    for study in studies:
+        theirs = held.get(study.study_uid)
+        if theirs is not None and same_by_counts(study, theirs):
+            if listing:
+                planned.append(Planned(in_sync(study), [], by_counts=True))
+            continue
+        rest.append(study)
+        planned.append(NOT_YET)
+    compared = iter(await asyncio.gather(*(plan_one(s) for s in rest)))
+    planned = [next(compared) if p is NOT_YET else p for p in planned]
+    settled = len(studies) - len(rest)
     await job.checkpoint()
     total = sum(len(p.plan.to_send) for p in planned) or 1
     done = 0
@@ -172,7 +194,7 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
             except JobCancelled as exc:  # stopped between stored batches: say how far it got
                 outcomes.append({**outcome, "outcome": "CANCELLED", "transferred": None})
                 seconds = time.monotonic() - start
-                result = _result(spec, outcomes, not_found, dry_run, False, seconds)
+                result = _result(spec, outcomes, not_found, dry_run, False, seconds, settled)
                 await _record(runtime, job.id, spec, outcomes)
                 raise JobCancelled(str(exc), result) from None
             outcome.update(transferred=moved.stored, failed=moved.failed, bytes=moved.bytes)
@@ -184,7 +206,7 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
             outcome["verified"] = outcome["missingAfter"] == 0 and not outcome["failed"]
         outcomes.append(outcome)
     await job.progress(0.95, "record", "recording the outcome")
-    result = _result(spec, outcomes, not_found, dry_run, verify, time.monotonic() - start)
+    result = _result(spec, outcomes, not_found, dry_run, verify, time.monotonic() - start, settled)
     await _record(runtime, job.id, spec, outcomes)
     unsynced = sum(o["missingAfter"] or 0 for o in outcomes if o["outcome"] != "SKIPPED")
     if verify and not dry_run:
@@ -207,6 +229,9 @@ class Planned:
     source_list: list[InstanceRecord]
     series: tuple[str, ...] = ()
     by_counts: bool = False
+
+
+NOT_YET = Planned(StudyPlan("", 0, ()), [])  # a place in `planned` for a study compared later
 
 
 def same_by_counts(mine: StudyRecord, theirs: StudyRecord) -> bool:
@@ -250,6 +275,7 @@ def _result(
     dry_run: bool,
     verify: bool,
     seconds: float,
+    settled: int = 0,
 ) -> dict[str, Any]:
     def total(key: str) -> int:
         return sum(int(o.get(key) or 0) for o in outcomes)
@@ -261,6 +287,7 @@ def _result(
         "conflictStrategy": spec.conflict_strategy.value,
         "studies": outcomes,
         "studiesNotFound": not_found,
+        "studiesInSync": settled,  # settled by counts (listed in `studies` up to 1,000 studies)
         "instancesToTransfer": total("missing"),
         "instancesTransferred": total("transferred"),
         "instancesSkipped": total("skipped"),
@@ -284,6 +311,8 @@ async def _record(
     async with runtime.sessions() as session, session.begin():
         await session.execute(delete(SyncRun).where(SyncRun.job_id == job_id))
         for o in outcomes:
+            if o.get("comparedBy") == "counts":
+                continue  # nothing happened to it: no history row
             session.add(
                 SyncRun(
                     job_id=job_id,
