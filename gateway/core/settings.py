@@ -192,6 +192,7 @@ class Settings:
     # Host header values served (a DNS-rebinding page is refused); "*" = any
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     max_body_bytes: int = 1 << 20  # a POST body beyond this is refused (413)
+    max_query_cost: int = 1_000_000  # a GraphQL operation estimated above this is refused
     auth: AuthConfig = field(default_factory=AuthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -224,6 +225,7 @@ _GATEWAY_KEYS: dict[str, tuple[type, ...]] = {
     "index_reconcile_s": (int, float),
     "allowed_hosts": (list,),
     "max_body_bytes": (int,),
+    "max_query_cost": (int,),
 }
 _SOURCE_KEYS: dict[str, tuple[type, ...]] = {
     "id": (str,),
@@ -449,6 +451,9 @@ def parse_settings(
     if "max_body_bytes" in gw:
         _positive(gw, "max_body_bytes", "gateway")
         values["max_body_bytes"] = gw["max_body_bytes"]
+    if "max_query_cost" in gw:
+        _positive(gw, "max_query_cost", "gateway")
+        values["max_query_cost"] = gw["max_query_cost"]
     if "results_dir" in gw:
         values["results_dir"] = Path(gw["results_dir"])
     if env.get("DATABASE_URL"):

@@ -7,7 +7,11 @@ before any login).
 from __future__ import annotations
 
 import json
+import threading
+import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from starlette.testclient import TestClient
@@ -197,3 +201,61 @@ def test_compare_patient_takes_an_exact_id(client: TestClient, value: str) -> No
         error = _error(r)
         assert error["extensions"]["code"] == "BAD_USER_INPUT"
         assert error["message"].startswith("patientId")
+
+
+COSTLY = """{ patients(first: 500) { edges { node { studies { series {
+  instances { sopInstanceUid presentIn { id } } } } } } } }"""
+
+
+def test_a_costly_query_is_refused_before_it_runs(client: TestClient, settings: Settings) -> None:
+    """Every instance of every series of 500 patients' studies: refused with the estimate."""
+    r = client.post("/graphql", json={"query": COSTLY})
+    body = r.json()
+    [error] = body["errors"]
+    ext = error["extensions"]
+    assert ext["code"] == "QUERY_TOO_COSTLY" and body["data"] is None
+    assert ext["maxCost"] == settings.max_query_cost < ext["cost"]
+    assert str(ext["cost"]) in error["message"]
+    # the dashboard's largest page (and the tests' 500) stay well under the default
+    page = "{ patients(first: 500) { edges { node { patientId studies { studyInstanceUid } } } } }"
+    assert "errors" not in client.post("/graphql", json={"query": page}).json()
+
+
+def test_the_cost_budget_is_configurable(settings: Settings) -> None:
+    small = replace(settings, max_query_cost=50)
+    with TestClient(create_app(small)) as c:
+        page = "{ patients(first: 100) { edges { node { patientId } } } }"
+        error = _error(c.post("/graphql", json={"query": page}))
+        assert error["extensions"]["code"] == "QUERY_TOO_COSTLY"
+        assert error["extensions"]["maxCost"] == 50
+        assert "errors" not in c.post("/graphql", json={"query": "{ sources { id } }"}).json()
+
+
+def test_health_answers_while_large_documents_are_validated(client: TestClient) -> None:
+    """Finding 3: documents whose validation takes a second or more each (repeated nested
+    selections, each made new by a comment) are validated off the event loop."""
+    client.get("/health")  # warm
+    done: list[float] = []
+
+    def post(i: int) -> None:
+        heavy = " ".join(["sources { id health { up } }"] * (200 + i))  # distinct documents
+        started = time.perf_counter()
+        r = client.post("/graphql", json={"query": f"# {uuid.uuid4()}\n{{ {heavy} }}"})
+        assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
+        done.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    latencies = []
+    while any(t.is_alive() for t in threads):
+        started = time.perf_counter()
+        assert client.get("/health").status_code == 200
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert len(done) == 4
+    assert max(done) > 1.0, "the documents must be expensive for this test to mean anything"
+    # inline (before): one /health took as long as all four validations (7.9 s here)
+    assert len(latencies) >= 3 and max(latencies) < 2.0, latencies

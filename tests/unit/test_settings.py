@@ -227,3 +227,11 @@ def test_cli_typo_is_one_line_error(tmp_path: Path) -> None:
         run.stderr.strip()
         == "pacs-gateway: configuration error: unknown key 'sources.orthanc.kindd'"
     )
+
+
+def test_hardening_limits_are_configurable_and_positive() -> None:
+    s = parse_settings({**GOOD, "gateway": {"max_query_cost": 5000}}, ENV)
+    assert s.max_query_cost == 5000
+    assert parse_settings(GOOD, ENV).max_query_cost == 1_000_000
+    with pytest.raises(ConfigError, match=r"'gateway\.max_query_cost' must be greater than 0"):
+        parse_settings({**GOOD, "gateway": {"max_query_cost": 0}}, ENV)
