@@ -96,7 +96,9 @@ class Runtime:
 
     def job_service(self) -> JobService:
         """Job operations over this runtime's database and Redis."""
-        return JobService(JobStore(self.sessions), self.redis, self.keys)
+        return JobService(
+            JobStore(self.sessions), self.redis, self.keys, self.settings.max_queued_jobs_per_user
+        )
 
     def cpu_pool(self) -> Executor:
         """The process pool for CPU-heavy DICOM work, created on first use."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,9 @@ from gateway.db.models import Job as JobRow
 from gateway.jobs.events import Event
 from gateway.jobs.specs.base import drop_none
 from resolvers.common import PageInfo
+
+INPUT_BYTES = 4096  # a job's input larger than this (as JSON) is answered as a summary
+SUMMARY_ITEMS = 3  # the first items of a list kept in a summary
 
 # an ANONYMIZE result's fields that name the pseudonyms: admins only (the pseudonym link)
 PSEUDONYM_FIELDS = ("anonymizedPatientId", "anonymizedStudyInstanceUid")
@@ -102,7 +106,7 @@ class Job:
         caller = info.context.caller
         if self.recipient or caller is None or not may_see_job(caller, self.row.owner):
             return JSON({})
-        return JSON(dict(self.row.input or {}))
+        return JSON(input_summary(dict(self.row.input or {})))
 
     @strawberry.field
     def result(self, info: strawberry.Info) -> JSON | None:
@@ -263,3 +267,23 @@ class RtStructResult:
     processing_seconds: float
     summary_url: str | None
     warnings: list[str]
+
+
+def input_summary(value: dict[str, Any], limit: int = INPUT_BYTES) -> dict[str, Any]:
+    """A job's input as the API answers it: whole up to `limit` bytes of JSON; beyond, each
+    list is cut to its first items with its length (`{"count": n, "first": [...]}`), long
+    strings are cut, and `"summarized": true` with the whole input's size is added."""
+    size = len(json.dumps(value, separators=(",", ":")))
+    if size <= limit:
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, list):
+            out[key] = {"count": len(item), "first": item[:SUMMARY_ITEMS]}
+        elif isinstance(item, str) and len(item) > 256:
+            out[key] = item[:256] + "…"
+        elif isinstance(item, dict) and len(json.dumps(item)) > 256:
+            out[key] = {"keys": sorted(item)[:20]}
+        else:
+            out[key] = item
+    return {**out, "summarized": True, "bytes": size}

@@ -7,7 +7,8 @@ source, the operation and the technical cause only.
     GatewayError
     ├── ConfigError            bad configuration file or environment
     ├── InvalidInput           a mutation's input is refused (BAD_USER_INPUT)
-    │   └── TooLarge           an upload beyond its configured bound (PAYLOAD_TOO_LARGE, 413)
+    │   ├── TooLarge           an upload beyond its configured bound (PAYLOAD_TOO_LARGE, 413)
+    │   └── QuotaExceeded      the caller has as many queued jobs as allowed (QUOTA_EXCEEDED)
     ├── Unauthenticated        no valid token (UNAUTHENTICATED)
     ├── Forbidden              the caller's roles do not allow it (FORBIDDEN)
     ├── AuditUnavailable       the audit trail cannot keep up; identity is not served
@@ -59,6 +60,12 @@ class TooLarge(InvalidInput):
     """An upload is larger than its configured bound (HTTP 413)."""
 
     code = "PAYLOAD_TOO_LARGE"
+
+
+class QuotaExceeded(InvalidInput):
+    """A submission beyond the caller's quota of queued jobs; the message names the bound."""
+
+    code = "QUOTA_EXCEEDED"
 
 
 class Unauthenticated(GatewayError):

@@ -193,6 +193,11 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     max_body_bytes: int = 1 << 20  # a POST body beyond this is refused (413)
     max_query_cost: int = 1_000_000  # a GraphQL operation estimated above this is refused
+    # /graphql requests per caller (user, API token, or address when anonymous or open):
+    # a token bucket refilled at rate_per_s up to burst; 0 = no limit (429 beyond)
+    rate_per_s: float = 100.0
+    burst: int = 1000
+    max_queued_jobs_per_user: int = 100  # submissions beyond are refused; 0 = no quota
     auth: AuthConfig = field(default_factory=AuthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -226,6 +231,9 @@ _GATEWAY_KEYS: dict[str, tuple[type, ...]] = {
     "allowed_hosts": (list,),
     "max_body_bytes": (int,),
     "max_query_cost": (int,),
+    "rate_per_s": (int, float),
+    "burst": (int,),
+    "max_queued_jobs_per_user": (int,),
 }
 _SOURCE_KEYS: dict[str, tuple[type, ...]] = {
     "id": (str,),
@@ -454,6 +462,16 @@ def parse_settings(
     if "max_query_cost" in gw:
         _positive(gw, "max_query_cost", "gateway")
         values["max_query_cost"] = gw["max_query_cost"]
+    for key in ("rate_per_s", "max_queued_jobs_per_user"):
+        if key in gw and gw[key] < 0:
+            raise ConfigError(f"'gateway.{key}' must be 0 (off) or more")
+    if "rate_per_s" in gw:
+        values["rate_per_s"] = float(gw["rate_per_s"])
+    if "max_queued_jobs_per_user" in gw:
+        values["max_queued_jobs_per_user"] = gw["max_queued_jobs_per_user"]
+    if "burst" in gw:
+        _positive(gw, "burst", "gateway")
+        values["burst"] = gw["burst"]
     if "results_dir" in gw:
         values["results_dir"] = Path(gw["results_dir"])
     if env.get("DATABASE_URL"):

@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 class JobService:
     """Job operations over the DB (truth) and Redis (transport)."""
 
-    def __init__(self, store: JobStore, redis: ArqRedis, keys: queue.Keys) -> None:
+    def __init__(
+        self, store: JobStore, redis: ArqRedis, keys: queue.Keys, max_queued_per_owner: int = 0
+    ) -> None:
         self.store = store
+        self.max_queued = max_queued_per_owner  # 0: no quota
         self.redis = redis
         self.keys = keys
         self._suspects: set[str] = set()
@@ -39,10 +42,12 @@ class JobService:
         returned instead. `viewers` (user ids) may see it besides its owner.
 
         If Redis is down the row stays QUEUED and the workers' reconciliation
-        enqueues it once Redis is back: nothing is lost.
+        enqueues it once Redis is back: nothing is lost. An owner with `max_queued_per_owner`
+        jobs already queued is refused (QUOTA_EXCEEDED; a job identical to one of them is
+        returned as always).
         """
         job, first = await self.store.create(
-            spec.kind, spec.as_input(), requested_by, owner, viewers
+            spec.kind, spec.as_input(), requested_by, owner, viewers, self.max_queued
         )
         if first is not None:
             try:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
+from gateway.core.errors import QuotaExceeded
 from gateway.core.timing import as_utc
 from gateway.db.models import Job, JobEvent, JobViewer, utcnow
 from gateway.jobs.events import TERMINAL, Event
@@ -57,9 +58,11 @@ class JobStore:
         requested_by: str,
         owner: str | None = None,
         viewers: Sequence[str] = (),
+        max_queued: int = 0,
     ) -> tuple[Job, Event | None]:
         """A new QUEUED job and its first event, or the identical job of the same owner
-        already queued or running and None. `viewers` (user ids) may see the new job too."""
+        already queued or running and None. `viewers` (user ids) may see the new job too.
+        `max_queued`: an owner with that many jobs queued gets QuotaExceeded (0: no quota)."""
         async with self.sessions() as session, session.begin():
             same_owner = Job.owner.is_(None) if owner is None else Job.owner == owner
             active = await session.scalars(
@@ -68,6 +71,15 @@ class JobStore:
             for job in active:
                 if canonical(job.input) == canonical(input):
                     return job, None
+            if max_queued and owner is not None:
+                queued = await session.scalar(
+                    select(func.count()).where(Job.owner == owner, Job.status == "QUEUED")
+                )
+                if int(queued or 0) >= max_queued:
+                    raise QuotaExceeded(
+                        f"at most {max_queued} queued jobs per user: wait for some to start, "
+                        "or cancel some"
+                    )
             job = Job(
                 id=str(uuid.uuid4()),
                 kind=kind,

@@ -39,6 +39,7 @@ from gateway.server import dicomweb, viewer
 from gateway.server.callers import UNAUTHENTICATED_HEADERS, bearer, caller_of
 from gateway.server.importer import import_upload
 from gateway.server.metrics import MetricsEndpoint
+from gateway.server.ratelimit import TokenBuckets, caller_key
 from gateway.server.security import Hardened
 from gateway.server.ui import Dashboard, wants_ide
 from resolvers.context import Context, make_context
@@ -56,9 +57,16 @@ class GatewayGraphQL(GraphQL[Context, None]):
 
     Strawberry's own GraphiQL page (scripts from a CDN) is off; a browser's GET is answered
     by `dashboard.ide()`: GraphiQL bundled into the dashboard, opening on `EXAMPLES`.
+    Each caller's queries and mutations over HTTP draw from their token bucket (`buckets`):
+    an empty one answers 429 with `Retry-After` and a RATE_LIMITED error.
     """
 
-    def __init__(self, runtime_of: Any, dashboard: Dashboard | None = None) -> None:
+    def __init__(
+        self,
+        runtime_of: Any,
+        dashboard: Dashboard | None = None,
+        buckets: TokenBuckets | None = None,
+    ) -> None:
         super().__init__(
             schema,
             graphql_ide=None,
@@ -66,6 +74,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         )
         self._runtime_of = runtime_of
         self.dashboard = dashboard or Dashboard(examples=EXAMPLES)
+        self.buckets = buckets or TokenBuckets(0, 1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a request; an open WebSocket is counted while it lasts."""
@@ -106,7 +115,18 @@ class GatewayGraphQL(GraphQL[Context, None]):
         request_data: Any,
     ) -> ExecutionResult:
         """Queries and mutations over HTTP; a subscription only over WebSocket (refused here
-        with BAD_REQUEST rather than run as a query)."""
+        with BAD_REQUEST rather than run as a query); RATE_LIMITED (429) over the caller's rate."""
+        open_mode = context.runtime.settings.auth.mode == AuthMode.OPEN
+        wait = self.buckets.take(caller_key(context.caller, context.address, open_mode))
+        if wait:
+            retry = self.buckets.retry_after(wait)
+            sub_response.status_code = 429
+            sub_response.headers["Retry-After"] = str(retry)
+            limited = GraphQLError(
+                "too many requests: slow down and retry later",
+                extensions={"code": "RATE_LIMITED", "retryAfter": retry},
+            )
+            return ExecutionResult(data=None, errors=[limited])
         if "subscription" in (request_data.query or "") and _is_subscription(request_data):
             error = GraphQLError(
                 "subscriptions are served over WebSocket (graphql-transport-ws)",
@@ -231,7 +251,8 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse(body, status_code=200 if body["database"]["up"] else 503)
 
     dashboard = Dashboard(examples=EXAMPLES)
-    graphql = GatewayGraphQL(runtime_of, dashboard)
+    buckets = TokenBuckets(settings.rate_per_s, settings.burst)
+    graphql = GatewayGraphQL(runtime_of, dashboard, buckets)
     results = Path(settings.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     routes = [

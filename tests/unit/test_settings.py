@@ -235,3 +235,19 @@ def test_hardening_limits_are_configurable_and_positive() -> None:
     assert parse_settings(GOOD, ENV).max_query_cost == 1_000_000
     with pytest.raises(ConfigError, match=r"'gateway\.max_query_cost' must be greater than 0"):
         parse_settings({**GOOD, "gateway": {"max_query_cost": 0}}, ENV)
+
+
+def test_fairness_limits_are_configurable() -> None:
+    gw = {"rate_per_s": 5, "burst": 20, "max_queued_jobs_per_user": 7}
+    s = parse_settings({**GOOD, "gateway": gw}, ENV)
+    assert (s.rate_per_s, s.burst, s.max_queued_jobs_per_user) == (5.0, 20, 7)
+    off = parse_settings({**GOOD, "gateway": {"rate_per_s": 0, "max_queued_jobs_per_user": 0}}, ENV)
+    assert off.rate_per_s == 0 and off.max_queued_jobs_per_user == 0
+    for bad, message in [
+        ({"rate_per_s": -1}, "'gateway.rate_per_s' must be 0 (off) or more"),
+        ({"burst": 0}, "'gateway.burst' must be greater than 0"),
+        ({"max_queued_jobs_per_user": -2}, "'gateway.max_queued_jobs_per_user' must be 0"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            parse_settings({**GOOD, "gateway": bad}, ENV)
+        assert message in str(err.value)
