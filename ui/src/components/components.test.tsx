@@ -193,3 +193,14 @@ describe("languages", () => {
     expect(chooseLanguage("xx", undefined)).toBe("en");
   });
 });
+
+describe("audit log", () => {
+  it("names a known user's actor by username, keeps any other actor as it is", async () => {
+    const { actorName } = await import("../pages/Admin");
+    const users = [{ id: "u1", username: "admin" }];
+    expect(actorName("user:u1", users)).toBe("admin");
+    expect(actorName("user:u2", users)).toBe("user:u2");
+    expect(actorName("token:abc", users)).toBe("token:abc");
+    expect(actorName(null, users)).toBeNull();
+  });
+});

@@ -98,13 +98,20 @@ export function AdminPage() {
       </form>
       {created.error ? <p className="error" role="alert">{t.common.error(created.error.message)}</p> : null}
       {done ? <p className="ok" role="status">{t.admin.created(done)}</p> : null}
-      <AuditLog />
+      <AuditLog users={result.data?.users ?? []} />
     </main>
   );
 }
 
-/** The audit log, newest first, filtered by actor and action. */
-export function AuditLog() {
+/** `user:<id>` as its username when the user is known. */
+export function actorName(actor: string | null | undefined, users: { id: string; username: string }[]): string | null {
+  if (!actor) return null;
+  const user = actor.startsWith("user:") ? users.find((u) => `user:${u.id}` === actor) : undefined;
+  return user ? user.username : actor;
+}
+
+/** The audit log, newest first, filtered by actor (a user) and action. */
+export function AuditLog({ users }: { users: { id: string; username: string }[] }) {
   const [form, setForm] = useState({ actor: "", action: "" });
   const [filter, setFilter] = useState({ actor: "", action: "" });
   const [cursors, setCursors] = useState<string[]>([]);
@@ -127,7 +134,12 @@ export function AuditLog() {
       >
         <label>
           {t.audit.actor}
-          <input name="audit-actor" value={form.actor} onChange={(e) => setForm({ ...form, actor: e.target.value })} />
+          <select name="audit-actor" value={form.actor} onChange={(e) => setForm({ ...form, actor: e.target.value })}>
+            <option value="">{t.jobs.all}</option>
+            {users.map((u) => (
+              <option key={u.id} value={`user:${u.id}`}>{u.username}</option>
+            ))}
+          </select>
         </label>
         <label>
           {t.audit.action}
@@ -155,7 +167,7 @@ export function AuditLog() {
                 {page.edges.map(({ node: a }) => (
                   <tr key={a.id} data-audit={a.action}>
                     <td>{new Date(a.at).toLocaleString()}</td>
-                    <td>{a.actor ?? t.common.none}</td>
+                    <td title={a.actor ?? ""}>{actorName(a.actor, users) ?? t.common.none}</td>
                     <td>{a.action}</td>
                     <td><code className="uid">{[a.objectType, a.objectRef].filter(Boolean).join(" ")}</code></td>
                     <td>{a.outcome}</td>
