@@ -39,9 +39,10 @@ from workers.jobs.sync_plan import (
     missing_after,
     plan_study,
 )
-from workers.jobs.transfer import transfer
+from workers.jobs.transfer import Moved, Shipment, transfer
 
-STUDY_CONCURRENCY = 4
+STUDY_CONCURRENCY = 8
+SERIES_BATCH = 200  # studies per series-count request
 UID_QUERY_LIMIT = 1000  # a full sync of more studies lists the destination instead
 LIST_EVERY_STUDY_UP_TO = 1000  # larger runs list only the studies that were not in sync
 
@@ -71,23 +72,38 @@ async def _instances(
         return []
 
 
-async def _series_counts(source: PacsSource, study_uid: str) -> dict[str, int | None]:
-    try:
-        found = await source.find_series(SeriesQuery(study_uids=(study_uid,)))
-    except NotFound:
-        return {}
-    return {s.series_uid: s.instance_count for s in found}
+SeriesCounts = dict[str, dict[str, int | None]]  # study UID -> series UID -> instances
 
 
-async def differing_series(src: PacsSource, dst: PacsSource, study_uid: str) -> list[str] | None:
-    """The source's series of a study whose instance count the destination does not
+async def _series_counts(source: PacsSource, study_uids: Sequence[str]) -> SeriesCounts:
+    """Series counts of many studies, SERIES_BATCH studies per request."""
+    out: SeriesCounts = {}
+    for i in range(0, len(study_uids), SERIES_BATCH):
+        try:
+            found = await source.find_series(SeriesQuery(tuple(study_uids[i : i + SERIES_BATCH])))
+        except NotFound:
+            continue
+        for s in found:
+            out.setdefault(s.study_uid, {})[s.series_uid] = s.instance_count
+    return out
+
+
+async def differing_series(
+    src: PacsSource, dst: PacsSource, study_uids: Sequence[str]
+) -> dict[str, list[str] | None]:
+    """Per study, the source's series whose instance count the destination does not
     match (None when an archive does not report series counts: compare every instance)."""
     mine, theirs = await asyncio.gather(
-        _series_counts(src, study_uid), _series_counts(dst, study_uid)
+        _series_counts(src, study_uids), _series_counts(dst, study_uids)
     )
-    if any(n is None for n in mine.values()) or any(n is None for n in theirs.values()):
-        return None
-    return sorted(uid for uid, n in mine.items() if theirs.get(uid) != n)
+    out: dict[str, list[str] | None] = {}
+    for uid in study_uids:
+        a, b = mine.get(uid, {}), theirs.get(uid, {})
+        if any(n is None for n in a.values()) or any(n is None for n in b.values()):
+            out[uid] = None
+        else:
+            out[uid] = sorted(s for s, n in a.items() if b.get(s) != n)
+    return out
 
 
 async def _held(
@@ -137,9 +153,7 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
             if theirs is None:  # the destination said it has no such study
                 source_list = await _instances(src, uid)
                 return Planned(plan_study(uid, source_list, [], strategy, study), source_list)
-            series: list[str] | None = None
-            if not differing(study, theirs, STUDY_FIELDS):  # no study-level conflict
-                series = await differing_series(src, dst, uid)
+            series = narrowed.get(uid)  # None: a study-level conflict, or no series counts
             if series == []:  # every series count matches after all
                 return Planned(in_sync(study), [], by_counts=True)
             source_list, dest_list = await asyncio.gather(
@@ -163,13 +177,23 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
             continue
         rest.append(study)
         planned.append(NOT_YET)
+    # series counts of the held studies without a study-level conflict, in batches
+    narrowed = await differing_series(
+        src,
+        dst,
+        [
+            s.study_uid
+            for s in rest
+            if (theirs := held.get(s.study_uid)) is not None
+            and not differing(s, theirs, STUDY_FIELDS)
+        ],
+    )
     compared = iter(await asyncio.gather(*(plan_one(s) for s in rest)))
     planned = [next(compared) if p is NOT_YET else p for p in planned]
     settled = len(studies) - len(rest)
     await job.checkpoint()
     total = sum(len(p.plan.to_send) for p in planned) or 1
     done = 0
-    outcomes: list[dict[str, Any]] = []
 
     async def tick(n: int) -> None:
         nonlocal done
@@ -177,34 +201,48 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
         await job.progress(0.05 + 0.85 * done / total, "transfer", f"{done}/{total} instances")
         await job.checkpoint()
 
-    for item in planned:
+    # every study's instances through one transfer pipeline: a store batch may hold
+    # instances of several studies, so many small studies cost few requests
+    shipments = [
+        Shipment(p.plan.study_uid, p.plan.to_send, p.plan.whole_series)
+        for p in planned
+        if p.plan.to_send and not dry_run
+    ]
+    moved = await transfer(src, dst, shipments, tick=tick) if shipments else Moved({})
+    gate = asyncio.Semaphore(STUDY_CONCURRENCY)
+
+    async def settle(item: Planned) -> dict[str, Any]:
+        """The outcome of one study: what was sent, then verified."""
         plan, source_list = item.plan, item.source_list
         outcome = _outcome(plan)
         if item.by_counts:
             outcome["comparedBy"] = "counts"
             if verify and not dry_run:
                 outcome.update(missingAfter=0, extraInDestination=0, verified=True)
-            outcomes.append(outcome)
-            continue
-        if not dry_run and plan.to_send:
-            try:
-                moved = await transfer(
-                    src, dst, plan.study_uid, plan.to_send, plan.whole_series, tick=tick
-                )
-            except JobCancelled as exc:  # stopped between stored batches: say how far it got
-                outcomes.append({**outcome, "outcome": "CANCELLED", "transferred": None})
-                seconds = time.monotonic() - start
-                result = _result(spec, outcomes, not_found, dry_run, False, seconds, settled)
-                await _record(runtime, job.id, spec, outcomes)
-                raise JobCancelled(str(exc), result) from None
-            outcome.update(transferred=moved.stored, failed=moved.failed, bytes=moved.bytes)
-            metrics.sync_transferred(spec.source, spec.destination, moved.stored, moved.bytes)
+            return outcome
+        sent = moved.per_study.get(plan.study_uid)
+        if sent is not None:
+            outcome.update(transferred=sent.stored, failed=sent.failed, bytes=sent.bytes)
+            metrics.sync_transferred(spec.source, spec.destination, sent.stored, sent.bytes)
+            if moved.stopped is not None and sent.stored + sent.failed < len(plan.to_send):
+                outcome["outcome"] = "CANCELLED"  # stopped before all of it was sent
+                return outcome
         if verify and not dry_run and not plan.skipped:
-            now_held = await _instances(dst, plan.study_uid, item.series)
+            async with gate:
+                now_held = await _instances(dst, plan.study_uid, item.series)
             outcome["missingAfter"] = missing_after(source_list, now_held)
             outcome["extraInDestination"] = extra_in(source_list, now_held)
             outcome["verified"] = outcome["missingAfter"] == 0 and not outcome["failed"]
-        outcomes.append(outcome)
+        return outcome
+
+    outcomes: list[dict[str, Any]] = list(await asyncio.gather(*(settle(p) for p in planned)))
+    if moved.stopped is not None and not isinstance(moved.stopped, JobCancelled):
+        raise moved.stopped  # e.g. the lease was lost: the runner decides
+    if moved.stopped is not None:  # cancelled between stored batches: say how far it got
+        seconds = time.monotonic() - start
+        result = _result(spec, outcomes, not_found, dry_run, False, seconds, settled)
+        await _record(runtime, job.id, spec, outcomes)
+        raise JobCancelled(str(moved.stopped), result) from None
     await job.progress(0.95, "record", "recording the outcome")
     result = _result(spec, outcomes, not_found, dry_run, verify, time.monotonic() - start, settled)
     await _record(runtime, job.id, spec, outcomes)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.sources.base import InstanceRecord, PacsSource
+from gateway.sources.part10 import meta_sop_instance_uid
 
 Tick = Callable[[int], Awaitable[None]]
 LINGER_S = 0.02  # how long a store lane waits to fill its batch
@@ -60,44 +61,58 @@ async def run_all(coros: Sequence[Coroutine[Any, Any, None]]) -> None:
         raise eg.exceptions[0] from None
 
 
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    """What to send of one study: some instances, and series sent whole."""
+
+    study_uid: str
+    instances: Sequence[InstanceRecord]
+    whole_series: Sequence[str] = ()
+
+
 async def transfer(
     source: PacsSource,
     destination: PacsSource,
-    study_uid: str,
-    instances: Sequence[InstanceRecord],
-    whole_series: Sequence[str] = (),
+    shipments: Sequence[Shipment],
     *,
     lanes: int = 6,
     batch: int = 16,
     tick: Tick | None = None,
-) -> Transferred:
-    """Copy `instances` of one study; series in `whole_series` are streamed as a whole.
+) -> Moved:
+    """Copy the shipments of several studies through one pipeline (a store batch may hold
+    instances of several studies); the counts per study UID.
 
     `tick(n)` is awaited after each stored batch of n instances (progress and
     cancellation checkpoints go there). When it raises (a cancel), no new batch is
     fetched or stored, the batches already on their way to the destination finish,
-    and then its exception is raised: a stop never cuts a store request short.
+    and its exception is returned as `stopped` with what was stored until then: a stop
+    never cuts a store request short.
     """
-    whole = set(whole_series)
-    work: list[tuple[str, InstanceRecord | None]] = [(s, None) for s in sorted(whole)]
-    work += [(i.series_uid, i) for i in instances if i.series_uid not in whole]
-    files: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=lanes * batch)
+    work: list[tuple[str, str, InstanceRecord | None]] = []
+    for ship in shipments:
+        whole = set(ship.whole_series)
+        work += [(ship.study_uid, s, None) for s in sorted(whole)]
+        work += [
+            (ship.study_uid, i.series_uid, i) for i in ship.instances if i.series_uid not in whole
+        ]
+    work.reverse()  # popped from the end: in the order given
+    files: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=lanes * batch)
     budget = ByteBudget(MEMORY_BYTES)
-    out = Transferred()
+    out = {ship.study_uid: Transferred() for ship in shipments}
     stop: list[Exception] = []  # what tick raised: wind down, then raise it
 
-    async def put(data: bytes) -> None:
+    async def put(study_uid: str, data: bytes) -> None:
         await budget.take(len(data))
-        await files.put(data)
+        await files.put((study_uid, data))
 
     async def fetch() -> None:
         while work and not stop:
-            series_uid, inst = work.pop(0)
+            study_uid, series_uid, inst = work.pop()
             if inst is None:
                 async for data in source.retrieve_study(study_uid, [series_uid]):
                     if stop:
                         break
-                    await put(data)
+                    await put(study_uid, data)
             else:
                 chunks = [
                     c
@@ -105,7 +120,7 @@ async def transfer(
                         study_uid, series_uid, inst.sop_instance_uid
                     )
                 ]
-                await put(b"".join(chunks))
+                await put(study_uid, b"".join(chunks))
 
     async def store() -> None:
         while True:
@@ -128,14 +143,13 @@ async def transfer(
                     await files.put(None)  # leave the end mark for the next lane
                     break
                 group.append(nxt)
+            size = sum(len(data) for _, data in group)
             if stop:  # stopping: drain what was fetched, store nothing more
-                await budget.give(sum(len(f) for f in group))
+                await budget.give(size)
                 continue
-            result = await destination.store(group)
-            await budget.give(sum(len(f) for f in group))
-            out.stored += len(result.stored)
-            out.failed += len(result.failed)
-            out.bytes += result.bytes or sum(len(f) for f in group)
+            result = await destination.store([data for _, data in group])
+            await budget.give(size)
+            _count(out, group, result.stored, result.failed)
             if tick is not None and not stop:
                 try:
                     await tick(len(group))
@@ -148,6 +162,35 @@ async def transfer(
             await files.put(None)
 
     await run_all([fetch_all(), *(store() for _ in range(lanes))])
-    if stop:
-        raise stop[0]
-    return out
+    return Moved(out, stop[0] if stop else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What a transfer stored, per study, and what stopped it (a cancel) if anything did."""
+
+    per_study: dict[str, Transferred]
+    stopped: Exception | None = None
+
+
+def _count(
+    out: dict[str, Transferred],
+    group: Sequence[tuple[str, bytes]],
+    stored: Sequence[str],
+    failed: Sequence[str],
+) -> None:
+    """Credit a stored batch to its studies: every file when none failed, else by the
+    SOP Instance UID each file's meta names."""
+    if not failed and len(stored) == len(group):
+        for study_uid, data in group:
+            out[study_uid].stored += 1
+            out[study_uid].bytes += len(data)
+        return
+    ok, bad = set(stored), set(failed)
+    for study_uid, data in group:
+        sop = meta_sop_instance_uid(data)
+        if sop in ok:
+            out[study_uid].stored += 1
+            out[study_uid].bytes += len(data)
+        elif sop in bad or sop is None:
+            out[study_uid].failed += 1
