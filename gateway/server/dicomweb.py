@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -90,8 +92,11 @@ class NotHeld(GatewayError):
 class _Call:
     """One request: the runtime, the caller and the archives they may search."""
 
-    def __init__(self, request: Request, runtime: Runtime, caller: Principal) -> None:
+    def __init__(
+        self, request: Request, runtime: Runtime, caller: Principal, holders: Holders
+    ) -> None:
         self.request, self.runtime, self.caller = request, runtime, caller
+        self.holders = holders
         settings = runtime.settings
         wanted = (
             settings.ids_with_role(SourceRole.QUERY)
@@ -208,15 +213,57 @@ async def search_instances(call: _Call) -> Response:
     return _json([qido.instance_json(m, call.root) for m in merged], outcomes)
 
 
+HOLDERS_TTL_S = 30.0  # how long who-holds-a-series is remembered (a viewer's frames)
+HOLDERS_KEPT = 512
+
+
+class Holders:
+    """Which archives hold which instances of a series, remembered briefly: a viewer asks
+    for each frame of a series in turn, and the archives need not be asked each time."""
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[tuple[Any, ...], tuple[float, list[tuple[str, set[str]]]]] = (
+            OrderedDict()
+        )
+
+    async def of_series(
+        self, call: _Call, study: str, series: str, fresh: bool = False
+    ) -> list[tuple[str, set[str]]]:
+        """(archive, its SOP Instance UIDs of the series), most complete then fastest."""
+        key = (tuple(call.sources), study, series)
+        now = time.monotonic()
+        if not fresh and (hit := self._kept.get(key)) is not None and hit[0] > now:
+            return hit[1]
+        query = InstanceQuery(study, (series,))
+        outcomes = await call.ask(lambda s: s.find_instances(query))
+        held = [o for o in outcomes if o.ok and o.value]
+        held.sort(key=lambda o: (-len(o.value or []), o.latency_ms or 0.0))
+        found = [(o.source, {i.sop_instance_uid for i in o.value or []}) for o in held]
+        self._kept[key] = (now + HOLDERS_TTL_S, found)
+        self._kept.move_to_end(key)
+        while len(self._kept) > HOLDERS_KEPT:
+            self._kept.popitem(last=False)
+        return found
+
+
 async def _holders(call: _Call, study: str, series: str | None, sop: str | None) -> list[str]:
     """The readable archives holding the object, most complete then fastest first."""
-    query = InstanceQuery(study, (series,) if series else (), (sop,) if sop else ())
-    outcomes = await call.ask(lambda s: s.find_instances(query))
-    held = [o for o in outcomes if o.ok and o.value]
-    held.sort(key=lambda o: (-len(o.value or []), o.latency_ms or 0.0))
+    if series is not None:
+        ranked = await call.holders.of_series(call, study, series)
+        held = [source for source, sops in ranked if sop is None or sop in sops]
+        if not held:  # stored since it was remembered? ask again
+            ranked = await call.holders.of_series(call, study, series, fresh=True)
+            held = [source for source, sops in ranked if sop is None or sop in sops]
+    else:
+        outcomes = await call.ask(lambda s: s.find_instances(InstanceQuery(study)))
+        ok = sorted(
+            (o for o in outcomes if o.ok and o.value),
+            key=lambda o: (-len(o.value or []), o.latency_ms or 0.0),
+        )
+        held = [o.source for o in ok]
     if not held:
         raise NotHeld("no archive you may read holds this object")
-    return [o.source for o in held]
+    return held
 
 
 async def _first_that_answers(
@@ -289,15 +336,12 @@ async def retrieve_metadata(call: _Call) -> Response:
     study = _uid(p["study"], "study")
     series = _uid(p["series"], "series") if "series" in p else None
     out: list[dict[str, Any]] = []
+    study_url = f"{call.root}/studies/{study}"
     async for part10 in _instances(call, study, series):
-        try:
-            probe = metadata(part10, "")
+        try:  # pydicom's JSON is CPU work: off the event loop, one parse per instance
+            out.append(await asyncio.to_thread(metadata, part10, study_url))
         except ValueError:
             continue  # an archive's unreadable file: left out, not fatal
-        series_uid = probe.get("0020000E", {}).get("Value", [""])[0]
-        sop_uid = probe.get("00080018", {}).get("Value", [""])[0]
-        url = f"{call.root}/studies/{study}/series/{series_uid}/instances/{sop_uid}"
-        out.append(metadata(part10, url))
     names = [
         str(item.get("00100020", {}).get("Value", [""])[0]) for item in out if "00100020" in item
     ]
@@ -559,14 +603,16 @@ def _error(exc: GatewayError) -> Response:
     return JSONResponse({"error": str(exc), "code": exc.code}, status_code=status, headers=headers)
 
 
-def _endpoint(handler: Callable[[_Call], Awaitable[Response]], runtime_of: Any) -> Any:
+def _endpoint(
+    handler: Callable[[_Call], Awaitable[Response]], runtime_of: Any, holders: Holders
+) -> Any:
     async def serve(request: Request) -> Response:
         runtime: Runtime = runtime_of(request)
         try:
             caller = await caller_of(runtime, request)
             if caller is None:
                 raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
-            return await handler(_Call(request, runtime, caller))
+            return await handler(_Call(request, runtime, caller, holders))
         except GatewayError as exc:
             return _error(exc)
 
@@ -576,6 +622,7 @@ def _endpoint(handler: Callable[[_Call], Awaitable[Response]], runtime_of: Any) 
 def router(runtime_of: Any) -> Router:
     """The `/dicomweb` routes."""
     s, se, i = "/studies/{study}", "/studies/{study}/series/{series}", "/instances/{sop}"
+    holders = Holders()  # this process's memory of who holds which series
     table: list[tuple[str, Callable[[_Call], Awaitable[Response]]]] = [
         ("/studies", search_studies),
         ("/series", search_all_series),
@@ -596,8 +643,9 @@ def router(runtime_of: Any) -> Router:
         (f"{se}/thumbnail", retrieve_rendered),
         (f"{s}/thumbnail", retrieve_rendered),
     ]
-    routes = [Route(path, _endpoint(h, runtime_of), methods=["GET"]) for path, h in table]
+    routes = [Route(path, _endpoint(h, runtime_of, holders), methods=["GET"]) for path, h in table]
     routes += [
-        Route(path, _endpoint(store, runtime_of), methods=["POST"]) for path in ("/studies", s)
+        Route(path, _endpoint(store, runtime_of, holders), methods=["POST"])
+        for path in ("/studies", s)
     ]
     return Router(routes)

@@ -31,11 +31,12 @@ def _bytes(name: str) -> bytes:
 
 
 def test_metadata_refers_pixel_data_to_its_frames() -> None:
-    meta = metadata(_bytes("CT_small.dcm"), "http://gw/dicomweb/studies/1/series/2/instances/3")
-    assert meta["7FE00010"] == {
-        "vr": "OW",
-        "BulkDataURI": "http://gw/dicomweb/studies/1/series/2/instances/3/frames/1",
-    }
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    meta = metadata(_bytes("CT_small.dcm"), "http://gw/dicomweb/studies/1")
+    where = (
+        f"http://gw/dicomweb/studies/1/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
+    assert meta["7FE00010"] == {"vr": "OW", "BulkDataURI": f"{where}/frames/1"}
     assert meta["00020010"]["Value"] == ["1.2.840.10008.1.2.1"]
     assert meta["00280010"]["Value"] == [128]
 
@@ -74,8 +75,9 @@ def test_bulk_data_by_reference_and_back() -> None:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     data = out.getvalue()
-    meta = metadata(data, "http://gw/i")
-    assert meta["00420011"] == {"vr": "OB", "BulkDataURI": "http://gw/i/bulkdata/00420011"}
+    meta = metadata(data, "http://gw/s")
+    where = f"http://gw/s/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    assert meta["00420011"] == {"vr": "OB", "BulkDataURI": f"{where}/bulkdata/00420011"}
     assert bulkdata(data, 0x00420011) == b"\x01\x02" * 1500
     with pytest.raises(NotAnImage):
         bulkdata(data, 0x00100010)  # not binary

@@ -28,10 +28,13 @@ def _read(part10: bytes) -> pydicom.Dataset:
         raise ValueError(f"not a readable DICOM instance: {type(exc).__name__}") from None
 
 
-def metadata(part10: bytes, instance_url: str) -> dict[str, Any]:
+def metadata(part10: bytes, study_url: str) -> dict[str, Any]:
     """The instance's attributes as DICOM JSON; binary values over BULK_THRESHOLD are a
-    BulkDataURI under `instance_url` (pixel data: its frames), the transfer syntax added."""
+    BulkDataURI under the instance's URL (`study_url`/series/<uid>/instances/<uid>; pixel
+    data: its frames), the transfer syntax added. One parse per instance."""
     ds = _read(part10)
+    series, sop = ds.get("SeriesInstanceUID", ""), ds.get("SOPInstanceUID", "")
+    instance_url = f"{study_url}/series/{series}/instances/{sop}"
 
     def bulk(element: DataElement) -> str:
         if element.tag == 0x7FE00010:
