@@ -240,6 +240,7 @@ class Query:
     @strawberry.field
     async def study(self, info: Info, study_instance_uid: str) -> Study | None:
         """One study by UID."""
+        check_key("studyInstanceUid", study_instance_uid, VR.UI, required=True)
         fed = await info.context.loaders.studies_by_uid.load(study_instance_uid)
         merged = merge_studies(fed.answered)
         return Study(m=merged[0]) if merged else None
@@ -247,6 +248,7 @@ class Query:
     @strawberry.field
     async def compare_study(self, info: Info, study_instance_uid: str) -> StudyComparison:
         """The study in every source, compared down to instance level."""
+        check_key("studyInstanceUid", study_instance_uid, VR.UI, required=True)
         fed = await info.context.loaders.studies_by_uid.load(study_instance_uid)
         return StudyComparison(study_instance_uid=study_instance_uid, fed=fed)
 

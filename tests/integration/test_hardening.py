@@ -190,6 +190,22 @@ def test_nested_study_filters_are_checked_too(client: TestClient, truth: object)
     assert codes == {"BAD_USER_INPUT"}
 
 
+@pytest.mark.parametrize("value", ["1.2.*", "", "çó", "1.2\\1.3", "1." + "2" * 70])
+def test_study_lookups_take_a_uid(client: TestClient, value: str) -> None:
+    """A study looked up by something that is not a UID is refused, never sent to archives."""
+    for field in (
+        "study(studyInstanceUid: $u) { studyInstanceUid }",
+        "compareStudy(studyInstanceUid: $u) { inSync }",
+    ):
+        r = client.post(
+            "/graphql",
+            json={"query": f"query($u: String!) {{ {field} }}", "variables": {"u": value}},
+        )
+        error = _error(r)
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert error["message"].startswith("studyInstanceUid")
+
+
 @pytest.mark.parametrize("value", ["*", "", "MRN*", "MRN?", "M" * 65])
 def test_compare_patient_takes_an_exact_id(client: TestClient, value: str) -> None:
     """Finding 4: a wildcard (or nothing) would compare every patient's studies."""
