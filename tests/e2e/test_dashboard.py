@@ -128,8 +128,8 @@ def test_sync_from_a_comparison_reaches_100_percent_live(
     desktop.login(page, "radiologist", f"/studies/{uid}")
     expect(page.locator("[data-in-sync]")).to_have_attribute("data-in-sync", "false")
     expect(page.locator('table.compare tr[data-archive="orthanc"] td').first).to_have_text("no")
-    viewer = page.get_by_role("button", name=re.compile("viewer not available yet"))
-    expect(viewer).to_be_disabled()
+    viewer = page.get_by_role("link", name="Open in the viewer")
+    expect(viewer).to_have_attribute("href", f"/viewer/viewer?StudyInstanceUIDs={uid}")
     shoot(page, "study", "desktop")
     sync = page.get_by_role("button", name="Sync missing to orthanc from dcm4chee")
     expect(sync).to_have_count(0)  # a dry run first

@@ -40,3 +40,8 @@ export function Link(props: AnchorHTMLAttributes<HTMLAnchorElement> & { href: st
   };
   return <a {...props} onClick={onClick} />;
 }
+
+/** The OHIF viewer on this gateway for one study (a page of its own, same session). */
+export function viewerUrl(uid: string): string {
+  return `/viewer/viewer?StudyInstanceUIDs=${encodeURIComponent(uid)}`;
+}

@@ -60,7 +60,7 @@ export const en = {
     colModalities: "Modalities",
     compare: "Compare",
     viewer: "Viewer",
-    viewerUnavailable: "viewer not available yet",
+    openViewer: "Open in the viewer",
   },
   compare: {
     title: "Study comparison",

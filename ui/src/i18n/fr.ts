@@ -62,7 +62,7 @@ export const fr: Texts = {
     colModalities: "Modalités",
     compare: "Comparer",
     viewer: "Visionneuse",
-    viewerUnavailable: "visionneuse pas encore disponible",
+    openViewer: "Ouvrir dans la visionneuse",
   },
   compare: {
     title: "Comparaison de l'examen",

@@ -3,7 +3,7 @@ import { ArchiveBadges, Identity } from "../components/Badges";
 import { RequestState } from "../components/SourceResults";
 import { graphql } from "../gql";
 import { t } from "../i18n";
-import { Link } from "../router";
+import { Link, viewerUrl } from "../router";
 import { seesIdentity, type SessionUser } from "../session";
 
 const PatientQuery = graphql(`
@@ -79,7 +79,7 @@ export function PatientPage({ patientId, user }: { patientId: string; user: Sess
                         missingFrom={s.missingFrom.map((x) => x.id)} />
                     </td>
                     <td>
-                      <Link href={`/studies/${encodeURIComponent(s.studyInstanceUid)}`}>{t.patient.compare}</Link>
+                      <Link href={`/studies/${encodeURIComponent(s.studyInstanceUid)}`}>{t.patient.compare}</Link> <a href={viewerUrl(s.studyInstanceUid)}>{t.patient.viewer}</a>
                     </td>
                   </tr>
                 ))}

@@ -7,6 +7,7 @@ import { RtStructPanel } from "../components/RtStruct";
 import { RequestState } from "../components/SourceResults";
 import { graphql } from "../gql";
 import { t } from "../i18n";
+import { viewerUrl } from "../router";
 import { maySync, seesIdentity, type SessionUser } from "../session";
 import { ConflictTable } from "./Patient";
 
@@ -89,9 +90,9 @@ export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
     <main>
       <h1>{t.compare.title}</h1>
       <p><code className="uid">{uid}</code></p>
-      <button type="button" disabled title={t.patient.viewerUnavailable}>
-        {t.patient.viewer} ({t.patient.viewerUnavailable})
-      </button>
+      <a className="button" href={viewerUrl(uid)}>
+        {t.patient.openViewer}
+      </a>
       <RequestState fetching={result.fetching && !c} error={result.error} />
       {c ? (
         <>
