@@ -10,6 +10,7 @@ import pytest
 import strawberry
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
+from strawberry.extensions import MaskErrors, MaxTokensLimiter
 
 from gateway.core.errors import ConfigError, SourceProtocolError, SourceTimeout
 from gateway.core.settings import MetricsConfig, Settings, SourceConfig, parse_settings
@@ -17,7 +18,7 @@ from gateway.metrics import record
 from gateway.metrics.expose import WorkerEndpoint, render
 from gateway.server.app import create_app
 from gateway.sources.resilience import Guard
-from resolvers.limits import ErrorCodes, MaskErrors, MaxTokensLimiter
+from resolvers.limits import ErrorCodes
 from resolvers.metrics import OperationMetrics
 from resolvers.schema import GatewaySchema
 
