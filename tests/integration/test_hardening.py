@@ -273,5 +273,7 @@ def test_health_answers_while_large_documents_are_validated(client: TestClient) 
         t.join()
     assert len(done) == 4
     assert max(done) > 1.0, "the documents must be expensive for this test to mean anything"
-    # inline (before): one /health took as long as all four validations (7.9 s here)
-    assert len(latencies) >= 3 and max(latencies) < 2.0, latencies
+    # inline (before): one /health waited for all four validations, as long as the last
+    # document took (7.9 s here); off the loop it waits at most for its share of the CPU.
+    # A ratio in the same run, not a time: a slow machine slows both sides alike.
+    assert len(latencies) >= 3 and max(latencies) < 0.6 * max(done), (latencies, done)
