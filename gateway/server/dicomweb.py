@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, Router
 
 from gateway.auth import policy
@@ -40,7 +40,7 @@ from gateway.federation import dicomweb as qido
 from gateway.federation.fanout import Outcome, fan_out
 from gateway.federation.merge import merge_instances, merge_series, merge_studies
 from gateway.runtime import Runtime
-from gateway.server.callers import UNAUTHENTICATED_HEADERS, caller_of
+from gateway.server.callers import caller_of, coded_error
 from gateway.sources.base import InstanceQuery, PacsSource, SeriesQuery
 from gateway.sources.http import multipart as mp
 from resolvers.privacy import opaque
@@ -67,16 +67,6 @@ class UnsupportedMedia(InvalidInput):
     code = "UNSUPPORTED_MEDIA_TYPE"
 
 
-STATUS = {
-    TooLarge: 413,
-    UnsupportedMedia: 415,
-    InvalidInput: 400,
-    Unauthenticated: 401,
-    Forbidden: 403,
-    AuditUnavailable: 503,
-}
-
-
 class Unacceptable(GatewayError):
     """The Accept header asks for a representation this endpoint does not produce."""
 
@@ -87,6 +77,18 @@ class NotHeld(GatewayError):
     """No archive the caller may read holds the object."""
 
     code = "NOT_FOUND"
+
+
+STATUS: dict[type[GatewayError], int] = {
+    TooLarge: 413,
+    UnsupportedMedia: 415,
+    InvalidInput: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotHeld: 404,
+    Unacceptable: 406,
+    AuditUnavailable: 503,
+}
 
 
 class _Call:
@@ -105,6 +107,12 @@ class _Call:
         )
         self.sources = [s for s in policy.readable_sources(caller, wanted) if s in runtime.sources]
         self.root = str(request.base_url).rstrip("/") + "/dicomweb"
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        """The query parameters, each with every value given."""
+        query = self.request.query_params
+        return {k: query.getlist(k) for k in query}
 
     async def ask(self, call: Callable[[PacsSource], Awaitable[Any]]) -> list[Outcome[Any]]:
         """Every readable archive, concurrently."""
@@ -148,7 +156,7 @@ def _uid(value: str, what: str) -> str:
 
 async def search_studies(call: _Call) -> Response:
     """QIDO-RS /studies."""
-    params = {k: call.request.query_params.getlist(k) for k in call.request.query_params}
+    params = call.params
     query, window = qido.study_query(params), qido.window(params)
     outcomes = await call.ask(lambda s: s.find_studies(query))
     merged = window.cut(merge_studies(_answered(outcomes)))
@@ -160,7 +168,7 @@ async def search_studies(call: _Call) -> Response:
 async def search_series(call: _Call) -> Response:
     """QIDO-RS /studies/{study}/series."""
     study = _uid(call.request.path_params["study"], "study")
-    params = {k: call.request.query_params.getlist(k) for k in call.request.query_params}
+    params = call.params
     window = qido.window(params)
     outcomes = await call.ask(lambda s: s.find_series(SeriesQuery((study,))))
     merged = window.cut(merge_series(_answered(outcomes)))
@@ -180,7 +188,7 @@ async def search_all_series(call: _Call) -> Response:
     the archives are asked study by study), optionally of one Modality."""
     studies = _required_studies(call)
     modality = call.request.query_params.get("Modality") or None
-    params = {k: call.request.query_params.getlist(k) for k in call.request.query_params}
+    params = call.params
     query = SeriesQuery(studies, modality=modality)
     outcomes = await call.ask(lambda s: s.find_series(query))
     merged = qido.window(params).cut(merge_series(_answered(outcomes)))
@@ -195,7 +203,7 @@ async def search_all_instances(call: _Call) -> Response:
         raise InvalidInput("StudyInstanceUID: one study here")
     series = call.request.query_params.get("SeriesInstanceUID")
     only = (_uid(series, "SeriesInstanceUID"),) if series else ()
-    params = {k: call.request.query_params.getlist(k) for k in call.request.query_params}
+    params = call.params
     outcomes = await call.ask(lambda s: s.find_instances(InstanceQuery(studies[0], only)))
     merged = qido.window(params).cut(merge_instances(_answered(outcomes)))
     return _json([qido.instance_json(m, call.root) for m in merged], outcomes)
@@ -206,7 +214,7 @@ async def search_instances(call: _Call) -> Response:
     study = _uid(call.request.path_params["study"], "study")
     series = call.request.path_params.get("series")
     only = (_uid(series, "series"),) if series else ()
-    params = {k: call.request.query_params.getlist(k) for k in call.request.query_params}
+    params = call.params
     window = qido.window(params)
     outcomes = await call.ask(lambda s: s.find_instances(InstanceQuery(study, only)))
     merged = window.cut(merge_instances(_answered(outcomes)))
@@ -292,41 +300,32 @@ async def retrieve(call: _Call) -> Response:
     study = _uid(p["study"], "study")
     series = _uid(p["series"], "series") if "series" in p else None
     sop = _uid(p["sop"], "instance") if "sop" in p else None
-    holders = await _holders(call, study, series, sop)
+    parts: AsyncIterator[bytes] | list[bytes]
+    if sop is not None and series is not None:  # one instance, sent as one part
+        parts = [await _instance_bytes(call, study, series, sop)]
+    else:
+        parts = await _study_stream(call, study, series)
+    boundary = mp.new_boundary()
+    media = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    return StreamingResponse(mp.compose(parts, boundary), media_type=media)
 
-    def open_(source: PacsSource) -> AsyncIterator[bytes]:
-        if sop is not None and series is not None:
-            return source.retrieve_instance(study, series, sop)
-        return source.retrieve_study(study, (series,) if series else ())
 
-    first, rest = await _first_that_answers(holders, call.runtime, open_)
+async def _study_stream(call: _Call, study: str, series: str | None) -> AsyncIterator[bytes]:
+    """The Part 10 files of a study (or one series) from its best holder. The holder is
+    found and its first file fetched before this returns, so that a failure is still an
+    error answer, not a cut stream."""
+    holders = await _holders(call, study, series, None)
+    first, rest = await _first_that_answers(
+        holders, call.runtime, lambda s: s.retrieve_study(study, (series,) if series else ())
+    )
 
-    async def instances() -> AsyncIterator[bytes]:
-        if sop is not None:  # one instance, sent as one part
-            data = bytearray(first or b"")
-            async for chunk in rest:
-                data += chunk
-            yield bytes(data)
-            return
+    async def stream() -> AsyncIterator[bytes]:
         if first is not None:
             yield first
         async for item in rest:
             yield item
 
-    boundary = mp.new_boundary()
-    media = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    return StreamingResponse(mp.compose(instances(), boundary), media_type=media)
-
-
-async def _instances(call: _Call, study: str, series: str | None) -> AsyncIterator[bytes]:
-    holders = await _holders(call, study, series, None)
-    first, rest = await _first_that_answers(
-        holders, call.runtime, lambda s: s.retrieve_study(study, (series,) if series else ())
-    )
-    if first is not None:
-        yield first
-    async for item in rest:
-        yield item
+    return stream()
 
 
 async def retrieve_metadata(call: _Call) -> Response:
@@ -337,7 +336,7 @@ async def retrieve_metadata(call: _Call) -> Response:
     series = _uid(p["series"], "series") if "series" in p else None
     out: list[dict[str, Any]] = []
     study_url = f"{call.root}/studies/{study}"
-    async for part10 in _instances(call, study, series):
+    async for part10 in await _study_stream(call, study, series):
         try:  # pydicom's JSON is CPU work: off the event loop, one parse per instance
             out.append(await asyncio.to_thread(metadata, part10, study_url))
         except ValueError:
@@ -593,16 +592,6 @@ async def store(call: _Call) -> Response:
     return Response(json.dumps(answer), status_code=status, media_type=DICOM_JSON)
 
 
-def _error(exc: GatewayError) -> Response:
-    status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 502)
-    if isinstance(exc, NotHeld):
-        status = 404
-    elif isinstance(exc, Unacceptable):
-        status = 406
-    headers = UNAUTHENTICATED_HEADERS if status == 401 else None
-    return JSONResponse({"error": str(exc), "code": exc.code}, status_code=status, headers=headers)
-
-
 def _endpoint(
     handler: Callable[[_Call], Awaitable[Response]], runtime_of: Any, holders: Holders
 ) -> Any:
@@ -614,7 +603,7 @@ def _endpoint(
                 raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
             return await handler(_Call(request, runtime, caller, holders))
         except GatewayError as exc:
-            return _error(exc)
+            return coded_error(exc, STATUS, default=502)
 
     return serve
 

@@ -37,7 +37,7 @@ from gateway.core.errors import (
 from gateway.jobs import spool as spools
 from gateway.jobs.specs import ImportSpec
 from gateway.runtime import Runtime
-from gateway.server.callers import UNAUTHENTICATED_HEADERS, caller_of
+from gateway.server.callers import caller_of, coded_error
 from gateway.sources.http import multipart as mp
 
 RAW_TYPES = {
@@ -46,19 +46,13 @@ RAW_TYPES = {
     "application/dicom": "upload.dcm",
     "application/octet-stream": "upload",
 }
-_STATUS = {
+_STATUS: dict[type[GatewayError], int] = {
     Unauthenticated: 401,
     Forbidden: 403,
     TooLarge: 413,
     AuditUnavailable: 503,
 }
 _PLACEHOLDER_SPOOL = "0" * 32  # checks the destination before a byte is read
-
-
-def _error(exc: GatewayError, status: int | None = None) -> JSONResponse:
-    code = status or next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
-    headers = UNAUTHENTICATED_HEADERS if code == 401 else None
-    return JSONResponse({"code": exc.code, "error": str(exc)}, status_code=code, headers=headers)
 
 
 async def _caller(runtime: Runtime, request: Request) -> Principal:
@@ -155,9 +149,9 @@ async def import_upload(request: Request) -> JSONResponse:
         with contextlib.suppress(AuditUnavailable):  # refused either way
             kind = {"kind": JobKind.IMPORT.value}
             _audit(runtime, caller, request, action="job-submit", outcome="refused", details=kind)
-        return _error(exc)
+        return coded_error(exc, _STATUS, default=400)
     except GatewayError as exc:
-        return _error(exc)
+        return coded_error(exc, _STATUS, default=400)
     await asyncio.to_thread(spools.sweep, settings)
     spool = await asyncio.to_thread(spools.new_spool, settings)
     writer = _Writer(spool, settings.imports.max_bytes)
@@ -169,11 +163,11 @@ async def import_upload(request: Request) -> JSONResponse:
     except GatewayError as exc:
         await writer.close()
         await asyncio.to_thread(spool.discard)
-        return _error(exc)
+        return coded_error(exc, _STATUS, default=400)
     except ClientDisconnect:
         await writer.close()
         await asyncio.to_thread(spool.discard)
-        return _error(InvalidInput("the upload ended early"))
+        return coded_error(InvalidInput("the upload ended early"), _STATUS, default=400)
     except BaseException:
         await writer.close()
         await asyncio.to_thread(spool.discard)

@@ -23,10 +23,10 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route, Router
 
 from gateway.core.enums import AuthMode
+from gateway.server.ui import IMMUTABLE
 
 DIST = Path(__file__).resolve().parents[2] / ".tools" / "ohif" / "dist"
 SESSION_KEY = "pacs-gateway.session"  # where the dashboard keeps its session (ui/src/session.ts)
-IMMUTABLE = "public, max-age=31536000, immutable"
 _HASHED = re.compile(r"\.[0-9a-f]{16,}\.(?:js|wasm|css|woff2)$|^[0-9a-f]{16,}\.(?:wasm|woff2)$")
 CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval' "
