@@ -189,6 +189,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 runtime.sessions,
                 runtime.redis,
                 runtime.keys.audit_syslog,
+                runtime.keys.tick("audit-syslog"),
                 Target.parse(settings.auth.audit_syslog),
                 settings.auth.audit_syslog_facility,
             )

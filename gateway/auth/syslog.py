@@ -113,13 +113,14 @@ class Forwarder:
         sessions: async_sessionmaker,
         redis: Redis,
         position_key: str,
+        lock_key: str,
         target: Target,
         facility: int = FACILITY_AUTHPRIV,
     ) -> None:
         self.sessions = sessions
         self.redis = redis
         self.position_key = position_key
-        self.lock_key = f"{position_key}:lock"
+        self.lock_key = lock_key  # held by the one worker forwarding now
         self.target = target
         self.facility = facility
         self.hostname = socket.gethostname()
