@@ -168,29 +168,24 @@ async def run(job: JobHandle, runtime: Runtime, spec: SyncSpec) -> dict[str, Any
     # LIST_EVERY_STUDY_UP_TO studies each still gets its line in the result
     listing = len(studies) <= LIST_EVERY_STUDY_UP_TO
     rest: list[StudyRecord] = []
-    planned: list[Planned] = []
+    agreeing: list[str] = []  # held alike at study level: series counts may narrow them
+    slots: list[Planned | None] = []  # None: compared below
     for study in studies:
         theirs = held.get(study.study_uid)
-        if theirs is not None and same_by_counts(study, theirs):
-            if listing:
-                planned.append(Planned(in_sync(study), [], by_counts=True))
-            continue
+        if theirs is not None and not differing(study, theirs, STUDY_FIELDS):
+            if same_counts(study, theirs):
+                if listing:
+                    slots.append(Planned(in_sync(study), [], by_counts=True))
+                continue
+            agreeing.append(study.study_uid)
         rest.append(study)
-        planned.append(NOT_YET)
-    # series counts of the held studies without a study-level conflict, in batches
-    narrowed = await differing_series(
-        src,
-        dst,
-        [
-            s.study_uid
-            for s in rest
-            if (theirs := held.get(s.study_uid)) is not None
-            and not differing(s, theirs, STUDY_FIELDS)
-        ],
-    )
-    compared = iter(await asyncio.gather(*(plan_one(s) for s in rest)))
-    planned = [next(compared) if p is NOT_YET else p for p in planned]
-    settled = len(studies) - len(rest)
+        slots.append(None)
+    narrowed = await differing_series(src, dst, agreeing)  # in batches of studies
+    compared = await asyncio.gather(*(plan_one(s) for s in rest))
+    found = iter(compared)
+    planned = [p if p is not None else next(found) for p in slots]
+    # settled by counts: at study level, or at series level once compared
+    settled = len(studies) - len(rest) + sum(p.by_counts for p in compared)
     await job.checkpoint()
     total = sum(len(p.plan.to_send) for p in planned) or 1
     done = 0
@@ -269,17 +264,13 @@ class Planned:
     by_counts: bool = False
 
 
-NOT_YET = Planned(StudyPlan("", 0, ()), [])  # a place in `planned` for a study compared later
-
-
-def same_by_counts(mine: StudyRecord, theirs: StudyRecord) -> bool:
-    """Both archives report the same series and instance counts and no study attribute
-    differs: the study is taken as in sync without listing its instances."""
+def same_counts(mine: StudyRecord, theirs: StudyRecord) -> bool:
+    """Both archives report the same series and instance counts for a study (with no
+    study attribute differing, it is taken as in sync without listing its instances)."""
     counts = (mine.series_count, mine.instance_count, theirs.series_count, theirs.instance_count)
-    return (
-        None not in counts
-        and (mine.series_count, mine.instance_count) == (theirs.series_count, theirs.instance_count)
-        and not differing(mine, theirs, STUDY_FIELDS)
+    return None not in counts and (mine.series_count, mine.instance_count) == (
+        theirs.series_count,
+        theirs.instance_count,
     )
 
 
