@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.core.settings import load_settings
+from gateway.core.settings import Settings, load_settings
 from gateway.devstack.stack import LocalStack, StackInfo
 from gateway.jobs.specs import SyncSpec
 from gateway.runtime import Runtime
@@ -37,6 +37,17 @@ url = "{url}"
 roles = ["query", "retrieve", "store"]
 timeout_s = 30
 """
+
+
+def mirror_settings(info: StackInfo, work: Path) -> Settings:
+    """Settings for the stack plus its second Orthanc as "mirror" (REST), open mode."""
+    config = work / "gateway.toml"
+    config.write_text(
+        info.gateway_toml(sync_interval_s=0, auth_mode="open")
+        + MIRROR.format(url=info.dcm4chee_rest)
+    )
+    env = {"DATABASE_URL": info.database_url, "REDIS_URL": info.redis_url}
+    return load_settings(config, env=env)
 
 
 async def _peer_transfer(info: StackInfo, study_uid: str) -> float:
@@ -62,13 +73,7 @@ async def main(instances: int, repeat: int) -> None:
     stack = LocalStack(workdir=work, database_name="pacs_gateway_bench")
     info = stack.start()
     try:
-        config = work / "gateway.toml"
-        config.write_text(
-            info.gateway_toml(sync_interval_s=0, auth_mode="open")
-            + MIRROR.format(url=info.dcm4chee_rest)
-        )
-        env = {"DATABASE_URL": info.database_url, "REDIS_URL": info.redis_url}
-        settings = load_settings(config, env=env)
+        settings = mirror_settings(info, work)
         async with httpx.AsyncClient(base_url=info.orthanc_url) as http:
             peer = {"Url": info.dcm4chee_rest}
             (await http.put("/peers/mirror", json=peer)).raise_for_status()

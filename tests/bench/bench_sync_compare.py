@@ -25,12 +25,12 @@ from typing import Any
 
 import httpx
 
-from gateway.core.settings import load_settings
 from gateway.devstack.stack import LocalStack
 from gateway.jobs.specs import SyncSpec
 from gateway.jobs.store import JobStore
 from gateway.runtime import Runtime
-from tests.bench.bench_sync import MIRROR
+from gateway.sources.part10 import sop_instance_uid
+from tests.bench.bench_sync import mirror_settings
 from tests.jobs_support import big_study
 from workers.jobs import sync
 from workers.runner import run_here
@@ -72,22 +72,14 @@ async def main(studies: int, missing: int, repeat: int) -> None:
     stack = LocalStack(workdir=work, database_name="pacs_gateway_bench")
     info = stack.start()
     try:
-        config = work / "gateway.toml"
-        config.write_text(
-            info.gateway_toml(sync_interval_s=0, auth_mode="open")
-            + MIRROR.format(url=info.dcm4chee_rest)
-        )
-        env = {"DATABASE_URL": info.database_url, "REDIS_URL": info.redis_url}
-        runtime = await Runtime.create(load_settings(config, env=env))
+        runtime = await Runtime.create(mirror_settings(info, work))
         try:
             files: list[bytes] = []
             step = max(1, studies * 47 // 10 // missing)  # spread the removals evenly
-            removed: list[str] = []
             for k in range(studies):
                 _, made = big_study(3 + k % 4, seed=5000 + k)
                 files += made
-            sops = [_sop(f) for f in files]
-            removed = sops[::step][:missing]
+            removed = [str(sop_instance_uid(f)) for f in files][::step][:missing]
             started = time.perf_counter()
             for i in range(0, len(files), 200):
                 batch = files[i : i + 200]
@@ -107,16 +99,12 @@ async def main(studies: int, missing: int, repeat: int) -> None:
             }
             seen: dict[str, Any] = {}
             for _ in range(repeat):
-                seconds, result, requests = await _job(runtime, {**body, "dryRun": True})
-                rows["dry"].append(seconds)
-                seen["dry"] = (result, requests)
-                seconds, result, requests = await _job(runtime, body)
-                rows["identical"].append(seconds)
-                seen["identical"] = (result, requests)
-                await _delete(info.dcm4chee_rest, removed)
-                seconds, result, requests = await _job(runtime, {**body, "dryRun": True})
-                rows["missing-dry"].append(seconds)
-                seen["missing-dry"] = (result, requests)
+                for key, dry in (("dry", True), ("identical", False), ("missing-dry", True)):
+                    if key == "missing-dry":
+                        await _delete(info.dcm4chee_rest, removed)
+                    seconds, result, requests = await _job(runtime, {**body, "dryRun": dry})
+                    rows[key].append(seconds)
+                    seen[key] = (result, requests)
                 seconds, result, requests = await _job(runtime, body)
                 assert result["instancesTransferred"] == len(removed), result[
                     "instancesTransferred"
@@ -151,14 +139,6 @@ async def main(studies: int, missing: int, repeat: int) -> None:
             f"| {names[key]} | {statistics.median(times):.2f} | {result['studiesInSync']} | "
             f"{result['instancesTransferred']} | {_fmt(requests)} |"
         )
-
-
-def _sop(blob: bytes) -> str:
-    from io import BytesIO
-
-    from pydicom import dcmread
-
-    return str(dcmread(BytesIO(blob), stop_before_pixels=True).SOPInstanceUID)
 
 
 def cli() -> None:
