@@ -388,3 +388,33 @@ def instance_file() -> bytes:
     return instance(
         ("HANG", "Hang^Ing", "19700101", "O"), ("1", "20240101", "H", "H1"), ("1", "CT", 1), 1
     )
+
+
+def test_a_timed_out_store_attempt_leaves_the_files_to_the_next_one() -> None:
+    """A store attempt abandoned at its deadline runs on in its thread; once the next
+    attempt owns the pending files, the old thread neither takes one off nor counts it, so
+    no file is lost between the two (each is sent again: harmless)."""
+    from collections import deque
+
+    from gateway.sources.dimse.source import _StoreProgress
+
+    files = [instance_file(), instance_file()]
+    pending = deque([(0, CTImageStorage, ExplicitVRLittleEndian, "1.2.3.1"), (1, "", "", "1.2")])
+    progress = _StoreProgress()
+    source = DimseSource.__new__(DimseSource)
+
+    class Client:
+        bump = True
+
+        def store(self, assoc: Any, dataset: Any) -> int:
+            if self.bump:  # meanwhile the deadline passed and attempt 1 began
+                progress.attempt, self.bump = 1, False
+            return 0x0000
+
+    source._client = Client()  # type: ignore[assignment]
+    source._store_batch(files, pending, progress, 0, None)  # type: ignore[arg-type]
+    assert len(pending) == 2
+    assert progress.stored == [] and progress.failed == []
+    source._store_batch(files, pending, progress, 1, None)  # type: ignore[arg-type]
+    assert not pending
+    assert progress.stored == ["1.2.3.1", "1.2"]

@@ -27,6 +27,7 @@ and a batch cut short after association goes on once more on a new one.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -94,6 +95,8 @@ class _StoreProgress:
     failed: list[str] = field(default_factory=list)
     size: int = 0
     associated: bool = False  # the current attempt's association was established
+    attempt: int = 0  # the attempt that owns `pending`; an abandoned one leaves it alone
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,8 +348,9 @@ class DimseSource:
             pending = deque(batch)
             contexts = store_contexts((m[1], m[2]) for m in batch)
             for attempt in range(1 + STORE_RESUMES):
-                progress.associated = False
-                work = partial(self._store_batch, files, pending, progress)
+                with progress.lock:  # a timed-out attempt's thread may still be storing
+                    progress.attempt, progress.associated = attempt, False
+                work = partial(self._store_batch, files, pending, progress, attempt)
                 deadline = self.config.timeout_s * (1 + len(pending))
                 try:
                     await self._call("store", contexts, work, idempotent=False, timeout_s=deadline)
@@ -363,19 +367,27 @@ class DimseSource:
         files: Sequence[bytes],
         pending: deque[Meta],
         progress: _StoreProgress,
+        attempt: int,
         assoc: Association,
     ) -> None:
-        """C-STORE the `pending` files in order; each leaves `pending` once answered."""
+        """C-STORE the `pending` files in order; each leaves `pending` once answered, and
+        only while `attempt` still owns it (a timed-out attempt's thread may run on)."""
         progress.associated = True
-        while pending:
-            index, _, _, sop_uid = pending[0]
+        while True:
+            with progress.lock:
+                if not pending or progress.attempt != attempt:
+                    return
+                index, _, _, sop_uid = pending[0]
             status = self._client.store(assoc, dcmread(BytesIO(files[index])))
-            pending.popleft()
-            if status in STORE_OK:
-                progress.stored.append(sop_uid)
-                progress.size += len(files[index])
-            else:
-                progress.failed.append(sop_uid)
+            with progress.lock:
+                if progress.attempt != attempt:
+                    return  # the next attempt sends this file again: harmless
+                pending.popleft()
+                if status in STORE_OK:
+                    progress.stored.append(sop_uid)
+                    progress.size += len(files[index])
+                else:
+                    progress.failed.append(sop_uid)
 
     async def aclose(self) -> None:
         """Stop the thread pool (running calls end at their own timeouts)."""
