@@ -373,7 +373,14 @@ def test_cancel_a_queued_job_then_retry_it_live(dashboard: Dashboard, desktop: W
         expect(row).to_have_attribute("data-status", "QUEUED")
     finally:
         worker.start()
-    expect(row).to_have_attribute("data-status", "SUCCEEDED", timeout=120_000)
+    try:
+        expect(row).to_have_attribute("data-status", "SUCCEEDED", timeout=120_000)
+    except AssertionError:  # say why the job ended otherwise
+        job = dashboard.env.as_("radiologist").data(
+            "query($id: ID!) { job(id: $id) { status error result } }", id=job_id
+        )["job"]
+        log = (dashboard.env.workdir / "worker.log").read_text(errors="replace")[-3000:]
+        raise AssertionError(f"the retried job: {job}\nthe worker's log ends:\n{log}") from None
     expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
 
 
