@@ -35,6 +35,7 @@ from workers.runner import run_job
 
 log = logging.getLogger(__name__)
 RECONCILE_EVERY_S = 2.0
+POLL_DELAY_S = 0.05  # how often an idle worker looks at the queue: a job starts this soon
 SYSLOG_EVERY_S = 1.0  # audit events reach syslog within about this
 
 
@@ -228,6 +229,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": keys.queue,
         "max_jobs": 4,
+        "poll_delay": POLL_DELAY_S,
         "job_timeout": 24 * 3600,
         "keep_result": 0,
         "max_tries": 1000,
