@@ -54,6 +54,10 @@ async def test_job_measures_the_phantom(
     phases = [phase for _, phase, _ in handle.events]
     for phase in ("fetch", "parse", "masks", "metrics", "exports", "record"):
         assert phase in phases
+    # each ROI's steps reported from the pool process as they end, up to every ROI
+    every = f"{len(phantom.rois)} of {len(phantom.rois)} ROIs"
+    for phase in ("masks", "metrics", "exports"):
+        assert (phase, every) in [(p, m) for _, p, m in handle.events], phase
     assert result["seriesInstanceUid"] == phantom.rtstruct_series_uid
     assert result["referencedSeriesInstanceUid"] == phantom.ct_series_uid
     assert result["warnings"] == [] and "structureSets" not in result

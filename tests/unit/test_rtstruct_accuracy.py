@@ -107,3 +107,21 @@ def test_a_mask_too_coarse_for_its_roi_is_flagged() -> None:
     assert roi.voxel_volume_cc is not None and roi.planimetric_volume_cc
     gap = abs(roi.voxel_volume_cc - roi.planimetric_volume_cc) / roi.planimetric_volume_cc
     assert gap > 0.05 and roi.volume_mismatch
+
+
+def test_a_large_roi_field_on_threads_equals_the_field_on_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A field large enough to be split over threads (a body contour) is the same field."""
+    from workers.dicom.rtstruct import surface
+    from workers.dicom.rtstruct.grid import build_stack
+    from workers.dicom.rtstruct.parse import parse_structure_set
+    from workers.dicom.rtstruct.raster import rasterize
+
+    ct = ct_series(**GRIDS["aniso-0.8x1.2-3mm"])  # type: ignore[arg-type]
+    ss = parse_structure_set(rtstruct(ct, [("s", sphere(ct, CENTRE, 30.0))]))
+    stack = build_stack(ct)
+    raster = rasterize(ss.rois[0], stack.grid)
+    alone = surface.signed_field(raster, stack.grid, 1)
+    monkeypatch.setattr(surface, "SPLIT_SAMPLES", 0)
+    assert np.array_equal(surface.signed_field(raster, stack.grid, 1), alone)

@@ -30,6 +30,7 @@ from workers.jobs.base import JobHandle
 KIND = "rtstruct"
 URL_ROOT = "/files/rtstruct"
 PHASES = ("parse", "masks", "metrics", "exports")
+STEP_POLL_S = 0.1  # how often the pipeline's progress is read while it runs
 
 
 async def _download(source: PacsSource, study: str, series: str, target: Path) -> list[Path]:
@@ -107,16 +108,16 @@ async def run(job: JobHandle, runtime: Runtime, spec: RtStructSpec) -> dict[str,
             await job.progress((n + 0.4) * share, "parse", f"{len(images)} images")
             out = base if n == 0 else base / f"set{n + 1}"
             crop = not spec.full_grid_masks  # bounding-box masks unless asked otherwise
+            steps = work / f"{n}.progress"
             call = functools.partial(
-                engine.process_files, rt_file, images, out, threads=2, crop=crop
-            )
+                engine.process_files, rt_file, images, out, threads=2, crop=crop,
+                progress_file=steps,
+            )  # fmt: skip
+            pending = asyncio.get_running_loop().run_in_executor(runtime.cpu_pool(), call)
             try:
-                outcome = await asyncio.get_running_loop().run_in_executor(runtime.cpu_pool(), call)
+                outcome = await _following(job, pending, steps, n, share)
             except RtStructError as exc:
                 raise JobError(str(exc)) from exc
-            for i, phase in enumerate(PHASES[1:], start=1):
-                seconds = outcome["timings"].get(phase, 0.0)
-                await job.progress((n + 0.4 + 0.15 * i) * share, phase, f"{seconds:.2f} s")
             outcome["warnings"] = [*notes, *outcome["warnings"]]
             sets.append(_result(job.id, out.relative_to(base), outcome))
             await job.checkpoint()
@@ -128,6 +129,28 @@ async def run(job: JobHandle, runtime: Runtime, spec: RtStructSpec) -> dict[str,
     if len(sets) > 1 or not wanted:
         result["structureSets"] = sets
     return result
+
+
+async def _following(
+    job: JobHandle,
+    pending: asyncio.Future[dict[str, Any]],
+    steps_file: Path,
+    n: int,
+    share: float,
+) -> dict[str, Any]:
+    """The pipeline's outcome; meanwhile, each ROI's mask, measures and exports as job
+    progress (read from the progress file the pool process appends to)."""
+    reported = 0
+    while True:
+        done, _ = await asyncio.wait({pending}, timeout=STEP_POLL_S)
+        steps = await asyncio.to_thread(engine.read_steps, steps_file)
+        latest = {phase: (count, total) for phase, count, total in steps[reported:]}
+        reported = len(steps)
+        for phase, (count, total) in latest.items():  # the newest step of each phase
+            at = n + 0.4 + 0.15 * (PHASES.index(phase) - 1 + count / max(1, total))
+            await job.progress(at * share, phase, f"{count} of {total} ROIs")
+        if done:
+            return pending.result()
 
 
 def _url(job_id: str, sub: Path, name: str | None) -> str | None:

@@ -13,7 +13,7 @@ from workers.dicom.rtstruct.model import RoiResult, RtStructError, StructureSet
 from workers.dicom.rtstruct.parse import parse_structure_set
 
 if TYPE_CHECKING:
-    from workers.dicom.rtstruct.pipeline import Outcome, process, process_files
+    from workers.dicom.rtstruct.pipeline import Outcome, process, process_files, read_steps
 
 __all__ = [
     "Outcome",
@@ -23,8 +23,9 @@ __all__ = [
     "parse_structure_set",
     "process",
     "process_files",
+    "read_steps",
 ]
-_PIPELINE = ("Outcome", "process", "process_files")
+_PIPELINE = ("Outcome", "process", "process_files", "read_steps")
 
 
 def __getattr__(name: str) -> Any:

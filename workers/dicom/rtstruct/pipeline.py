@@ -9,9 +9,10 @@ heavy loops); this function is meant to run in a worker process.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,14 @@ from workers.dicom.rtstruct.grid import ImageStack, build_stack
 from workers.dicom.rtstruct.metrics import roi_metrics
 from workers.dicom.rtstruct.model import RoiDef, RoiResult, RtStructError, StructureSet
 from workers.dicom.rtstruct.parse import parse_structure_set
-from workers.dicom.rtstruct.raster import rasterize
-from workers.dicom.rtstruct.surface import iso_surface, smoothed
+from workers.dicom.rtstruct.raster import RoiRaster, rasterize
+from workers.dicom.rtstruct.surface import Surface, iso_surface, smoothed
+
+Step = Callable[[str, int, int], None]  # (phase, ROIs done, ROIs) after each ROI's step
+
+
+def _quiet(phase: str, done: int, total: int) -> None:
+    """No progress wanted."""
 
 
 @dataclass(slots=True)
@@ -76,21 +83,76 @@ def check_images(ss: StructureSet, images: Sequence[Dataset]) -> str:
     return uid
 
 
-def _one_roi(
-    roi: RoiDef, stack: ImageStack, out: Path | None, crop: bool
-) -> tuple[RoiResult, dict[str, float]]:
+def _shape(roi: RoiDef, stack: ImageStack) -> tuple[RoiRaster, Surface, dict[str, float]]:
+    """An ROI's mask and iso-surface."""
     t0 = time.perf_counter()
     raster = rasterize(roi, stack.grid)
     t1 = time.perf_counter()
     surface = iso_surface(raster, stack.grid)
+    return raster, surface, {"masks": t1 - t0, "metrics": time.perf_counter() - t1}
+
+
+def _measure(
+    roi: RoiDef,
+    raster: RoiRaster,
+    surface: Surface,
+    stack: ImageStack,
+    out: Path | None,
+    crop: bool,
+) -> tuple[RoiResult, dict[str, float]]:
+    """An ROI's measures and its NIfTI mask."""
+    t0 = time.perf_counter()
     result = roi_metrics(roi, raster, stack, surface)
-    t2 = time.perf_counter()
+    t1 = time.perf_counter()
     if out is not None and not raster.empty:
         stem = export.safe_name(roi.number, roi.name)
         result.mask_file = export.write_nifti(out / f"{stem}.nii.gz", raster, stack.grid, crop).name
-        result.mesh_file = export.write_stl(out / f"{stem}.stl", smoothed(surface.mesh)).name
-    t3 = time.perf_counter()
-    return result, {"masks": t1 - t0, "metrics": t2 - t1, "exports": t3 - t2}
+    return result, {"metrics": t1 - t0, "exports": time.perf_counter() - t1}
+
+
+def _mesh(roi: RoiDef, surface: Surface, out: Path) -> tuple[str, dict[str, float]]:
+    """An ROI's smoothed display mesh as STL; its file name."""
+    t0 = time.perf_counter()
+    stem = export.safe_name(roi.number, roi.name)
+    name = export.write_stl(out / f"{stem}.stl", smoothed(surface.mesh)).name
+    return name, {"exports": time.perf_counter() - t0}
+
+
+def _each_roi(
+    rois: Sequence[RoiDef],
+    stack: ImageStack,
+    out: Path | None,
+    crop: bool,
+    threads: int,
+    step: Step = _quiet,
+) -> tuple[list[RoiResult], list[dict[str, float]]]:
+    """Every ROI on `threads` threads, in two steps: mask and surface, then measures and
+    mask file alongside the display mesh, so that a large ROI's (a body contour's) last
+    steps share the threads instead of ending alone on one."""
+    timings: list[dict[str, float]] = []
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        shaped = {pool.submit(_shape, roi, stack): n for n, roi in enumerate(rois)}
+        measured: dict[int, Future[tuple[RoiResult, dict[str, float]]]] = {}
+        meshes: dict[int, Future[tuple[str, dict[str, float]]]] = {}
+        for count, done in enumerate(as_completed(shaped), start=1):
+            n = shaped[done]
+            raster, surface, spent = done.result()
+            step("masks", count, len(rois))
+            timings.append(spent)
+            measured[n] = pool.submit(_measure, rois[n], raster, surface, stack, out, crop)
+            if out is not None and not raster.empty:
+                meshes[n] = pool.submit(_mesh, rois[n], surface, out)
+        results = []
+        for n in range(len(rois)):
+            result, spent = measured[n].result()
+            step("metrics", n + 1, len(rois))
+            timings.append(spent)
+            if n in meshes:
+                result.mesh_file, spent = meshes[n].result()
+                timings.append(spent)
+            step("exports", n + 1, len(rois))
+            results.append(result)
+    return results, timings
 
 
 def process(
@@ -100,10 +162,12 @@ def process(
     threads: int = 2,
     summary_name: str = "summary.json",
     crop: bool = False,
+    step: Step = _quiet,
 ) -> Outcome:
     """Measure (and export, when `out_dir` is given) every ROI of one structure set.
 
-    NIfTI masks cover the whole image grid, or only each ROI's bounding box when `crop`.
+    NIfTI masks cover the whole image grid, or only each ROI's bounding box when `crop`;
+    `step` hears of each ROI's mask, measures and exports as they are done.
     """
     start = time.perf_counter()
     ss = parse_structure_set(rtstruct)
@@ -115,10 +179,8 @@ def process(
         warnings.append("non-uniform slice spacing: NIfTI masks resampled to the smallest gap")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        done = list(pool.map(lambda roi: _one_roi(roi, stack, out_dir, crop), ss.rois))
-    rois = [r for r, _ in done]
-    for _, t in done:  # CPU time summed over threads
+    rois, spent = _each_roi(ss.rois, stack, out_dir, crop, threads, step)
+    for t in spent:  # CPU time summed over threads
         for key, value in t.items():
             timings[key] += value
     for r in rois:
@@ -140,12 +202,36 @@ def process_files(
     threads: int = 2,
     summary_name: str = "summary.json",
     crop: bool = False,
+    progress_file: str | Path | None = None,
 ) -> dict[str, Any]:
-    """`process` on files; returns the JSON form (a picklable entry point for process pools)."""
+    """`process` on files; returns the JSON form (a picklable entry point for process pools).
+
+    With `progress_file`, a line "<phase> <done> <total>" is appended to it after each
+    ROI's step, for the caller in another process to follow (`read_steps`)."""
     try:
         rtstruct = pydicom.dcmread(rtstruct_path)
         images = [pydicom.dcmread(p) for p in image_paths]
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
         raise RtStructError(f"unreadable DICOM file ({type(exc).__name__})") from exc
     target = Path(out_dir) if out_dir is not None else None
-    return process(rtstruct, images, target, threads, summary_name, crop).as_json()
+    step = _quiet if progress_file is None else functools.partial(_append, Path(progress_file))
+    return process(rtstruct, images, target, threads, summary_name, crop, step).as_json()
+
+
+def _append(path: Path, phase: str, done: int, total: int) -> None:
+    with path.open("a", encoding="ascii") as out:
+        out.write(f"{phase} {done} {total}\n")
+
+
+def read_steps(path: Path) -> list[tuple[str, int, int]]:
+    """The steps `process_files` wrote to its progress file so far, in order."""
+    try:
+        lines = path.read_text(encoding="ascii").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            out.append((parts[0], int(parts[1]), int(parts[2])))
+    return out

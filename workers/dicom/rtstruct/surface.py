@@ -12,6 +12,7 @@ spacing and any orientation are exact.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -32,6 +33,8 @@ from workers.dicom.rtstruct.raster import Polygon, RoiRaster, fill_even_odd
 BAND_PIXELS = 2.0  # exact distances within max(2 pixels, 2 slice gaps) of a contour; clamped beyond
 TARGET_SAMPLE_MM = 1.25
 NEAR_PIXELS = 1.5  # exact distances this close (in samples) when samples are square
+SPLIT_SAMPLES = 2_000_000  # a field this large is computed on SLICE_THREADS threads
+SLICE_THREADS = 2
 
 
 def _segment_distances(
@@ -99,8 +102,9 @@ def signed_field(raster: RoiRaster, grid: ImageGrid, f: int = 1) -> NDArray[np.f
     square = abs(sx - sy) < 1e-6 * sx
     step = min(grid.col_spacing, grid.row_spacing)
     near = NEAR_PIXELS * max(sx, sy) if square else band
-    for k, polys in raster.polygons.items():
-        fine = [p * f for p in polys]
+
+    def one_slice(k: int) -> None:
+        fine = [p * f for p in raster.polygons[k]]
         inside = fill_even_odd(fine, v0, nv, u0, nu)
         dist = _segment_distances(fine, sx, sy, v0, u0, (nv, nu), near, step)
         if square:  # beyond `near`: Euclidean distance transform of the samples, to the band
@@ -112,6 +116,13 @@ def signed_field(raster: RoiRaster, grid: ImageGrid, f: int = 1) -> NDArray[np.f
             far = np.minimum((far - 0.5) * sx, band)
             dist = np.where(dist >= near, np.maximum(far, near), dist)
         field[k - raster.k0 + 1] = np.where(inside, -dist, dist)
+
+    if field.size >= SPLIT_SAMPLES:  # a large ROI (a body contour): its slices on threads
+        with ThreadPoolExecutor(SLICE_THREADS) as pool:
+            list(pool.map(one_slice, raster.polygons))
+    else:
+        for k in raster.polygons:
+            one_slice(k)
     # beyond the image edge: mirror the first sample inside, so the surface closes on the edge
     cols = (u0 + np.arange(nu)) / f
     rows = (v0 + np.arange(nv)) / f
