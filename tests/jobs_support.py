@@ -134,11 +134,14 @@ def big_study(instances: int, seed: int = 7, rows: int = 16) -> tuple[str, list[
     return study.study_uid, list(iter_series(study, CopySpec(), series))
 
 
-def drop_database(url: str) -> None:
-    """Drop the PostgreSQL database of `url` (test databases only)."""
+def drop_database(url: str | None, prefix: str = "pacs_gw_jobs_") -> None:
+    """Drop the PostgreSQL database of `url` when its name starts with `prefix` (the test
+    and benchmark databases only)."""
+    if not url:
+        return
     parsed = urlparse(url.replace("+asyncpg", ""))
     name = parsed.path.lstrip("/")
-    if not name.startswith("pacs_gw_jobs_"):
+    if not name.startswith(prefix):
         return  # never a database the tests did not create
     admin = replace_path(url.replace("+asyncpg", ""), "postgres")
     subprocess.run(

@@ -59,8 +59,9 @@ from gateway.devstack.seed import GroundTruth, build_demo
 from gateway.devstack.seed.archives import seed_archives
 from gateway.devstack.stack import LocalStack, StackInfo
 from gateway.server import viewer
-from tests.jobs_support import GatewayProcess, big_study, free_port, store_files
+from tests.jobs_support import GatewayProcess, big_study, drop_database, free_port, store_files
 
+DATABASE = "pacs_gw_bench_dicomweb"
 ARCHIVES = ("orthanc", "dcm4chee")  # mirror, main: the seeder's placement by position
 TIMEOUT_S = 30
 QIDO_LIMIT = 500
@@ -585,7 +586,7 @@ def run(args: argparse.Namespace) -> None:
     base = Path(args.workdir)
     base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=base))
-    stack = LocalStack(workdir=workdir / "stack", database_name="pacs_gw_bench_dicomweb")
+    stack = LocalStack(workdir=workdir / "stack", database_name=DATABASE)
     only = set(args.only.split(","))
     loads: list[tuple[float, float, float]] = []
     try:
@@ -630,23 +631,9 @@ def run(args: argparse.Namespace) -> None:
     finally:
         url = stack.info.database_url if stack.info else None
         stack.stop()
-        drop_database(url)
+        drop_database(url, prefix=DATABASE)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def drop_database(url: str | None) -> None:
-    """Drop this benchmark's database (only `pacs_gw_bench_dicomweb`)."""
-    if not url or not url.rstrip("/").endswith("/pacs_gw_bench_dicomweb"):
-        return
-    from urllib.parse import urlparse
-
-    admin = urlparse(url.replace("+asyncpg", ""))._replace(path="/postgres").geturl()
-    subprocess.run(
-        ["psql", admin, "-tAc", 'DROP DATABASE IF EXISTS "pacs_gw_bench_dicomweb" WITH (FORCE)'],
-        capture_output=True,
-        check=False,
-    )
 
 
 def cli(argv: list[str] | None = None, main: Callable[[argparse.Namespace], None] = run) -> None:

@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -44,7 +43,6 @@ from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 from sqlalchemy import event, func, select
@@ -61,6 +59,7 @@ from gateway.index.refresh import build, refresh
 from gateway.runtime import Runtime
 from gateway.server.app import create_app
 from gateway.sources.base import PacsSource, StudyQuery
+from tests.jobs_support import drop_database
 
 ARCHIVES = ("orthanc", "dcm4chee")  # mirror, main: the seeder's placement by position
 BUILD_TIMEOUT_S = 300.0
@@ -141,20 +140,6 @@ def start_size(base: Path, patients: int) -> Size:
         ),
     )
     return Size(patients, info, stack, settings, slow)
-
-
-def drop_database(url: str) -> None:
-    """Drop this benchmark's database (only `pacs_gw_bench_index_*`)."""
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    if not name.startswith("pacs_gw_bench_index_"):
-        return
-    admin = parsed._replace(path="/postgres").geturl()
-    subprocess.run(
-        ["psql", admin, "-tAc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
-        capture_output=True,
-        check=False,
-    )
 
 
 # -- seeding --------------------------------------------------------------------------------
@@ -717,7 +702,7 @@ async def main(args: argparse.Namespace) -> None:
                 await close_gateway(size)
             size.stack.stop()
             if not args.keep:
-                drop_database(size.info.database_url)
+                drop_database(size.info.database_url, prefix="pacs_gw_bench_index_")
                 shutil.rmtree(size.info.workdir, ignore_errors=True)
 
 

@@ -30,7 +30,6 @@ import math
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 import numpy as np
@@ -47,7 +45,7 @@ from pydicom.dataset import Dataset
 from gateway.core.settings import load_settings
 from gateway.devstack.stack import LocalStack
 from tests.bench.bench_rtstruct import plain
-from tests.jobs_support import GatewayProcess, WorkerProcess, store_files
+from tests.jobs_support import GatewayProcess, WorkerProcess, drop_database, store_files
 from tests.unit.test_rtstruct_builders import ContourSpec, box, ct_series, frame, rtstruct, sphere
 
 DATABASE = "pacs_gw_bench_rtstruct"
@@ -242,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         url = stack.info.database_url if stack.info else None
         stack.stop()
-        drop(url)
+        drop_database(url, prefix=DATABASE)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -278,15 +276,6 @@ def report(
             for k in keys
         ]
         print(f"- {name}: " + ", ".join(parts))
-
-
-def drop(url: str | None) -> None:
-    """Drop this benchmark's database (only that one)."""
-    if not url or not url.rstrip("/").endswith("/" + DATABASE):
-        return
-    admin = urlparse(url.replace("+asyncpg", ""))._replace(path="/postgres").geturl()
-    sql = f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'
-    subprocess.run(["psql", admin, "-tAc", sql], capture_output=True, check=False)
 
 
 if __name__ == "__main__":
