@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from gateway import __version__
 from gateway.auth.audit import AuditWriter
+from gateway.auth.epoch import SharedEpoch
 from gateway.auth.service import AuthService
 from gateway.core.errors import SourceError
 from gateway.core.logs import quiet_libraries
@@ -68,7 +69,8 @@ class Runtime:
     cursor_key: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.auth = AuthService(self.sessions, self.settings.auth)
+        epoch = SharedEpoch(self.redis, self.keys.auth_epoch)
+        self.auth = AuthService(self.sessions, self.settings.auth, epoch)
         self.audit = AuditWriter(self.sessions)
         self.events = EventHub(self.redis, self.keys.all_events)
         configured = self.settings.cursor_key

@@ -216,7 +216,8 @@ class UserPatch:
     display_name: str | None = None
     roles: list[Role] | None = None
     groups: list[strawberry.ID] | None = None
-    sources: list[strawberry.ID] | None = None
+    # absent: unchanged; null: no limit (every source the roles allow); a list: those only
+    sources: list[strawberry.ID] | None = strawberry.UNSET
     active: bool | None = None
 
 
@@ -393,7 +394,10 @@ class IdentityMutation:
             display_name=patch.display_name,
             roles=patch.roles,
             groups=[str(g) for g in patch.groups] if patch.groups is not None else None,
-            sources=_known_sources(ctx, patch.sources),
+            sources=None
+            if patch.sources is strawberry.UNSET
+            else _known_sources(ctx, patch.sources),
+            clear_sources=patch.sources is None,  # null given: no limit any more
             active=patch.active,
         )
         row = await ctx.runtime.auth.user(str(id))

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth import audit, passwords, tokens
 from gateway.auth.audit import Entry
+from gateway.auth.epoch import SharedEpoch
 from gateway.auth.oidc import OidcVerifier, looks_like_jwt
 from gateway.auth.policy import sees_identity
 from gateway.auth.principal import Principal
@@ -51,9 +52,12 @@ def principal_of(user: User, via: str = "session", token_id: str | None = None) 
 class AuthService:
     """Authentication and the administration of who may come in."""
 
-    def __init__(self, sessions: async_sessionmaker, config: AuthConfig) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker, config: AuthConfig, epoch: SharedEpoch | None = None
+    ) -> None:
         self.sessions = sessions
         self.config = config
+        self.epoch = epoch  # how other processes hear of a revocation (None: this one only)
         self._cache: dict[str, tuple[Principal, float]] = {}
         self.oidc: OidcVerifier | None = None
         if config.oidc_issuer and config.oidc_audience:
@@ -65,8 +69,11 @@ class AuthService:
         """The caller a bearer token stands for, or None (unknown, expired, revoked, inactive).
 
         A verified token is trusted for `token_cache_s` without the database; revoking
-        one clears it here at once (other gateway processes within that time).
+        one clears it here at once, in the other gateway processes within about a second
+        (`SharedEpoch`), or within `token_cache_s` without one.
         """
+        if self.epoch is not None and await self.epoch.moved():
+            self._cache.clear()
         key = tokens.digest(token)
         hit = self._cache.get(key)
         now = time.monotonic()
@@ -96,8 +103,14 @@ class AuthService:
         self._cache[key] = (principal, until)
         return principal
 
+    async def changed(self, user_id: str | None = None) -> None:
+        """Who may come in changed (for one user, or anyone): forget here, tell the others."""
+        self.forget(user_id)
+        if self.epoch is not None:
+            await self.epoch.bump()
+
     def forget(self, user_id: str | None = None) -> None:
-        """Drop cached verifications (of one user, or all)."""
+        """Drop this process's cached verifications (of one user, or all)."""
         if user_id is None:
             self._cache.clear()
             return
@@ -247,6 +260,8 @@ class AuthService:
             cred = await session.get(Credential, cred_id)
         self._cache = {k: v for k, v in self._cache.items() if v[0].token_id != cred_id}
         del cred
+        if self.epoch is not None:
+            await self.epoch.bump()
 
     # -- users and groups -----------------------------------------------------------------
 
@@ -368,7 +383,7 @@ class AuthService:
                     details={"changed": changed},
                 ),
             )
-        self.forget(user_id)
+        await self.changed(user_id)
         if active is False:
             await self._revoke_all(user_id)
         return user
@@ -398,7 +413,7 @@ class AuthService:
             if kind is not None:
                 query = query.where(Credential.kind == kind)
             await session.execute(query.values(revoked_at=utcnow()))
-        self.forget(user_id)
+        await self.changed(user_id)
 
     async def group(self, group_id: str) -> Group | None:
         """One group, with its members."""
@@ -444,7 +459,7 @@ class AuthService:
                     details={"roles": group.roles},
                 ),
             )
-        self.forget()
+        await self.changed()
         saved = await self.group(group.id)  # with its members: the new row has none loaded
         assert saved is not None
         return saved
@@ -462,7 +477,7 @@ class AuthService:
                 session,
                 Entry(actor=actor, action="group-delete", object_type="group", object_ref=group_id),
             )
-        self.forget()
+        await self.changed()
         return True
 
 

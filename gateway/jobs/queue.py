@@ -55,6 +55,11 @@ class Keys:
         return f"{self.prefix}:queue"
 
     @property
+    def auth_epoch(self) -> str:
+        """A counter of changes to who may come in (gateway.auth.epoch)."""
+        return f"{self.prefix}:auth:epoch"
+
+    @property
     def all_events(self) -> str:
         """The pub/sub channel of every job's events."""
         return f"{self.prefix}:events"

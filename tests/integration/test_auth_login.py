@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from starlette.testclient import TestClient
 
-from tests.auth_support import LOCKOUT_FAILURES, LOCKOUT_S, LOGIN, AuthEnv, auth_env
+from gateway.auth.epoch import CHECK_EVERY_S
+from gateway.server.app import create_app
+from tests.auth_support import LOCKOUT_FAILURES, LOCKOUT_S, LOGIN, Api, AuthEnv, auth_env
 
 PATIENTS_Q = "{ patients(first: 50) { totalCount edges { node { patientId } } } }"
 ME = "{ me { id username roles sources active } }"
@@ -195,6 +198,22 @@ def test_api_token_shown_once_listed_by_prefix_used_then_revoked(env: AuthEnv) -
     assert radiologist.data(revoke, id=row["id"])["revokeApiToken"] is False
 
 
+def test_a_revocation_reaches_another_gateway_process_within_a_second(env: AuthEnv) -> None:
+    """A second gateway (its own app, its own cache of verified tokens) that used a token a
+    moment ago refuses it about a second after another gateway revoked it, not after the
+    cache's 30 s."""
+    radiologist = env.as_("radiologist")
+    made = radiologist.data(CREATE_TOKEN, n="two gateways", d=1)["createApiToken"]
+    with TestClient(create_app(env.settings)) as other:
+        there = Api(other, made["token"])
+        assert there.data(ME)["me"]["username"] == "radiologist"  # verified, now cached there
+        revoke = "mutation($id: ID!) { revokeApiToken(id: $id) }"
+        assert radiologist.data(revoke, id=made["apiToken"]["id"])["revokeApiToken"] is True
+        time.sleep(CHECK_EVERY_S + 0.2)
+        response = there.post(ME)
+        assert response.status_code == 401 and _code(response.json()) == {"UNAUTHENTICATED"}
+
+
 def test_api_token_input_is_checked(env: AuthEnv) -> None:
     env.as_("radiologist").refused(CREATE_TOKEN, "BAD_USER_INPUT", n="  ", d=None)
     env.as_("radiologist").refused(CREATE_TOKEN, "BAD_USER_INPUT", n="x", d=0)
@@ -284,6 +303,13 @@ def test_a_user_limited_to_one_source_queries_only_that_one(env: AuthEnv) -> Non
     page = api.data(SOURCE_RESULTS)["patients"]
     status = {r["source"]["id"]: r["status"] for r in page["sourceResults"]}
     assert status == {"orthanc": "OK", "dcm4chee": "OK", "legacy": "SKIPPED"}
+    # a patch without `sources` leaves the limit; `sources: null` lifts it
+    kept = env.as_("admin").data(UPDATE_USER, id=uid, p={"displayName": "Orthanc and DCM4CHEE"})
+    assert kept["updateUser"]["sources"] == ["dcm4chee", "orthanc"]
+    lifted = env.as_("admin").data(UPDATE_USER, id=uid, p={"sources": None})
+    assert lifted["updateUser"]["sources"] is None
+    page = api.data(SOURCE_RESULTS)["patients"]
+    assert {r["status"] for r in page["sourceResults"]} == {"OK"}
 
 
 def test_unknown_sources_and_groups_are_refused(env: AuthEnv) -> None:
