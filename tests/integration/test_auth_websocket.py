@@ -178,6 +178,34 @@ def test_a_revoked_token_is_refused_with_4403(env: AuthEnv, gateway: GatewayProc
     assert asyncio.run(scenario()) == [{"type": "closed", "code": 4403}]
 
 
+def test_a_message_beyond_the_body_bound_closes_the_socket(
+    env: AuthEnv, gateway: GatewayProcess
+) -> None:
+    """A WebSocket message is bounded like a POST body (`max_body_bytes`): one beyond it ends
+    the connection with 1009 (message too big) before it is parsed; one within is served."""
+    token = _login(gateway, "radiologist")
+
+    async def scenario(size: int) -> Any:
+        ws = await _connect(gateway.ws_url, _bearer(token))
+        try:
+            ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert ack["type"] == "connection_ack", ack
+            query = "subscription { jobEvents { jobId } }" + " " * size
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+            await ws.send(json.dumps({"type": "ping"}))
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if message["type"] == "pong":
+                    return "served"
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+        finally:
+            await ws.close()
+
+    assert asyncio.run(scenario(env.settings.max_body_bytes + 1)) == 1009
+    assert asyncio.run(scenario(1000)) == "served"
+
+
 def test_only_the_transport_ws_subprotocol_is_offered(gateway: GatewayProcess) -> None:
     """The legacy graphql-ws protocol let a client skip connection_init."""
 

@@ -53,6 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         ws="websockets-sansio",
+        ws_max_size=settings.max_body_bytes,  # a WebSocket message is bounded like a body
         access_log=False,  # a GET /graphql?query=... line would hold the query's values
         # JSON: uvicorn's own lines go through the root logger's JSON format too
         log_config=None if settings.logging.format == LogFormat.JSON else LOGGING_CONFIG,
