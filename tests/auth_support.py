@@ -12,9 +12,10 @@ import asyncio
 import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,26 @@ async def _create_users(settings: Settings) -> dict[str, str]:
             user = await runtime.auth.create_user(name, [role], "test", password=PASSWORDS[name])
             ids[name] = user.id
         return ids
+    finally:
+        await runtime.aclose()
+
+
+async def api_users(
+    settings: Settings, label: str, roles: Sequence[Role], unique: bool = True
+) -> dict[str, tuple[str, str]]:
+    """A new user "<label>-<role>" with an API token for each role: role name in lower case
+    -> (token, user id). With `unique`, the names carry a random suffix (a test database
+    may outlive a run)."""
+    runtime = await Runtime.create(settings, run_migrations=False)
+    try:
+        out = {}
+        for role in roles:
+            name = f"{label}-{role.value.lower()}"
+            name += f"-{secrets.token_hex(4)}" if unique else ""
+            user = await runtime.auth.create_user(name, [role], "test")
+            secret = await runtime.auth.create_api_token(user.id, label, None, "test")
+            out[role.value.lower()] = (secret.token, user.id)
+        return out
     finally:
         await runtime.aclose()
 

@@ -31,6 +31,7 @@ from gateway.devstack.seed import GroundTruth
 from gateway.devstack.stack import StackInfo
 from gateway.runtime import Runtime
 from gateway.server.app import create_app
+from tests.auth_support import api_users
 from tests.jobs_support import GatewayProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -340,21 +341,6 @@ def test_stow_rs_stores_and_says_what_it_refused(
     assert refused.status_code == 415 and refused.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
-async def _tokens(settings: Settings) -> dict[str, str]:
-    runtime = await Runtime.create(settings, run_migrations=False)
-    try:
-        tokens = {}
-        for role in (Role.RADIOLOGIST, Role.RESEARCHER):
-            name = f"dicomweb-{role.value.lower()}-{generate_uid()[-8:]}"  # the DB outlives runs
-            user = await runtime.auth.create_user(name, [role], "test")
-            secret = await runtime.auth.create_api_token(user.id, "dicomweb", None, "test")
-            tokens[role.value.lower()] = secret.token
-            tokens[f"{role.value.lower()}-actor"] = f"user:{user.id}"
-        return tokens
-    finally:
-        await runtime.aclose()
-
-
 async def _reads(settings: Settings) -> list[AuditEvent]:
     runtime = await Runtime.create(settings, run_migrations=False)
     try:
@@ -372,7 +358,9 @@ def test_roles_and_the_audit_trail(settings: Settings, truth: GroundTruth) -> No
     radiologist's identity-bearing answer is one phi-read event with opaque references."""
     auth = dataclasses.replace(settings.auth, mode=AuthMode.REQUIRED)
     required = dataclasses.replace(settings, auth=auth)
-    tokens = asyncio.run(_tokens(required))
+    made = asyncio.run(api_users(required, "dicomweb", (Role.RADIOLOGIST, Role.RESEARCHER)))
+    tokens = {role: token for role, (token, _) in made.items()}
+    tokens |= {f"{role}-actor": f"user:{user_id}" for role, (_, user_id) in made.items()}
     study = next(s for s in held(truth) if "orthanc" in s.sources)
     with TestClient(create_app(required)) as c:
 

@@ -29,8 +29,8 @@ from starlette.testclient import TestClient
 
 from gateway.core.enums import AuthMode, Role
 from gateway.core.settings import Settings
-from gateway.runtime import Runtime
 from gateway.server.app import create_app
+from tests.auth_support import api_users
 from tests.conftest import JobEnv
 from tests.jobs_support import JOB_FIELDS, TERMINAL, big_study, instance_uids
 
@@ -85,29 +85,15 @@ class World:
     tokens: dict[str, str]
 
 
-async def _tokens(settings: Settings) -> dict[str, str]:
-    runtime = await Runtime.create(settings, run_migrations=False)
-    try:
-        out = {}
-        for name, role in (
-            ("imp-admin", Role.ADMIN),
-            ("imp-rad", Role.RADIOLOGIST),
-            ("imp-res", Role.RESEARCHER),
-        ):
-            user = await runtime.auth.create_user(name, [role], "test")
-            out[name] = (await runtime.auth.create_api_token(user.id, "import", None, "test")).token
-        return out
-    finally:
-        await runtime.aclose()
-
-
 @pytest.fixture(scope="module")
 def world(job_env: JobEnv) -> Iterator[World]:
     auth = dataclasses.replace(job_env.settings.auth, mode=AuthMode.REQUIRED)
     settings = dataclasses.replace(job_env.settings, auth=auth)
     worker = job_env.worker("import-worker").start()
     try:
-        yield World(job_env, settings, asyncio.run(_tokens(settings)))
+        roles = (Role.ADMIN, Role.RADIOLOGIST, Role.RESEARCHER)
+        made = asyncio.run(api_users(settings, "import", roles))
+        yield World(job_env, settings, {role: token for role, (token, _) in made.items()})
     finally:
         worker.stop()
 
@@ -134,7 +120,7 @@ def _post_zip(client: TestClient, token: str | None, to: str, data: bytes) -> An
 
 
 def test_a_zip_is_imported_once_and_refusals_are_listed(world: World) -> None:
-    admin = world.tokens["imp-admin"]
+    admin = world.tokens["admin"]
     with TestClient(create_app(world.settings)) as client:
         answer = _post_zip(client, admin, "orthanc", UPLOAD)
         assert answer.status_code == 202, answer.text
@@ -180,7 +166,7 @@ def test_a_zip_is_imported_once_and_refusals_are_listed(world: World) -> None:
 
 
 def test_authentication_roles_and_the_size_bound(world: World) -> None:
-    research = world.tokens["imp-res"]
+    research = world.tokens["researcher"]
     single = FILES[6]
     with TestClient(create_app(world.settings)) as client:
         answer = _post_zip(client, None, "orthanc", UPLOAD)
@@ -204,7 +190,7 @@ def test_authentication_roles_and_the_size_bound(world: World) -> None:
     )
     spools = small.results_dir / "import"
     before = set(spools.iterdir()) if spools.exists() else set()
-    admin = world.tokens["imp-admin"]
+    admin = world.tokens["admin"]
     with TestClient(create_app(small)) as client:
         declared = _post_zip(client, admin, "orthanc", UPLOAD)  # Content-Length beyond the bound
         assert declared.status_code == 413 and declared.json()["code"] == "PAYLOAD_TOO_LARGE"

@@ -20,6 +20,7 @@ from gateway.jobs.specs import AnonymizeSpec
 from gateway.jobs.store import JobStore
 from gateway.runtime import Runtime
 from gateway.server.app import create_app
+from tests.auth_support import api_users
 from tests.conftest import JobEnv
 from tests.jobs_support import JOB_FIELDS, TERMINAL, big_study, store_files
 from workers.jobs import anonymize
@@ -42,23 +43,14 @@ class Users:
     ids: dict[str, str]  # role name -> user id
 
 
-async def _users(settings: Settings) -> Users:
-    runtime = await Runtime.create(settings, run_migrations=False)
-    try:
-        tokens, ids = {}, {}
-        for role in (Role.ADMIN, Role.RADIOLOGIST, Role.RESEARCHER):
-            user = await runtime.auth.create_user(f"link-{role.value.lower()}", [role], "test")
-            secret = await runtime.auth.create_api_token(user.id, "link", None, "test")
-            tokens[role.value.lower()], ids[role.value.lower()] = secret.token, user.id
-        return Users(settings, tokens, ids)
-    finally:
-        await runtime.aclose()
-
-
 @pytest.fixture(scope="module")
 def users(job_env: JobEnv) -> Users:
     auth = dataclasses.replace(job_env.settings.auth, mode=AuthMode.REQUIRED)
-    return asyncio.run(_users(dataclasses.replace(job_env.settings, auth=auth)))
+    settings = dataclasses.replace(job_env.settings, auth=auth)
+    roles = (Role.ADMIN, Role.RADIOLOGIST, Role.RESEARCHER)
+    made = asyncio.run(api_users(settings, "link", roles, unique=False))  # named in recipients
+    tokens = {role: token for role, (token, _) in made.items()}
+    return Users(settings, tokens, {role: user_id for role, (_, user_id) in made.items()})
 
 
 def _ask(client: TestClient, token: str, query: str, **variables: Any) -> dict[str, Any]:

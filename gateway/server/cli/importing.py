@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from gateway.core.enums import JobStatus
-from gateway.core.errors import InvalidInput, JobError, TooLarge
+from gateway.core.errors import InvalidInput, TooLarge
 from gateway.core.settings import Settings, load_settings
 from gateway.jobs import spool as spools
 from gateway.jobs.specs import ImportSpec
-from gateway.jobs.store import JobStore
-from gateway.runtime import Runtime
+from gateway.server.cli.here import run_shown
 
 
 def _files(path: Path) -> Iterator[tuple[Path, str]]:
@@ -64,7 +59,6 @@ def spool_path(settings: Settings, path: Path) -> str:
 async def run_import(settings: Settings, path: Path, destination: str, quiet: bool = False) -> int:
     """0 when the job succeeded, 1 when it failed, 2 for a refused input."""
     from workers.jobs import importing
-    from workers.runner import run_here
 
     try:
         ImportSpec.parse({"to": destination, "spool": "0" * 32}, settings)
@@ -72,26 +66,7 @@ async def run_import(settings: Settings, path: Path, destination: str, quiet: bo
     except InvalidInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    runtime = await Runtime.create(settings)
-    bar = tqdm(total=100, unit="%", disable=quiet, file=sys.stderr, bar_format="{l_bar}{bar}|")
-
-    def watch(fraction: float, phase: str | None, message: str | None) -> None:
-        bar.set_description(f"{phase or ''} {message or ''}".strip()[:60])
-        bar.update(round(fraction * 100) - bar.n)
-
-    try:
-        job_id = await run_here(runtime, spec, importing.run, "cli", watch)
-        job = await JobStore(runtime.sessions).get(job_id)
-    except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        bar.close()
-        await runtime.aclose()
-    assert job is not None
-    summary = {"job": job.id, "status": job.status, "error": job.error, "result": job.result}
-    print(json.dumps(summary, indent=2, default=str))
-    return 0 if job.status == JobStatus.SUCCEEDED else 1
+    return await run_shown(settings, spec, importing.run, quiet)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
