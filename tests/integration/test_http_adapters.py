@@ -320,6 +320,35 @@ async def test_retrieve_instance_round_trip(sources: dict[str, PacsSource], adap
             pass
 
 
+async def test_orthanc_fetches_a_listed_instance_by_the_id_it_learnt(
+    sources: dict[str, PacsSource],
+) -> None:
+    """An instance listed by `find_instances` is fetched by the id Orthanc gave it: one
+    request instead of a lookup and a fetch; an id gone stale (the instance deleted, or
+    stored anew under another patient) falls back to the lookup."""
+    source = sources["orthanc"]
+    assert isinstance(source, OrthancSource)
+    where = (uid("1"), uid("1", "1"), uid("1", "1", "2"))
+    assert uid("1", "1", "2") in [
+        i.sop_instance_uid for i in await source.find_instances(InstanceQuery(uid("1")))
+    ]
+
+    async def fetched() -> tuple[bytes, int]:
+        before = source.stats.calls
+        data = b"".join([c async for c in source.retrieve_instance(*where)])
+        return data, source.stats.calls - before
+
+    data, calls = await fetched()
+    _same_dataset(data, FILES[1])
+    assert calls == 1
+    source._known[where] = "00000000-00000000-00000000-00000000-00000000"  # stale
+    data, calls = await fetched()
+    _same_dataset(data, FILES[1])
+    assert calls == 3  # the stale id's 404, the lookup, the file
+    data, calls = await fetched()  # the lookup's id is not learnt: a listing teaches ids
+    assert calls == 2
+
+
 @pytest.mark.parametrize("adapter", READERS)
 async def test_retrieve_study_round_trip(sources: dict[str, PacsSource], adapter: str) -> None:
     source = sources[adapter]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any
 
@@ -58,6 +59,7 @@ from gateway.sources.resilience import CallStats, Guard
 _ORTHANC_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}\Z")
 _STORED = ("Success", "AlreadyStored")
 FETCH_WINDOW = 3  # archive downloads in flight per retrieve
+KNOWN_INSTANCES = 50_000  # instance ids remembered per source (about 15 MB)
 STORE_LANES = 4  # ZIP uploads in flight per store
 SERIES_PREFETCH = 500  # pages this big fetch all matching series alongside the studies
 _PATHS = {"Patient": "patients", "Study": "studies", "Series": "series", "Instance": "instances"}
@@ -87,6 +89,9 @@ class OrthancSource:
         self.guard = Guard(config)
         self.http = HttpClient(config, self.guard, transport=transport)
         self.records = Records()
+        # (study, series, SOP Instance UID) -> Orthanc's instance id, learnt from instance
+        # listings: fetching a listed instance needs no lookup (a sync, a viewer's frames)
+        self._known: OrderedDict[tuple[str, str, str], str] = OrderedDict()
 
     @property
     def id(self) -> str:
@@ -229,8 +234,23 @@ class OrthancSource:
         series = await self._find("find_instances", "Series", q)
         uid_of = {s["ID"]: rec.text(rec.tags(s).get("SeriesInstanceUID")) or "" for s in series}
         items = await self._bulk("find_instances", list(uid_of), "Instance")
-        records = (rec.instance_record(x, query.study_uid, uid_of) for x in items)
-        return paging.sort_instances(r for r in records if m.instance_matches(query, r))
+        found = []
+        for item in items:
+            record = rec.instance_record(item, query.study_uid, uid_of)
+            if not m.instance_matches(query, record):
+                continue
+            found.append(record)
+            if isinstance(orthanc_id := item.get("ID"), str) and _ORTHANC_ID.match(orthanc_id):
+                self._learn(
+                    (record.study_uid, record.series_uid, record.sop_instance_uid), orthanc_id
+                )
+        return paging.sort_instances(found)
+
+    def _learn(self, key: tuple[str, str, str], orthanc_id: str) -> None:
+        self._known[key] = orthanc_id
+        self._known.move_to_end(key)
+        while len(self._known) > KNOWN_INSTANCES:
+            self._known.popitem(last=False)
 
     # -- retrieve --------------------------------------------------------------
 
@@ -247,11 +267,21 @@ class OrthancSource:
     async def retrieve_instance(
         self, study_uid: str, series_uid: str, sop_uid: str
     ) -> AsyncIterator[bytes]:
-        """Stream one instance's Part 10 file from `/instances/{id}/file`."""
-        q = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
-        q["SOPInstanceUID"] = sop_uid
-        ids = await self._instance_ids("retrieve_instance", q)
-        response = await self.http.open("retrieve_instance", "GET", f"/instances/{ids[0]}/file")
+        """Stream one instance's Part 10 file from `/instances/{id}/file` (its id learnt from
+        a listing, else looked up by its UIDs)."""
+        op, key = "retrieve_instance", (study_uid, series_uid, sop_uid)
+        known = self._known.get(key)
+        response = None
+        if known is not None:
+            try:
+                response = await self.http.open(op, "GET", f"/instances/{known}/file")
+            except NotFound:  # deleted or stored anew since it was listed
+                self._known.pop(key, None)
+        if response is None:
+            q = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+            q["SOPInstanceUID"] = sop_uid
+            ids = await self._instance_ids(op, q)
+            response = await self.http.open(op, "GET", f"/instances/{ids[0]}/file")
         async for chunk in self.http.iter_body(response, "retrieve_instance"):
             yield chunk
 
