@@ -349,6 +349,28 @@ async def test_orthanc_fetches_a_listed_instance_by_the_id_it_learnt(
     assert calls == 2
 
 
+async def test_orthanc_lists_a_known_series_without_a_lookup(
+    sources: dict[str, PacsSource],
+) -> None:
+    """The instances of series listed before come from one request (the series ids are
+    known); a stale series id falls back to the lookup, with the same answer."""
+    source = sources["orthanc"]
+    assert isinstance(source, OrthancSource)
+    query = InstanceQuery(uid("1"), (uid("1", "1"),))
+    await source.find_series(SeriesQuery((uid("1"),)))
+    expected = [uid("1", "1", "1"), uid("1", "1", "2")]
+
+    async def listed() -> tuple[list[str], int]:
+        before = source.stats.calls
+        found = [i.sop_instance_uid for i in await source.find_instances(query)]
+        return found, source.stats.calls - before
+
+    assert await listed() == (expected, 1)
+    source._series[(uid("1"), uid("1", "1"))] = "00000000-00000000-00000000-00000000-00000000"
+    assert await listed() == (expected, 3)  # the stale id's empty answer, the lookup, the list
+    assert await listed() == (expected, 1)  # the lookup taught the id again
+
+
 @pytest.mark.parametrize("adapter", READERS)
 async def test_retrieve_study_round_trip(sources: dict[str, PacsSource], adapter: str) -> None:
     source = sources[adapter]

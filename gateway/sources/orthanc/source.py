@@ -30,7 +30,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -60,14 +60,24 @@ _ORTHANC_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}\Z")
 _STORED = ("Success", "AlreadyStored")
 FETCH_WINDOW = 3  # archive downloads in flight per retrieve
 KNOWN_INSTANCES = 50_000  # instance ids remembered per source (about 15 MB)
+KNOWN_SERIES = 20_000  # series ids remembered per source
 STORE_LANES = 4  # ZIP uploads in flight per store
 SERIES_PREFETCH = 500  # pages this big fetch all matching series alongside the studies
+K = TypeVar("K", tuple[str, str], tuple[str, str, str])
 _PATHS = {"Patient": "patients", "Study": "studies", "Series": "series", "Instance": "instances"}
 
 
 def _put(query: dict[str, str], key: str, value: str | None) -> None:
     if value and value != "*":
         query[key] = value
+
+
+def _learn(memo: OrderedDict[K, str], key: K, orthanc_id: str, bound: int) -> None:
+    """Remember an Orthanc id learnt from a listing, the oldest forgotten beyond `bound`."""
+    memo[key] = orthanc_id
+    memo.move_to_end(key)
+    while len(memo) > bound:
+        memo.popitem(last=False)
 
 
 def _uids(values: Sequence[str]) -> str:
@@ -92,6 +102,7 @@ class OrthancSource:
         # (study, series, SOP Instance UID) -> Orthanc's instance id, learnt from instance
         # listings: fetching a listed instance needs no lookup (a sync, a viewer's frames)
         self._known: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._series: OrderedDict[tuple[str, str], str] = OrderedDict()  # (study, series) -> id
 
     @property
     def id(self) -> str:
@@ -217,40 +228,52 @@ class OrthancSource:
                 self._find("find_series", "Series", q), self._find("find_series", "Study", sq)
             )
             uid_of = {s["ID"]: rec.text(rec.tags(s).get("StudyInstanceUID")) or "" for s in parents}
-        records = (
-            rec.series_record(x, single or uid_of.get(x.get("ParentStudy"), "")) for x in items
-        )
-        return paging.sort_series(r for r in records if m.series_matches(query, r))
+        found = []
+        for item in items:
+            record = rec.series_record(item, single or uid_of.get(item.get("ParentStudy"), ""))
+            if not m.series_matches(query, record):
+                continue
+            found.append(record)
+            if isinstance(orthanc_id := item.get("ID"), str) and _ORTHANC_ID.match(orthanc_id):
+                key = (record.study_uid, record.series_uid)
+                _learn(self._series, key, orthanc_id, KNOWN_SERIES)
+        return paging.sort_series(found)
 
     async def find_instances(self, query: InstanceQuery) -> list[InstanceRecord]:
         """Instances of one study, ordered by (series, instance number, SOP UID)."""
+        op = "find_instances"
         series_uids = m.uid_list(query.series_uids)
         if series_uids is None or m.uid_list(query.sop_instance_uids) is None:
             return []
         if not is_uid(query.study_uid):
             return []
-        q = {"StudyInstanceUID": query.study_uid}
-        _put(q, "SeriesInstanceUID", _uids(series_uids))
-        series = await self._find("find_instances", "Series", q)
-        uid_of = {s["ID"]: rec.text(rec.tags(s).get("SeriesInstanceUID")) or "" for s in series}
-        items = await self._bulk("find_instances", list(uid_of), "Instance")
+        # series named and all listed before: their ids are known, no lookup
+        known = {self._series.get((query.study_uid, u)): u for u in series_uids}
+        uid_of: dict[str, str] = {k: v for k, v in known.items() if k is not None}
+        items: list[Item] = []
+        if series_uids and len(uid_of) == len(series_uids):
+            items = await self._bulk(op, list(uid_of), "Instance")
+            if {x.get("ParentSeries") for x in items} != set(uid_of):  # a stale id: look up
+                items = []
+        if not items:
+            q = {"StudyInstanceUID": query.study_uid}
+            _put(q, "SeriesInstanceUID", _uids(series_uids))
+            series = await self._find(op, "Series", q)
+            uid_of = {s["ID"]: rec.text(rec.tags(s).get("SeriesInstanceUID")) or "" for s in series}
+            for series_id, series_uid in uid_of.items():
+                if _ORTHANC_ID.match(series_id):
+                    _learn(self._series, (query.study_uid, series_uid), series_id, KNOWN_SERIES)
+            items = await self._bulk(op, list(uid_of), "Instance")
         found = []
         for item in items:
             record = rec.instance_record(item, query.study_uid, uid_of)
             if not m.instance_matches(query, record):
                 continue
             found.append(record)
-            if isinstance(orthanc_id := item.get("ID"), str) and _ORTHANC_ID.match(orthanc_id):
-                self._learn(
-                    (record.study_uid, record.series_uid, record.sop_instance_uid), orthanc_id
-                )
+            if isinstance(instance_id := item.get("ID"), str) and _ORTHANC_ID.match(instance_id):
+                key = (record.study_uid, record.series_uid, record.sop_instance_uid)
+                _learn(self._known, key, instance_id, KNOWN_INSTANCES)
         return paging.sort_instances(found)
-
-    def _learn(self, key: tuple[str, str, str], orthanc_id: str) -> None:
-        self._known[key] = orthanc_id
-        self._known.move_to_end(key)
-        while len(self._known) > KNOWN_INSTANCES:
-            self._known.popitem(last=False)
 
     # -- retrieve --------------------------------------------------------------
 
