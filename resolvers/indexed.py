@@ -21,7 +21,7 @@ from gateway.db.models import utcnow
 from gateway.federation.fanout import Outcome, fan_out
 from gateway.federation.merge import Merged, merge_patients, merge_studies
 from gateway.index import store
-from gateway.sources.base import PatientRecord, StudyQuery, StudyRecord
+from gateway.sources.base import PacsSource, PatientRecord, StudyQuery, StudyRecord
 from resolvers.context import Context
 from resolvers.cursors import decode_cursor
 
@@ -85,18 +85,25 @@ async def verify(
     """
     askable = [u for u in uids if is_uid(u)]
     unaskable = [u for u in uids if not is_uid(u)]
-    query = StudyQuery(study_uids=tuple(askable))
+    sessions = ctx.runtime.sessions
+    # what the index holds of each archive: the patient IDs are a hint to the adapters
+    indexed = await store.records(sessions, list(queried), askable) if askable else {}
 
-    async def ask(source: object) -> list[StudyRecord]:
-        return await source.find_studies(query) if askable else []  # type: ignore[attr-defined]
+    async def ask(source: PacsSource) -> list[StudyRecord]:
+        if not askable:
+            return []
+        held = indexed.get(source.id, [])
+        known = tuple((r.study_uid, r.patient_id) for r in held if r.patient_id)
+        return await source.find_studies(
+            StudyQuery(study_uids=tuple(askable), known_patients=known)
+        )
 
     outcomes = await fan_out(ctx.runtime.sources, ask, queried, skipped, ctx.strikes)
     answered = {o.source: list(o.value or []) for o in outcomes if o.ok}
-    sessions = ctx.runtime.sessions
     if askable:
-        said = await store.holders(sessions, list(answered), askable)
         for source, records in answered.items():
-            gone = set(said.get(source, [])) - {r.study_uid for r in records}
+            said = {r.study_uid for r in indexed.get(source, [])}
+            gone = said - {r.study_uid for r in records}
             await store.remove(sessions, source, gone)
     if unaskable:
         for source, records in (await store.records(sessions, list(answered), unaskable)).items():

@@ -94,6 +94,9 @@ class StudyQuery:
     description: str | None = None
     limit: int | None = None
     offset: int = 0
+    # (study UID, patient ID) pairs the caller already knows of this archive (the key
+    # index): a hint an adapter may use to find those studies faster, never a filter
+    known_patients: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,11 @@ from gateway.sources.base import (
     PatientRecord,
     SeriesQuery,
     StudyQuery,
+    StudyRecord,
 )
 from gateway.sources.dicomweb.source import DicomWebSource
 from gateway.sources.orthanc import records as rec
-from gateway.sources.orthanc.source import OrthancSource
+from gateway.sources.orthanc.source import OrthancSource, orthanc_id
 from gateway.sources.registry import build_source
 
 pytestmark = pytest.mark.integration
@@ -369,6 +370,36 @@ async def test_orthanc_lists_a_known_series_without_a_lookup(
     source._series[(uid("1"), uid("1", "1"))] = "00000000-00000000-00000000-00000000-00000000"
     assert await listed() == (expected, 3)  # the stale id's empty answer, the lookup, the list
     assert await listed() == (expected, 1)  # the lookup taught the id again
+
+
+async def test_orthanc_finds_studies_by_the_ids_it_derives_from_known_patients(
+    sources: dict[str, PacsSource],
+) -> None:
+    """With the patient IDs of the studies asked for (the key index's hint), the Orthanc
+    adapter fetches them by the ids Orthanc derives from them: two bulk requests, the same
+    records as a UID lookup; a UID without a hint, or a wrong hint, is looked up by UID:
+    same answer again."""
+    source = sources["orthanc"]
+    assert isinstance(source, OrthancSource)
+    uids = (uid("1"), uid("2"), uid("5"))
+    plain = await source.find_studies(StudyQuery(study_uids=uids))
+    assert [r.study_uid for r in plain] == sorted(uids)
+    hints = tuple((r.study_uid, r.patient_id or "") for r in plain)
+    for r in plain:  # Orthanc's own id of each study is the one the adapter derives
+        [held] = await source._find("t", "Study", {"StudyInstanceUID": r.study_uid}, expand=False)
+        assert held == orthanc_id(r.patient_id or "", r.study_uid)
+
+    async def asked(known: tuple[tuple[str, str], ...]) -> tuple[list[StudyRecord], int]:
+        before = source.stats.calls
+        found = await source.find_studies(StudyQuery(study_uids=uids, known_patients=known))
+        return found, source.stats.calls - before
+
+    assert await asked(hints) == (plain, 2)  # no lookup: the studies, then their series
+    wrong = ((uid("1"), "NOT-THE-PATIENT"), *hints[1:])
+    found, calls = await asked(wrong)
+    assert found == plain and calls == 3  # the one wrong hint looked up by UID
+    found, calls = await asked(hints[1:])
+    assert found == plain and calls == 3  # the one without a hint looked up by UID
 
 
 @pytest.mark.parametrize("adapter", READERS)
