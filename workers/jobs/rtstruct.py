@@ -110,9 +110,14 @@ async def run(job: JobHandle, runtime: Runtime, spec: RtStructSpec) -> dict[str,
             crop = not spec.full_grid_masks  # bounding-box masks unless asked otherwise
             steps = work / f"{n}.progress"
             call = functools.partial(
-                engine.process_files, rt_file, images, out, threads=2, crop=crop,
+                engine.process_files,
+                rt_file,
+                images,
+                out,
+                threads=2,
+                crop=crop,
                 progress_file=steps,
-            )  # fmt: skip
+            )
             pending = asyncio.get_running_loop().run_in_executor(runtime.cpu_pool(), call)
             try:
                 outcome = await _following(job, pending, steps, n, share)
