@@ -11,6 +11,7 @@ import { PatientPage } from "./pages/Patient";
 import { SearchPage } from "./pages/Search";
 import { SourcesPage } from "./pages/Sources";
 import { StudyPage } from "./pages/Study";
+import { TokensPage } from "./pages/Tokens";
 import { Link, navigate, useLocation } from "./router";
 import { isAdmin, loadSession, loginUrl, saveSession, type StoredSession } from "./session";
 
@@ -65,6 +66,7 @@ function Routed({ path, session }: { path: string; session: StoredSession }) {
   if (path === "/jobs") return <JobsPage />;
   if (job) return <JobPage key={job[1]} id={decodeURIComponent(job[1])} />;
   if (path === "/sources") return <SourcesPage />;
+  if (path === "/tokens") return <TokensPage />;
   if (path === "/admin") return isAdmin(user) ? <AdminPage /> : <main><p>{t.admin.forbidden}</p></main>;
   if (path === "/graphql")
     return (
@@ -95,6 +97,7 @@ function Header({ session, onLogout }: { session: StoredSession; onLogout: () =>
           {item("/", t.nav.search)}
           {item("/jobs", t.nav.jobs)}
           {item("/sources", t.nav.sources)}
+          {item("/tokens", t.nav.tokens)}
           {isAdmin(session.user) ? item("/admin", t.nav.admin) : null}
           {item("/graphql", t.nav.graphiql, true)}
         </ul>
