@@ -2,6 +2,7 @@ import { useState, type FormEvent } from "react";
 import { useMutation } from "urql";
 import { graphql } from "../gql";
 import { t } from "../i18n";
+import { ApiError } from "./ApiError";
 import { JobProgress } from "./JobProgress";
 
 const AnonymizeMutation = graphql(`
@@ -109,7 +110,7 @@ export function AnonymizePanel(props: { uid: string; sources: string[]; destinat
         </fieldset>
         <button type="submit" disabled={state.fetching}>{t.anonymize.submit(form.destination)}</button>
       </form>
-      {state.error ? <p className="error" role="alert">{t.common.error(state.error.message)}</p> : null}
+      <ApiError error={state.error} />
       {job ? <JobProgress id={job} /> : null}
     </section>
   );

@@ -2,6 +2,7 @@ import { useEffect } from "react";
 import { useSubscription } from "urql";
 import { graphql } from "../gql";
 import { t } from "../i18n";
+import { ApiError } from "./ApiError";
 import { ProgressBar, StatusChip } from "./Badges";
 
 const JobProgressSubscription = graphql(`
@@ -29,7 +30,7 @@ export function JobProgress({ id, onDone }: { id: string; onDone?: (status: stri
       {event?.phase || event?.message ? (
         <span className="muted">{[event.phase, event.message].filter(Boolean).join(": ")}</span>
       ) : null}
-      {error ? <p className="error" role="alert">{t.common.error(error.message)}</p> : null}
+      <ApiError error={error} />
     </div>
   );
 }

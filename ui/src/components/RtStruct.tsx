@@ -2,6 +2,7 @@ import { lazy, Suspense, useState } from "react";
 import { useMutation, useQuery } from "urql";
 import { graphql } from "../gql";
 import { t } from "../i18n";
+import { ApiError } from "./ApiError";
 import { loadSession } from "../session";
 import { JobProgress } from "./JobProgress";
 
@@ -71,9 +72,9 @@ export function RtStructPanel({ uid, sources }: { uid: string; sources: string[]
           {t.rtstruct.process(sources[0])}
         </button>
       ) : null}
-      {state.error ? <p className="error" role="alert">{t.common.error(state.error.message)}</p> : null}
+      <ApiError error={state.error} />
       {job ? <JobProgress id={job} onDone={() => refetch({ requestPolicy: "network-only" })} /> : null}
-      {results.error ? <p className="error" role="alert">{t.common.error(results.error.message)}</p> : null}
+      <ApiError error={results.error} />
       {results.data?.rtStructResults.length === 0 ? <p className="muted">{t.rtstruct.none}</p> : null}
       {results.data?.rtStructResults.map((r) => (
         <div key={r.jobId} className="rt-result" data-job={r.jobId}>

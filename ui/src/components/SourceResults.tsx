@@ -1,4 +1,5 @@
 import { t } from "../i18n";
+import { ApiError, type ApiErrorView } from "./ApiError";
 import { StatusChip } from "./Badges";
 
 export interface SourceResultView {
@@ -24,9 +25,9 @@ export function SourceResults({ results }: { results: SourceResultView[] }) {
   );
 }
 
-/** A loading line or an error line for one request. */
-export function RequestState({ fetching, error }: { fetching: boolean; error?: { message: string } }) {
-  if (error) return <p className="error" role="alert">{t.common.error(error.message)}</p>;
+/** A loading line or an error line for one request (with its `extensions.code`). */
+export function RequestState({ fetching, error }: { fetching: boolean; error?: ApiErrorView }) {
+  if (error) return <ApiError error={error} />;
   if (fetching) return <p className="muted" aria-live="polite">{t.common.loading}</p>;
   return null;
 }

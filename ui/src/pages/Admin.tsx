@@ -175,7 +175,7 @@ export function AdminPage() {
         </label>
         <button type="submit" disabled={created.fetching}>{t.admin.create}</button>
       </form>
-      {created.error ? <p className="error" role="alert">{t.common.error(created.error.message)}</p> : null}
+      <ApiError error={created.error} />
       {done ? <p className="ok" role="status">{t.admin.created(done)}</p> : null}
       <Groups sources={sources} />
       <AuditLog users={result.data?.users ?? []} />

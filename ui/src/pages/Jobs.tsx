@@ -5,6 +5,7 @@ import { RequestState } from "../components/SourceResults";
 import { graphql } from "../gql";
 import type { JobKind, JobStatus } from "../gql/graphql";
 import { t } from "../i18n";
+import { ApiError } from "../components/ApiError";
 import { Link, navigate, useLocation } from "../router";
 
 const JobsQuery = graphql(`
@@ -53,17 +54,23 @@ export function applyEvent(rows: JobRow[], e: LiveEvent, status?: string | null)
 
 /** Cancel (queued or running) and retry (failed or cancelled) buttons of one job. */
 export function JobActions({ id, status, onDone }: { id: string; status: string; onDone: () => void }) {
-  const [, cancel] = useMutation(CancelJob);
-  const [, retry] = useMutation(RetryJob);
+  const [cancelled, cancel] = useMutation(CancelJob);
+  const [retried, retry] = useMutation(RetryJob);
   const run = async (action: (v: { id: string }) => Promise<unknown>) => {
     await action({ id });
     onDone();
   };
+  const errors = (
+    <>
+      <ApiError error={cancelled.error} />
+      <ApiError error={retried.error} />
+    </>
+  );
   if (status === "QUEUED" || status === "RUNNING")
-    return <button type="button" onClick={() => run(cancel)}>{t.jobs.cancel}</button>;
+    return <><button type="button" onClick={() => run(cancel)}>{t.jobs.cancel}</button>{errors}</>;
   if (status === "FAILED" || status === "CANCELLED")
-    return <button type="button" onClick={() => run(retry)}>{t.jobs.retry}</button>;
-  return null;
+    return <><button type="button" onClick={() => run(retry)}>{t.jobs.retry}</button>{errors}</>;
+  return errors;
 }
 
 /** Every job the caller may see, live from the `jobEvents` subscription, filtered by kind

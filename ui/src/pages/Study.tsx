@@ -7,6 +7,7 @@ import { RtStructPanel } from "../components/RtStruct";
 import { RequestState } from "../components/SourceResults";
 import { graphql } from "../gql";
 import { t } from "../i18n";
+import { ApiError } from "../components/ApiError";
 import { viewerUrl } from "../router";
 import { maySync, seesIdentity, type SessionUser } from "../session";
 import { ConflictTable } from "./Patient";
@@ -178,7 +179,7 @@ export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
             ) : (
               <p className="muted">{t.compare.syncNotAllowed}</p>
             )}
-            {sync.error ? <p className="error" role="alert">{t.common.error(sync.error.message)}</p> : null}
+            <ApiError error={sync.error} />
           </section>
           <section className="sync-jobs">
             {jobs.map((id) => (
