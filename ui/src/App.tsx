@@ -1,9 +1,10 @@
 import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from "react";
-import { Provider, useMutation } from "urql";
+import { Provider, useMutation, useQuery } from "urql";
 import { makeClient } from "./client";
 import { graphql } from "./gql";
 import { LANGUAGES, lang, setLanguage, t } from "./i18n";
 import { AdminPage } from "./pages/Admin";
+import { ImportPage, ImportRightsQuery, useImportDestinations } from "./pages/Import";
 import { JobPage } from "./pages/Job";
 import { JobsPage } from "./pages/Jobs";
 import { LoginPage } from "./pages/Login";
@@ -67,6 +68,7 @@ function Routed({ path, session }: { path: string; session: StoredSession }) {
   if (job) return <JobPage key={job[1]} id={decodeURIComponent(job[1])} />;
   if (path === "/sources") return <SourcesPage />;
   if (path === "/tokens") return <TokensPage />;
+  if (path === "/import") return <ImportPage token={session.token} />;
   if (path === "/admin") return isAdmin(user) ? <AdminPage /> : <main><p>{t.admin.forbidden}</p></main>;
   if (path === "/graphql")
     return (
@@ -79,6 +81,9 @@ function Routed({ path, session }: { path: string; session: StoredSession }) {
 
 function Header({ session, onLogout }: { session: StoredSession; onLogout: () => void }) {
   const [, logout] = useMutation(LogoutMutation);
+  // the Import link only for those the gateway lets import somewhere (pages/Import.tsx)
+  const [rights] = useQuery({ query: ImportRightsQuery });
+  const mayImport = useImportDestinations(rights.data).length > 0;
   const { path } = useLocation();
   const item = (href: string, label: string, external = false) => (
     <li>
@@ -97,6 +102,7 @@ function Header({ session, onLogout }: { session: StoredSession; onLogout: () =>
           {item("/", t.nav.search)}
           {item("/jobs", t.nav.jobs)}
           {item("/sources", t.nav.sources)}
+          {mayImport ? item("/import", t.nav.import) : null}
           {item("/tokens", t.nav.tokens)}
           {isAdmin(session.user) ? item("/admin", t.nav.admin) : null}
           {item("/graphql", t.nav.graphiql, true)}
