@@ -216,7 +216,7 @@ def test_an_upload_refused_as_too_large_is_shown_with_its_code(
     dashboard: Dashboard, desktop: Watched
 ) -> None:
     """The gateway's own 413 (as /import answers it beyond [import] max_bytes, which the
-    stack sets far above what a test sends): the page shows the code and a clear message."""
+    stack leaves at its 2 GiB default): the page shows the code and a clear message."""
     page = desktop.page()
     desktop.login(page, "radiologist")
     _open_import(page)
