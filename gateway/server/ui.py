@@ -27,7 +27,9 @@ from starlette.types import Receive, Scope, Send
 PathLike = str | os.PathLike[str]
 
 DIST = Path(__file__).resolve().parents[2] / "ui" / "dist"
-API_PREFIXES = ("/graphql", "/health", "/files", "/metrics", "/dicomweb", "/viewer", "/import")
+# `/import` is not among them: its route takes POST only, and a browser's GET of it is the
+# dashboard's Import page
+API_PREFIXES = ("/graphql", "/health", "/files", "/metrics", "/dicomweb", "/viewer")
 IMMUTABLE = "public, max-age=31536000, immutable"
 MISSING = (
     "The dashboard is not built (ui/dist/index.html is missing): run `make setup` "

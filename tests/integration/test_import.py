@@ -122,6 +122,8 @@ def _post_zip(client: TestClient, token: str | None, to: str, data: bytes) -> An
 def test_a_zip_is_imported_once_and_refusals_are_listed(world: World) -> None:
     admin = world.tokens["admin"]
     with TestClient(create_app(world.settings)) as client:
+        page = client.get("/import", headers={"Accept": "text/html"})  # the dashboard's page
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         answer = _post_zip(client, admin, "orthanc", UPLOAD)
         assert answer.status_code == 202, answer.text
         job = _wait(client, admin, answer.json()["jobId"])

@@ -37,7 +37,9 @@ def built(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("path", ["/", "/jobs", "/patients/MRN1", "/studies/1.2.3?x=1", "/login"])
+@pytest.mark.parametrize(
+    "path", ["/", "/jobs", "/patients/MRN1", "/studies/1.2.3?x=1", "/login", "/import", "/tokens"]
+)
 def test_page_paths_fall_back_to_index(built: Path, path: str) -> None:
     r = _client(built).get(path)
     assert r.status_code == 200 and r.text == INDEX
