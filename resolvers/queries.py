@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import strawberry
 
+from gateway.auth.policy import readable_sources
 from gateway.core.enums import Consistency
 from gateway.core.vr import VR
 from gateway.federation.fanout import fan_out
@@ -119,8 +120,13 @@ class Query:
 
     @strawberry.field
     def sources(self, info: Info) -> list[Source]:
-        """Every configured source, in configuration order."""
-        return [Source(config=c) for c in info.context.runtime.settings.sources]
+        """The configured sources, in configuration order: every one for an admin, those
+        within a user's source limit for anyone else."""
+        caller, configs = info.context.caller, info.context.runtime.settings.sources
+        if caller is not None and not caller.is_admin:
+            mine = set(readable_sources(caller, [c.id for c in configs]))
+            configs = tuple(c for c in configs if c.id in mine)
+        return [Source(config=c) for c in configs]
 
     @strawberry.field
     async def patients(

@@ -281,6 +281,10 @@ def test_a_user_limited_to_one_source_queries_only_that_one(env: AuthEnv) -> Non
     uid, token = env.new_user("orthanc-only", ["RADIOLOGIST"], sources=["orthanc"])
     api = env.with_token(token)
     assert api.data(ME)["me"]["sources"] == ["orthanc"]
+    listed = "{ sources { id } }"
+    assert [s["id"] for s in api.data(listed)["sources"]] == ["orthanc"], "only its own"
+    everyone = [s["id"] for s in env.as_("admin").data(listed)["sources"]]
+    assert len(everyone) > 1 and "orthanc" in everyone
     page = api.data(SOURCE_RESULTS)["patients"]
     status = {r["source"]["id"]: r["status"] for r in page["sourceResults"]}
     assert status == {"orthanc": "OK", "dcm4chee": "SKIPPED", "legacy": "SKIPPED"}
@@ -308,6 +312,7 @@ def test_a_user_limited_to_one_source_queries_only_that_one(env: AuthEnv) -> Non
     assert kept["updateUser"]["sources"] == ["dcm4chee", "orthanc"]
     lifted = env.as_("admin").data(UPDATE_USER, id=uid, p={"sources": None})
     assert lifted["updateUser"]["sources"] is None
+    assert [s["id"] for s in api.data(listed)["sources"]] == everyone
     page = api.data(SOURCE_RESULTS)["patients"]
     assert {r["status"] for r in page["sourceResults"]} == {"OK"}
 
