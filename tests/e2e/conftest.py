@@ -209,3 +209,12 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
                 proc.kill()
                 proc.wait(5)
             worker.stop()
+
+
+@pytest.fixture
+def desktop(dashboard: Dashboard) -> Iterator[Watched]:
+    """A 1280x800 context; fails the test if a page requested anything off the gateway."""
+    watched = dashboard.context("desktop")
+    yield watched
+    watched.close()
+    watched.check_stayed_local()

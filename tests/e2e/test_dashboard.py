@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 
 import pytest
 from PIL import Image
@@ -22,15 +21,6 @@ def _distinct_colours(png: bytes) -> int:
     """How many colours a screenshot has (a blank canvas has one)."""
     image = Image.open(io.BytesIO(png)).convert("RGB")
     return len(image.getcolors(1 << 16) or [])
-
-
-@pytest.fixture
-def desktop(dashboard: Dashboard) -> Iterator[Watched]:
-    """A 1280x800 context; fails the test if a page requested anything off the gateway."""
-    watched = dashboard.context("desktop")
-    yield watched
-    watched.close()
-    watched.check_stayed_local()
 
 
 def _muller(dashboard: Dashboard) -> tuple[str, str]:

@@ -14,12 +14,10 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pydicom
-import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import Dashboard, Watched, axe_violations, shoot
@@ -33,15 +31,6 @@ STUDY_QUERY = """query($uid: String!) {
     series { instances { sopInstanceUid presentIn { id } } }
   }
 }"""
-
-
-@pytest.fixture
-def desktop(dashboard: Dashboard) -> Iterator[Watched]:
-    """A 1280x800 context; fails the test if a page requested anything off the gateway."""
-    watched = dashboard.context("desktop")
-    yield watched
-    watched.close()
-    watched.check_stayed_local()
 
 
 def _sop(data: bytes) -> str:

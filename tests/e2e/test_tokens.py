@@ -6,10 +6,8 @@ lifts a user's source limit; axe finds nothing serious on either page."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from playwright.sync_api import expect
 
 from gateway.auth.tokens import API_PREFIX
@@ -17,15 +15,6 @@ from tests.auth_support import PASSWORDS
 from tests.e2e.conftest import Dashboard, Watched, axe_violations, shoot
 
 ME = "{ me { username } }"
-
-
-@pytest.fixture
-def desktop(dashboard: Dashboard) -> Iterator[Watched]:
-    """A 1280x800 context; fails the test if a page requested anything off the gateway."""
-    watched = dashboard.context("desktop")
-    yield watched
-    watched.close()
-    watched.check_stayed_local()
 
 
 def _me(dashboard: Dashboard, token: str) -> httpx.Response:
