@@ -7,6 +7,7 @@ before any login).
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 import time
 import uuid
@@ -274,6 +275,10 @@ def test_health_answers_while_large_documents_are_validated(client: TestClient) 
     assert len(done) == 4
     assert max(done) > 1.0, "the documents must be expensive for this test to mean anything"
     # inline (before): one /health waited for all four validations, as long as the last
-    # document took (7.9 s here); off the loop it waits at most for its share of the CPU.
-    # A ratio in the same run, not a time: a slow machine slows both sides alike.
-    assert len(latencies) >= 3 and max(latencies) < 0.6 * max(done), (latencies, done)
+    # document took (7.9 s here), so one or two /health calls fitted in the whole run; off
+    # the loop each waits at most for its share of the CPU (the validating threads hold
+    # the GIL much of the time: a CI run saw one /health take 0.60 of the longest document).
+    # Ratios in the same run, not times: a slow machine slows both sides alike.
+    assert len(latencies) >= 3, (latencies, done)
+    assert statistics.median(latencies) < 0.5 * max(done), (latencies, done)
+    assert max(latencies) < 0.85 * max(done), (latencies, done)
