@@ -73,8 +73,11 @@ def _put(query: dict[str, str], key: str, value: str | None) -> None:
         query[key] = value
 
 
-def _learn(memo: OrderedDict[K, str], key: K, orthanc_id: str, bound: int) -> None:
-    """Remember an Orthanc id learnt from a listing, the oldest forgotten beyond `bound`."""
+def _learn(memo: OrderedDict[K, str], key: K, orthanc_id: object, bound: int) -> None:
+    """Remember an Orthanc id learnt from a listing (when it is one), the oldest forgotten
+    beyond `bound`."""
+    if not isinstance(orthanc_id, str) or not _ORTHANC_ID.match(orthanc_id):
+        return
     memo[key] = orthanc_id
     memo.move_to_end(key)
     while len(memo) > bound:
@@ -92,15 +95,19 @@ def orthanc_id(*identifiers: str) -> str:
     return "-".join(digest[i : i + 8] for i in range(0, 40, 8))
 
 
+def _keyed(q: StudyQuery) -> bool:
+    """True when the query has a matching key besides study UIDs."""
+    keys = (q.patient_id, q.patient_name, q.accession_number, q.study_date, q.description)
+    return bool(q.modality or any(keys))
+
+
 def _by_uid_only(q: StudyQuery) -> bool:
     """True when the query asks for studies by UID alone (no other key, no paging)."""
-    keys = (q.patient_id, q.patient_name, q.accession_number, q.study_date, q.description)
-    return not any(keys) and not q.modality and q.limit is None and not q.offset
+    return not _keyed(q) and q.limit is None and not q.offset
 
 
 def _constrained(q: StudyQuery) -> bool:
-    keys = (q.patient_id, q.patient_name, q.accession_number, q.study_date, q.description)
-    return bool(q.study_uids or q.modality or any(keys))
+    return bool(q.study_uids) or _keyed(q)
 
 
 class OrthancSource:
@@ -229,9 +236,9 @@ class OrthancSource:
         items = [
             x
             for x in await self._bulk(op, list(ids), "Study")
-            if ids.get(x.get("ID", "")) == rec.text(rec.tags(x).get("StudyInstanceUID"))
+            if x.get("ID") in ids and ids[x["ID"]] == rec.text(rec.tags(x).get("StudyInstanceUID"))
         ]
-        found = {rec.text(rec.tags(x).get("StudyInstanceUID")) for x in items}
+        found = {ids[x["ID"]] for x in items}
         if rest := [u for u in uids if u not in found]:
             items += await self._find(op, "Study", {"StudyInstanceUID": _uids(rest)})
         series = await self._series_of(op, items, [])
@@ -270,9 +277,8 @@ class OrthancSource:
             if not m.series_matches(query, record):
                 continue
             found.append(record)
-            if isinstance(orthanc_id := item.get("ID"), str) and _ORTHANC_ID.match(orthanc_id):
-                key = (record.study_uid, record.series_uid)
-                _learn(self._series, key, orthanc_id, KNOWN_SERIES)
+            key = (record.study_uid, record.series_uid)
+            _learn(self._series, key, item.get("ID"), KNOWN_SERIES)
         return paging.sort_series(found)
 
     async def find_instances(self, query: InstanceQuery) -> list[InstanceRecord]:
@@ -284,8 +290,8 @@ class OrthancSource:
         if not is_uid(query.study_uid):
             return []
         # series named and all listed before: their ids are known, no lookup
-        known = {self._series.get((query.study_uid, u)): u for u in series_uids}
-        uid_of: dict[str, str] = {k: v for k, v in known.items() if k is not None}
+        keys = [(query.study_uid, u) for u in series_uids]
+        uid_of = {self._series[k]: k[1] for k in keys if k in self._series}
         items: list[Item] = []
         if series_uids and len(uid_of) == len(series_uids):
             items = await self._bulk(op, list(uid_of), "Instance")
@@ -297,8 +303,7 @@ class OrthancSource:
             series = await self._find(op, "Series", q)
             uid_of = {s["ID"]: rec.text(rec.tags(s).get("SeriesInstanceUID")) or "" for s in series}
             for series_id, series_uid in uid_of.items():
-                if _ORTHANC_ID.match(series_id):
-                    _learn(self._series, (query.study_uid, series_uid), series_id, KNOWN_SERIES)
+                _learn(self._series, (query.study_uid, series_uid), series_id, KNOWN_SERIES)
             items = await self._bulk(op, list(uid_of), "Instance")
         found = []
         for item in items:
@@ -306,9 +311,8 @@ class OrthancSource:
             if not m.instance_matches(query, record):
                 continue
             found.append(record)
-            if isinstance(instance_id := item.get("ID"), str) and _ORTHANC_ID.match(instance_id):
-                key = (record.study_uid, record.series_uid, record.sop_instance_uid)
-                _learn(self._known, key, instance_id, KNOWN_INSTANCES)
+            key = (record.study_uid, record.series_uid, record.sop_instance_uid)
+            _learn(self._known, key, item.get("ID"), KNOWN_INSTANCES)
         return paging.sort_instances(found)
 
     # -- retrieve --------------------------------------------------------------
