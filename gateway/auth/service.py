@@ -383,9 +383,10 @@ class AuthService:
                     details={"changed": changed},
                 ),
             )
-        await self.changed(user_id)
         if active is False:
-            await self._revoke_all(user_id)
+            await self._revoke_all(user_id)  # and forget them everywhere
+        else:
+            await self.changed(user_id)
         return user
 
     async def set_password(self, user_id: str, password: str, actor: str) -> None:
