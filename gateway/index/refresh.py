@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from gateway.core.errors import SourceError
 from gateway.core.timing import as_utc
 from gateway.core.uids import is_uid
 from gateway.db.models import utcnow
 from gateway.index import store
 from gateway.index.feed import detect, start_cursor
-from gateway.sources.base import PacsSource, StudyQuery
+from gateway.sources.base import PacsSource, StudyCensus, StudyQuery
 
+log = logging.getLogger(__name__)
 Progress = Callable[[float, str], Awaitable[None]]
 WRITE_BATCH = 1000
 PAUSE_S = 0.05  # between write batches: the archive and the database serve others too
@@ -70,7 +73,8 @@ async def refresh(
     """Bring a built index up to date from the archive's changes (None: never built).
 
     A full listing again when the last one is older than `reconcile_s` (how deletions in
-    archives without a change feed leave the index).
+    archives without a change feed leave the index); an archive whose feed names no
+    deletion but that can count its studies (`StudyCensus`) is checked each time.
     """
     st = await store.state(sessions, source.id)
     if st is None or not st.complete:
@@ -87,5 +91,26 @@ async def refresh(
         # a named UID that breaks the UID rules cannot be asked for: not found is no proof
         gone = {u for u in changes.named if is_uid(u)} - {r.study_uid for r in changes.studies}
     removed = await store.remove(sessions, source.id, gone)
+    removed += await forget_deleted(sessions, source)
     await store.save_state(sessions, source.id, cursor=changes.cursor, refreshed_at=utcnow())
     return Refreshed(source.id, len(changes.studies), removed, False)
+
+
+async def forget_deleted(sessions: async_sessionmaker, source: PacsSource) -> int:
+    """Forget the studies `source` no longer holds, when it can tell (`StudyCensus`); how
+    many rows went.
+
+    Its count of studies first (one small request); only when that differs from the
+    index's, the index's studies it lacks. An archive failing here leaves the index as it
+    is: the deletions are found by the next refresh, or the reconcile.
+    """
+    if not isinstance(source, StudyCensus):
+        return 0
+    try:
+        if await source.study_count() == await store.count_studies(sessions, [source.id]):
+            return 0
+        absent = await source.absent_studies(await store.keys(sessions, source.id))
+    except SourceError as exc:
+        log.warning("index of %s: deletions not checked: %s", source.id, type(exc).__name__)
+        return 0
+    return await store.remove(sessions, source.id, absent)

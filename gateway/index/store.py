@@ -137,6 +137,17 @@ async def remove(sessions: async_sessionmaker, source: str, study_uids: Iterable
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+async def keys(sessions: async_sessionmaker, source: str) -> list[tuple[str, str]]:
+    """The (study UID, patient ID) pair of every study the index holds for `source`."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(IndexedStudy.study_uid, IndexedStudy.patient_id).where(
+                IndexedStudy.source == source
+            )
+        )
+        return [(uid, pid) for uid, pid in rows]
+
+
 async def remove_unseen(sessions: async_sessionmaker, source: str, since: datetime) -> int:
     """Forget the studies of `source` not seen since `since` (after a full listing)."""
     async with sessions() as session, session.begin():

@@ -196,3 +196,18 @@ class ChangeFeed(Protocol):
         With `cursor` None it returns no studies, only the feed's current end.
         """
         ...
+
+
+@runtime_checkable
+class StudyCensus(Protocol):
+    """An optional capability: how an archive whose feed names no deletion (Orthanc's
+    /changes) tells the key index which of its studies are gone."""
+
+    async def study_count(self) -> int:
+        """How many studies the archive holds (one small request)."""
+        ...
+
+    async def absent_studies(self, known: Sequence[tuple[str, str]]) -> list[str]:
+        """Of `known` (study UID, patient ID) pairs, the UIDs of the studies the archive does
+        not hold; a study it cannot tell about (a UID it cannot be asked for) is not one."""
+        ...

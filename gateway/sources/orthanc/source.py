@@ -12,7 +12,10 @@ Requests per call (Orthanc 1.10, measured against its QIDO which reads files):
 - retrieve: one find for the ids, then `GET /instances/{id}/file`, a few in flight;
 - store: files sent as ZIP archives to `POST /instances` (up to 32 files or 2 MB
   each), a few uploads in flight (see `orthanc_transfer`);
-- changes: `GET /changes` (the optional `ChangeFeed` capability, for periodic sync).
+- changes: `GET /changes` (the optional `ChangeFeed` capability, for periodic sync);
+- deletions, which /changes never names (the optional `StudyCensus` capability, for the
+  key index): `GET /statistics` for the count; when it differs from the index's,
+  `GET /studies` (ids only) and one find by UID of the held studies missing from it.
 
 UID lists go to `/tools/find` as one backslash-separated list (list matching
 works for any tag in 1.10), so a list never costs more than one request.
@@ -424,6 +427,33 @@ class OrthancSource:
         since = int(cursor) if cursor and cursor.isdigit() else None
         ids, last = await xfer.changed_study_ids(self.http, since)
         return (await xfer.study_uids(self.http, ids) if ids else []), str(last)
+
+    async def study_count(self) -> int:
+        """How many studies Orthanc holds (`GET /statistics`)."""
+        body = await self.http.json("study_count", "GET", "/statistics")
+        count = body.get("CountStudies") if isinstance(body, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise SourceProtocolError(self.id, "study_count: unexpected answer")
+        return count
+
+    async def absent_studies(self, known: Sequence[tuple[str, str]]) -> list[str]:
+        """Of `known` (study UID, patient ID) pairs, the UIDs of the studies Orthanc does not
+        hold: each id derived (`orthanc_id`) and looked for in `GET /studies` (ids only); the
+        UIDs missing from it asked for in one find before they count as gone (a patient ID
+        held otherwise than Orthanc hashes it, a study stored again since the listing). A UID
+        that cannot be asked for is never reported."""
+        op = "absent_studies"
+        if not known:
+            return []
+        listed = set(self._list(await self.http.json(op, "GET", "/studies"), op, False))
+        missing = sorted(
+            {uid for uid, pid in known if is_uid(uid) and orthanc_id(pid, uid) not in listed}
+        )
+        if not missing:
+            return []
+        found = await self._find(op, "Study", {"StudyInstanceUID": _uids(missing)})
+        held = {rec.text(rec.tags(x).get("StudyInstanceUID")) for x in found}
+        return [uid for uid in missing if uid not in held]
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
