@@ -36,7 +36,7 @@ from gateway.index import store
 from gateway.index.refresh import Refreshed, build, refresh
 from gateway.runtime import Runtime
 from gateway.server.app import create_app
-from gateway.sources.base import StudyQuery, StudyRecord
+from gateway.sources.base import StudyCensus, StudyQuery, StudyRecord
 from tests.auth_support import LOGIN, Api
 from tests.conftest import JobEnv
 from tests.jobs_support import JOB_FIELDS, WorkerProcess, free_port, gql, gql_data, wait_job
@@ -567,7 +567,7 @@ def test_the_workers_refresh_every_built_index_once_per_interval(
 
 @pytest.fixture
 def deleted(env: JobEnv, built: list[Refreshed]) -> str:
-    """A study the index holds for Orthanc, deleted from Orthanc (outside the xfail)."""
+    """A study the index holds for Orthanc, deleted from Orthanc."""
     gone = asyncio.run(listing(env.settings, "orthanc"))[0].study_uid
     assert asyncio.run(held(env.settings, "orthanc", [gone])) == [gone]
     assert env.stack.info is not None
@@ -586,16 +586,43 @@ def late_prior(env: JobEnv, built: list[Refreshed]) -> str:
     return uid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Orthanc's change feed names no deleted study (study_changes resolves each changed "
-    "Orthanc id to its UID, and a deleted one no longer resolves): a deletion leaves the index "
-    "on the next page showing it (live verification) or at the reconcile, not on a refresh",
-)
 def test_a_refresh_forgets_a_study_deleted_from_orthanc(env: JobEnv, deleted: str) -> None:
+    """Orthanc's change feed names no deletion: the refresh compares Orthanc's count of
+    studies with the index's and, as they differ, forgets the held study Orthanc lacks."""
     done = asyncio.run(refreshed(env.settings, "orthanc"))
-    assert done is not None and not done.full
+    assert done is not None and not done.full and done.removed == 1
     assert asyncio.run(held(env.settings, "orthanc", [deleted])) == []
+    again = asyncio.run(refreshed(env.settings, "orthanc"))
+    assert again is not None and again.removed == 0
+
+
+def test_orthancs_census_reports_only_the_studies_it_lacks(
+    env: JobEnv, built: list[Refreshed]
+) -> None:
+    """`StudyCensus` on the real Orthanc: its count is its listing's; every listed study's
+    derived id is in `GET /studies` (one request, no lookup); of held pairs, a study Orthanc
+    holds under another patient ID (the index's kept otherwise, or stored again since) is
+    looked up by UID and not reported, one it never had is, and a UID that cannot be asked
+    for is not."""
+
+    async def check() -> None:
+        async with running(env.settings) as rt:
+            source = rt.sources["orthanc"]
+            assert isinstance(source, StudyCensus)
+            listed = await source.find_studies(StudyQuery())
+            assert await source.study_count() == len(listed)
+            calls = source.stats.calls
+            assert (
+                await source.absent_studies([(r.study_uid, r.patient_id or "") for r in listed])
+                == []
+            )
+            assert source.stats.calls - calls == 1
+            never = derive_uid(99, "never-stored", "study")
+            other = (listed[0].study_uid, f"NOT-{listed[0].patient_id}")
+            known = [other, (never, "MRN0000009"), ("1.2.826.0.1.3680043.10.999.0999", "X")]
+            assert await source.absent_studies(known) == [never]
+
+    asyncio.run(check())
 
 
 @pytest.mark.xfail(
