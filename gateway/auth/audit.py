@@ -2,8 +2,9 @@
 
 Each event's `hash` is SHA-256 over the previous event's hash and the event's own fields,
 so editing, inserting or deleting a row breaks the chain from there on (`verify`).
-Writers take a lock (PostgreSQL advisory lock; SQLite serialises writers anyway) so the
-chain stays linear with several gateways and workers.
+Writers take a lock before reading the last hash (PostgreSQL: an advisory lock; SQLite:
+the database's write lock, taken by a write that changes nothing) so the chain stays linear
+with several gateways and workers.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ async def append(session: AsyncSession, entry: Entry) -> AuditEvent:
     """Add `entry` to the chain inside the caller's transaction."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+    else:  # SQLite reads before its first write see no lock: write first, then read
+        await session.execute(text("UPDATE audit_events SET id = id WHERE 0"))
     last = await session.scalar(
         select(AuditEvent.hash)
         .where(AuditEvent.hash.is_not(None))

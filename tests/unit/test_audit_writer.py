@@ -41,3 +41,22 @@ async def test_flush_waits_for_the_batch_being_written(
         assert count == 1, "closing waited for the event being written"
     finally:
         await engine.dispose()
+
+
+async def test_two_writers_of_one_sqlite_file_keep_one_chain(tmp_path: Path) -> None:
+    """Two engines on one SQLite file (two gateway processes): the chain stays linear."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    await migrate(url)
+    engines = [make_engine(url), make_engine(url)]
+    makers = [sessionmaker(e) for e in engines]
+
+    async def write(k: int) -> None:
+        for i in range(40):
+            await audit.record(makers[k], Entry(actor=f"user:{k}", action=f"phi-read-{i}"))
+
+    try:
+        await asyncio.gather(write(0), write(1))
+        assert await audit.verify(makers[0]) == (80, None)
+    finally:
+        for engine in engines:
+            await engine.dispose()
