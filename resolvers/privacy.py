@@ -50,8 +50,8 @@ def identity(info: Info, field: str, value: T, ref: str | None = None) -> T:
 
 
 def search_by_identity(info: Info, *values: object) -> None:
-    """Refuse a search keyed on identity (patient ID, name, birth date) to a caller who may
-    not see identity: its answer would say whether such a patient exists."""
+    """Refuse a search keyed on identity (patient ID, name, birth date, accession number) to
+    a caller who may not see identity: its answer would say whether such a patient exists."""
     if any(isinstance(v, str) and len(v) > MAX_KEY_CHARS for v in values):
         raise InvalidInput(f"patient keys hold at most {MAX_KEY_CHARS} characters")
     if any(v is not None for v in values) and not may_see(info.context.caller, "search"):

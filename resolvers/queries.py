@@ -217,7 +217,7 @@ class Query:
         check_first(first)
         f = filter or StudyFilter()
         f.check()
-        search_by_identity(info, f.patient_id, f.patient_name)
+        search_by_identity(info, f.patient_id, f.patient_name, f.accession_number)
         queried, skipped = choose_sources(ctx, f.sources)
         unfiltered = f.to_query() == StudyQuery() and f.presence in (None, Presence.ANY)
         # a walk goes on in the order it began in, whether the index came or went meanwhile

@@ -91,6 +91,7 @@ def test_researcher_still_gets_what_is_not_identity(env: AuthEnv) -> None:
         ("query($p: String!) { comparePatient(patientId: $p) { inSync } }", {"p": "MRN2867825"}),
         ("query($p: String) { studies(filter: {patientId: $p}) { totalCount } }", {"p": "MRN*"}),
         ('{ studies(filter: {patientName: "M*"}) { totalCount } }', {}),
+        ('{ studies(filter: {accessionNumber: "*"}) { totalCount } }', {}),
     ],
 )
 def test_researcher_cannot_search_by_identity(
