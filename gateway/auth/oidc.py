@@ -7,6 +7,11 @@ when a token names a `kid` not yet known (key rotation), at most once per
 (a public key used as an HMAC secret). A token must carry `iss`, `aud`, `exp` and `sub`;
 roles come from `roles_claim` (a dotted path such as Keycloak's `realm_access.roles`).
 
+The browser login (authorization code flow with PKCE, `gateway/server/oidc_login.py`)
+uses the same discovery document for the provider's endpoints (`OidcVerifier.discovery`,
+one fetch for both), `exchange_code` for the back-channel exchange, and `verify_id_token`
+for the ID token (audience = the client id, and the login's nonce).
+
 Nothing here raises to the caller: a refused token or an unreachable issuer is `None`
 and a log line that never quotes the token.
 """
@@ -14,6 +19,9 @@ and a log line that never quotes the token.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
 import math
 import re
@@ -21,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 import jwt
@@ -38,6 +47,7 @@ REFRESH_INTERVAL_S = 30.0  # at most one JWKS fetch per this many seconds
 RETRY_EMPTY_S = 5.0  # sooner while no key was ever fetched (issuer down at start)
 _JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 _ROLES = {r.value.lower(): r for r in Role}
+_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # an OAuth `error` value fit for a log
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +165,7 @@ class OidcVerifier:
         self.timeout_s = timeout_s
         self.clock = clock
         self.fetches = 0  # JWKS fetches attempted (for tests and metrics)
-        self._jwks_uri: str | None = None
+        self._discovery: dict[str, Any] | None = None
         self._keys: dict[str, dict[str, Any]] = {}
         self._jwks: dict[tuple[str, str], jwt.PyJWK] = {}
         self._fetched_at = -math.inf
@@ -168,33 +178,77 @@ class OidcVerifier:
 
     async def verify(self, token: str) -> Verified | None:
         """The verified caller and the token's expiry, or None (refused or issuer away)."""
+        claims = await self._claims(token, self.audience)
+        if claims is None:
+            return None
+        principal = principal_from_claims(claims, self.roles_claim)
+        if principal is None:
+            return _refused(f"no 'sub' or none of our roles in {self.roles_claim!r}")
+        return Verified(principal, float(claims["exp"]))
+
+    async def verify_id_token(
+        self, token: str, client_id: str, nonce: str
+    ) -> Mapping[str, Any] | None:
+        """The claims of an ID token issued to `client_id` for the login that sent `nonce`
+        (signature, issuer, audience, expiry as for bearer tokens), or None."""
+        claims = await self._claims(token, client_id)
+        if claims is None:
+            return None
+        found = claims.get("nonce")
+        if not isinstance(found, str) or not hmac.compare_digest(found, nonce):
+            return _refused_claims("the ID token's nonce is not the login's")
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if len(audiences) > 1 and claims.get("azp", client_id) != client_id:
+            return _refused_claims("the ID token was issued to another client (azp)")
+        return claims
+
+    async def _claims(self, token: str, audience: str) -> dict[str, Any] | None:
+        """The claims of a token signed by the issuer for `audience`, or None."""
         try:
             header = jwt.get_unverified_header(token)
             alg, kid = header.get("alg"), header.get("kid")
             if not isinstance(alg, str) or alg not in ALGORITHMS:
-                return _refused("algorithm not allowed")
+                return _refused_claims("algorithm not allowed")
             key = await self._key(kid if isinstance(kid, str) else None, alg)
             if key is None:
-                return _refused("no signing key of the issuer matches")
-            claims = jwt.decode(
+                return _refused_claims("no signing key of the issuer matches")
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
-                audience=self.audience,
+                audience=audience,
                 issuer=self.issuer,
                 leeway=self.leeway_s,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.PyJWTError as exc:  # the name says why; messages may quote the header
             missing = getattr(exc, "claim", None)
-            return _refused(type(exc).__name__ + (f" ({missing})" if missing else ""))
+            return _refused_claims(type(exc).__name__ + (f" ({missing})" if missing else ""))
         except Exception as exc:  # never raise to the caller
             log.warning("OIDC token check failed: %s", type(exc).__name__)
             return None
-        principal = principal_from_claims(claims, self.roles_claim)
-        if principal is None:
-            return _refused(f"no 'sub' or none of our roles in {self.roles_claim!r}")
-        return Verified(principal, float(claims["exp"]))
+        return claims
+
+    async def discovery(self) -> Mapping[str, Any] | None:
+        """The issuer's discovery document (fetched once, then cached; fetched again after
+        a failed key refresh), or None when it cannot be had."""
+        if self._discovery is not None:
+            return self._discovery
+        try:
+            if self.http is not None:
+                return await self._discover(self.http)
+            async with httpx.AsyncClient(timeout=self.timeout_s) as http:
+                return await self._discover(http)
+        except (httpx.HTTPError, ValueError, TypeError) as exc:
+            log.warning("OIDC discovery of %s failed: %s", self.issuer, _reason(exc))
+            return None
+
+    async def endpoint(self, name: str) -> str | None:
+        """An http(s) endpoint the discovery document names (`authorization_endpoint`,
+        `token_endpoint`), or None."""
+        found = await self.discovery()
+        url = found.get(name) if found is not None else None
+        return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
     async def _key(self, kid: str | None, alg: str) -> jwt.PyJWK | None:
         """The key for `kid` (or the only key, when the token names none); the JWKS is
@@ -235,7 +289,7 @@ class OidcVerifier:
                 async with httpx.AsyncClient(timeout=self.timeout_s) as http:
                     keys = await self._fetch(http)
         except (httpx.HTTPError, ValueError, TypeError) as exc:
-            self._jwks_uri = None  # discover again next time
+            self._discovery = None  # discover again next time
             log.warning("OIDC keys of %s not fetched: %s", self.issuer, _reason(exc))
             return False
         self._keys, self._jwks = keys, {}
@@ -243,16 +297,75 @@ class OidcVerifier:
         return True
 
     async def _fetch(self, http: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
-        if self._jwks_uri is None:
+        uri = (await self._discover(http)).get("jwks_uri")
+        if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
+            raise ValueError("the discovery document has no jwks_uri")
+        return signing_keys(await _get_json(http, uri, self.timeout_s))
+
+    async def _discover(self, http: httpx.AsyncClient) -> dict[str, Any]:
+        if self._discovery is None:
             url = self.issuer.rstrip("/") + "/.well-known/openid-configuration"
             found = await _get_json(http, url, self.timeout_s)
-            if not isinstance(found, Mapping) or found.get("issuer") != self.issuer:
+            if not isinstance(found, dict) or found.get("issuer") != self.issuer:
                 raise ValueError("the discovery document names another issuer")
-            uri = found.get("jwks_uri")
-            if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
-                raise ValueError("the discovery document has no jwks_uri")
-            self._jwks_uri = uri
-        return signing_keys(await _get_json(http, self._jwks_uri, self.timeout_s))
+            self._discovery = found
+        return self._discovery
+
+
+def pkce_challenge(verifier: str) -> str:
+    """The S256 code challenge of a PKCE code verifier (RFC 7636)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+async def exchange_code(
+    http: httpx.AsyncClient,
+    token_endpoint: str,
+    *,
+    code: str,
+    code_verifier: str,
+    redirect_uri: str,
+    client_id: str,
+    client_secret: str | None = None,
+    auth_methods: Any = None,
+    timeout_s: float = 10.0,
+) -> dict[str, Any] | None:
+    """The provider's token response for an authorization code (RFC 6749 4.1.3 with the
+    PKCE verifier), or None: refused or unreachable, logged by status and OAuth `error`
+    code only (never the code or a token). A confidential client authenticates with HTTP
+    Basic unless the provider offers only `client_secret_post`."""
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "client_id": client_id,
+        "code_verifier": code_verifier,
+    }
+    extra: dict[str, Any] = {}
+    if client_secret:
+        methods = auth_methods if isinstance(auth_methods, list) else []
+        if methods and "client_secret_basic" not in methods and "client_secret_post" in methods:
+            form["client_secret"] = client_secret
+        else:  # RFC 6749 2.3.1: both parts form-encoded first
+            extra["auth"] = httpx.BasicAuth(quote_plus(client_id), quote_plus(client_secret))
+    try:
+        response = await http.post(
+            token_endpoint,
+            data=form,
+            timeout=timeout_s,
+            headers={"Accept": "application/json"},
+            **extra,
+        )
+        answer = response.json() if response.content else None
+    except (httpx.HTTPError, ValueError) as exc:
+        log.warning("OIDC code exchange failed: %s", _reason(exc))
+        return None
+    if response.status_code != 200 or not isinstance(answer, dict):
+        error = answer.get("error") if isinstance(answer, dict) else None
+        shown = error if isinstance(error, str) and _ERROR_CODE.match(error) else "-"
+        log.warning("OIDC code exchange refused: HTTP %d, error %s", response.status_code, shown)
+        return None
+    return answer
 
 
 async def _get_json(http: httpx.AsyncClient, url: str, timeout_s: float) -> Any:
@@ -264,6 +377,11 @@ async def _get_json(http: httpx.AsyncClient, url: str, timeout_s: float) -> Any:
 def _refused(why: str) -> Verified | None:
     """None, logged (with the reason, never the token)."""
     log.info("OIDC token refused: %s", why)
+    return None
+
+
+def _refused_claims(why: str) -> dict[str, Any] | None:
+    _refused(why)
     return None
 
 

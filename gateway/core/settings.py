@@ -86,6 +86,11 @@ class AuthConfig:
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     roles_claim: str = "roles"
+    # the browser login through the provider (authorization code + PKCE): on with a client id
+    oidc_client_id: str | None = None
+    oidc_client_secret_env: str | None = None  # names the variable holding the secret
+    oidc_client_secret: str | None = field(default=None, repr=False)  # confidential clients
+    oidc_scopes: str = "openid profile"
     token_cache_s: float = 30.0  # how long a verified token is trusted without the database
     audit_syslog: str | None = None  # udp://host:port: every audit event also as RFC 5424
     audit_syslog_facility: int = 10  # security/authorization
@@ -268,6 +273,9 @@ _AUTH_KEYS: dict[str, tuple[type, ...]] = {
     "oidc_issuer": (str,),
     "oidc_audience": (str,),
     "roles_claim": (str,),
+    "oidc_client_id": (str,),
+    "oidc_client_secret_env": (str,),
+    "oidc_scopes": (str,),
     "token_cache_s": (int, float),
     "audit_syslog": (str,),
     "audit_syslog_facility": (int,),
@@ -478,7 +486,7 @@ def parse_settings(
         values["database_url"] = normalize_database_url(env["DATABASE_URL"])
     if env.get("REDIS_URL"):
         values["redis_url"] = env["REDIS_URL"]
-    values["auth"] = _parse_auth(data.get("auth", {}))
+    values["auth"] = _parse_auth(data.get("auth", {}), env)
     values["metrics"] = _parse_metrics(data.get("metrics", {}))
     values["logging"] = _parse_logging(data.get("logging", {}))
     values["telemetry"] = _parse_telemetry(data.get("telemetry", {}))
@@ -494,7 +502,7 @@ def parse_settings(
     )
 
 
-def _parse_auth(raw: Any) -> AuthConfig:
+def _parse_auth(raw: Any, env: Mapping[str, str]) -> AuthConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError("'auth' must be a table")
     _check_keys(raw, _AUTH_KEYS, "auth")
@@ -516,8 +524,16 @@ def _parse_auth(raw: Any) -> AuthConfig:
         raise ConfigError("'auth.audit_syslog_facility' must be 0 to 23")
     if ("oidc_issuer" in raw) != ("oidc_audience" in raw):
         raise ConfigError("'auth.oidc_issuer' and 'auth.oidc_audience' go together")
+    if "oidc_client_id" in raw and ("oidc_issuer" not in raw or not raw["oidc_client_id"]):
+        raise ConfigError("'auth.oidc_client_id' needs 'auth.oidc_issuer' and is not empty")
+    for key in ("oidc_client_secret_env", "oidc_scopes"):
+        if key in raw and "oidc_client_id" not in raw:
+            raise ConfigError(f"'auth.{key}' needs 'auth.oidc_client_id'")
+    if "oidc_scopes" in raw and "openid" not in raw["oidc_scopes"].split():
+        raise ConfigError("'auth.oidc_scopes' must include 'openid'")
     floats = {k: float(raw[k]) for k in ("session_ttl_s", "lockout_s", "token_cache_s") if k in raw}
-    return AuthConfig(**{**raw, **floats})
+    secret = _secret(raw, "oidc_client_secret_env", "auth", env)
+    return AuthConfig(**{**raw, **floats}, oidc_client_secret=secret)
 
 
 def _parse_metrics(raw: Any) -> MetricsConfig:

@@ -39,6 +39,7 @@ from gateway.server import dicomweb, viewer
 from gateway.server.callers import UNAUTHENTICATED_HEADERS, bearer, caller_of
 from gateway.server.importer import import_upload
 from gateway.server.metrics import MetricsEndpoint
+from gateway.server.oidc_login import OidcLogin
 from gateway.server.ratelimit import TokenBuckets, caller_key
 from gateway.server.security import Hardened
 from gateway.server.ui import Dashboard, wants_ide
@@ -261,6 +262,7 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/graphql", graphql),
         Mount("/files", JobFiles(results, runtime_of), name="files"),
         Route("/import", import_upload, methods=["POST"]),
+        *OidcLogin(runtime_of).routes(),  # /auth/config, /auth/oidc/login, /auth/oidc/callback
     ]
     if settings.dicomweb.enabled:  # off: both answer 404
         routes.append(Mount("/dicomweb", dicomweb.router(runtime_of), name="dicomweb"))

@@ -1,0 +1,412 @@
+"""The browser login through an OIDC provider (authorization code flow with PKCE).
+
+The provider is the loopback issuer of test_auth_oidc (its keys, claims and JWKS), grown
+the two endpoints a login needs: an authorization endpoint that at once sends the browser
+back to `redirect_uri` with a code and the state (as a provider does for a user already
+signed in there), and a token endpoint that checks the PKCE verifier against the
+challenge and answers a signed access token and ID token. The gateway runs in-process on
+the test stack's database and Redis; each redirect is followed by hand, as a browser would.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from gateway.core.settings import load_settings
+from gateway.devstack.stack import StackInfo
+from gateway.server.app import create_app
+from gateway.server.oidc_login import COOKIE, local_next
+from tests.integration.test_auth_oidc import AUDIENCE, ROLES_CLAIM, Issuer, Key, _Handler
+
+CLIENT_ID = "pacs-dashboard"
+CLIENT_SECRET = "dashboard-secret-not-for-production"
+ME = "{ me { username roles } }"
+
+
+@dataclass
+class Provider:
+    """The issuer plus what a login needs: codes given out, exchanges seen, and switches
+    to misbehave."""
+
+    issuer: Issuer
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)
+    exchanges: list[dict[str, Any]] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)  # every token the provider signed
+    deny: bool = False  # the user refuses at the provider: error=access_denied
+    wrong_challenge: bool = False  # remember another challenge: the verifier will not match
+    claims: dict[str, Any] = field(default_factory=dict)  # changes to the tokens' claims
+
+    @property
+    def authorize_url(self) -> str:
+        return self.issuer.url + "/protocol/auth"
+
+    @property
+    def token_url(self) -> str:
+        return self.issuer.url + "/protocol/token"
+
+    def discovery(self) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer.url,
+            "jwks_uri": self.issuer.url + "/protocol/certs",
+            "authorization_endpoint": self.authorize_url,
+            "token_endpoint": self.token_url,
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        }
+
+    def authorize(self, query: dict[str, str]) -> str:
+        """Where the authorization endpoint sends the browser."""
+        assert query["response_type"] == "code" and query["client_id"] == CLIENT_ID
+        assert query["code_challenge_method"] == "S256"
+        assert query["scope"].split()[0] == "openid"
+        back = query["redirect_uri"]
+        if self.deny:
+            return f"{back}?{urlencode({'error': 'access_denied', 'state': query['state']})}"
+        code = secrets.token_urlsafe(24)
+        challenge = query["code_challenge"]
+        if self.wrong_challenge:
+            challenge = _challenge(secrets.token_urlsafe(64))
+        self.codes[code] = {"challenge": challenge, "redirect_uri": back, "nonce": query["nonce"]}
+        return f"{back}?{urlencode({'code': code, 'state': query['state']})}"
+
+    def exchange(self, form: dict[str, str], authorization: str | None) -> tuple[int, Any]:
+        """The token endpoint's answer (status, JSON body)."""
+        self.exchanges.append(form)
+        wanted = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        if authorization != wanted:
+            return 401, {"error": "invalid_client"}
+        grant = self.codes.pop(form.get("code", ""), None)  # a code is good once
+        if (
+            form.get("grant_type") != "authorization_code"
+            or grant is None
+            or form.get("redirect_uri") != grant["redirect_uri"]
+            or _challenge(form.get("code_verifier", "")) != grant["challenge"]
+        ):
+            return 400, {"error": "invalid_grant"}
+        sub = str(uuid.uuid4())
+        access = self.issuer.token(sub=sub, **self.claims)
+        ident = self.issuer.token(sub=sub, aud=CLIENT_ID, nonce=grant["nonce"], **self.claims)
+        self.tokens += [access, ident]
+        body = {"access_token": access, "id_token": ident, "token_type": "Bearer"}
+        return 200, {**body, "expires_in": 300}
+
+
+def _challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class _ProviderHandler(_Handler):
+    """test_auth_oidc's issuer handler plus the authorization and token endpoints."""
+
+    def _provider(self) -> Provider:
+        found: Provider = self.server.provider  # type: ignore[attr-defined]
+        return found
+
+    def _json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        provider = self._provider()
+        parts = urlsplit(self.path)
+        if parts.path == "/realms/test/.well-known/openid-configuration":
+            self._json(200, provider.discovery())
+        elif parts.path == "/realms/test/protocol/auth":
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            self.send_response(302)
+            self.send_header("Location", provider.authorize(query))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            super().do_GET()
+
+    def do_POST(self) -> None:
+        provider = self._provider()
+        if urlsplit(self.path).path != "/realms/test/protocol/token":
+            self.send_error(404)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode()
+        form = {k: v[0] for k, v in parse_qs(raw).items()}
+        self._json(*provider.exchange(form, self.headers.get("Authorization")))
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ProviderHandler)
+    issuer = Issuer(url=f"http://127.0.0.1:{server.server_address[1]}/realms/test", keys=[])
+    issuer.keys = [Key("k1")]
+    found = Provider(issuer)
+    server.issuer = issuer  # type: ignore[attr-defined]
+    server.provider = found  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def well_behaved(provider: Provider) -> None:
+    provider.deny = provider.wrong_challenge = False
+    provider.claims = {}
+
+
+@pytest.fixture(scope="module")
+def client(
+    provider: Provider, stack: StackInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    workdir: Path = tmp_path_factory.mktemp("oidc-login")
+    config = workdir / "gateway.toml"
+    config.write_text(
+        stack.gateway_toml(results_dir=str(workdir / "results"), sync_interval_s=0)
+        + "\n[auth]\n"
+        + f'oidc_issuer = "{provider.issuer.url}"\n'
+        + f'oidc_audience = "{AUDIENCE}"\n'
+        + f'roles_claim = "{ROLES_CLAIM}"\n'
+        + f'oidc_client_id = "{CLIENT_ID}"\n'
+        + 'oidc_client_secret_env = "TEST_OIDC_SECRET"\n'
+    )
+    env = {
+        "DATABASE_URL": stack.database_url,
+        "REDIS_URL": stack.redis_url,
+        "TEST_OIDC_SECRET": CLIENT_SECRET,
+    }
+    settings = load_settings(config, env=env)
+    assert settings.auth.oidc_client_secret == CLIENT_SECRET
+    assert CLIENT_SECRET not in repr(settings)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _fragment(location: str) -> dict[str, str]:
+    parts = urlsplit(location)
+    assert parts.path == "/login" and not parts.query, location
+    return {k: v[0] for k, v in parse_qs(parts.fragment).items()}
+
+
+def _start(client: TestClient, next_: str | None = "/jobs") -> tuple[str, dict[str, str]]:
+    """GET /auth/oidc/login: (the provider URL it sends the browser to, its parameters)."""
+    query = f"?{urlencode({'next': next_})}" if next_ is not None else ""
+    r = client.get("/auth/oidc/login" + query, follow_redirects=False)
+    assert r.status_code == 302, r.text
+    location = r.headers["location"]
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    for attribute in ("HttpOnly", "Path=/auth/oidc", "SameSite=lax", "Max-Age=600"):
+        assert attribute.lower() in cookie.lower(), cookie
+    return location, {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def _at_provider(location: str) -> str:
+    """The browser at the provider: where its authorization endpoint sends it back."""
+    r = httpx.get(location, follow_redirects=False, timeout=10)
+    assert r.status_code == 302, r.text
+    back = r.headers["location"]
+    assert back.startswith("http://testserver/auth/oidc/callback?"), back
+    return back
+
+
+def _callback(client: TestClient, back: str) -> dict[str, str]:
+    """GET the callback: the fragment of the login page it sends the browser to."""
+    parts = urlsplit(back)
+    r = client.get(f"{parts.path}?{parts.query}", follow_redirects=False)
+    assert r.status_code == 302, r.text
+    assert r.headers["cache-control"] == "no-store"
+    assert f"{COOKIE}=" in r.headers.get("set-cookie", "")  # the login is forgotten
+    return _fragment(r.headers["location"])
+
+
+def _login(client: TestClient, next_: str | None = "/jobs") -> dict[str, str]:
+    location, _ = _start(client, next_)
+    return _callback(client, _at_provider(location))
+
+
+def _me(client: TestClient, token: str) -> dict[str, Any]:
+    r = client.post("/graphql", json={"query": ME}, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_config_says_oidc_is_on(client: TestClient) -> None:
+    r = client.get("/auth/config")
+    assert r.status_code == 200 and r.json() == {"oidc": True}
+
+
+def test_login_redirect_carries_pkce(client: TestClient, provider: Provider) -> None:
+    location, query = _start(client)
+    assert location.startswith(provider.authorize_url + "?")
+    assert query["redirect_uri"] == "http://testserver/auth/oidc/callback"
+    assert query["scope"] == "openid profile" and query["client_id"] == CLIENT_ID
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["code_challenge"]) == 43  # base64url of a SHA-256
+    assert len(query["state"]) >= 32 and len(query["nonce"]) >= 32
+    assert query["state"] != query["nonce"]
+    _, again = _start(client)
+    assert {again["state"], again["nonce"], again["code_challenge"]}.isdisjoint(
+        {query["state"], query["nonce"], query["code_challenge"]}
+    )
+
+
+def test_round_trip_token_authenticates(
+    client: TestClient, provider: Provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    location, _ = _start(client, "/jobs?status=RUNNING")
+    back = _at_provider(location)
+    code = parse_qs(urlsplit(back).query)["code"][0]
+    found = _callback(client, back)
+    assert set(found) == {"oidc", "expires", "next"}, found
+    assert found["next"] == "/jobs?status=RUNNING"
+    token = found["oidc"]
+    assert token == provider.tokens[-2]  # the access token (audience: the gateway)
+    me = _me(client, token)
+    assert "errors" not in me, me
+    assert me["data"]["me"] == {"username": "dr.oidc", "roles": ["RADIOLOGIST"]}
+    exchange = provider.exchanges[-1]
+    assert exchange["code"] == code and len(exchange["code_verifier"]) >= 43
+    assert "client_secret" not in exchange  # HTTP Basic, as the provider offers
+    # nothing a browser or a script could replay reaches the gateway's log
+    secrets_seen = [*provider.tokens[-2:], code, exchange["code_verifier"], CLIENT_SECRET]
+    for record in caplog.records:
+        text = record.getMessage()
+        gateway_side = not record.name.startswith(("httpx", "httpcore"))  # the test's client
+        for secret in secrets_seen:
+            for part in secret.split("."):
+                if part and (gateway_side or secret in provider.tokens):
+                    assert part not in text, f"{record.name} logged a secret"
+    # the code is good once: the same answer again is refused
+    assert _callback(client, back) == {"error": "state"}  # the cookie is gone too
+
+
+def test_login_is_audited(client: TestClient, provider: Provider) -> None:
+    provider.claims = {"realm_access": {"roles": ["ADMIN"]}, "preferred_username": "oidc.admin"}
+    token = _login(client)["oidc"]
+    provider.claims = {}
+    client.cookies.clear()
+    assert _callback(client, "/auth/oidc/callback?code=x&state=y") == {"error": "state"}
+    query = """{ auditEvents(first: 20) {
+      edges { node { actor action outcome objectType objectRef details } } } }"""
+    r = client.post("/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and "errors" not in r.json(), r.text
+    nodes = [e["node"] for e in r.json()["data"]["auditEvents"]["edges"]]
+    logins = [n for n in nodes if n["action"] == "login" and n["details"] == {"via": "oidc"}]
+    assert logins and logins[0]["actor"].startswith("user:oidc:")
+    assert logins[0]["objectRef"] == logins[0]["actor"].removeprefix("user:")
+    failed = [n for n in nodes if n["action"] == "login-failed"]
+    assert any(n["details"] == {"via": "oidc", "reason": "state"} for n in failed), failed
+    assert all(n["outcome"] == "refused" for n in failed)
+
+
+def test_wrong_state_refused(client: TestClient, provider: Provider) -> None:
+    location, _ = _start(client)
+    back = _at_provider(location)
+    query = parse_qs(urlsplit(back).query)
+    forged = "/auth/oidc/callback?" + urlencode({"code": query["code"][0], "state": "x" * 43})
+    assert _callback(client, forged) == {"error": "state"}
+    assert query["code"][0] in provider.codes  # refused before any exchange
+
+
+def test_callback_without_the_login_cookie_refused(client: TestClient) -> None:
+    location, _ = _start(client)
+    back = _at_provider(location)
+    client.cookies.clear()
+    assert _callback(client, back) == {"error": "state"}
+
+
+def test_forged_cookie_refused(client: TestClient) -> None:
+    """A cookie naming the right state but another verifier, under the old MAC."""
+    location, query = _start(client)
+    back = _at_provider(location)
+    value = next(v for k, v in client.cookies.items() if k == COOKIE)
+    mac = value.partition(".")[2]
+    flow = {"s": query["state"], "n": "n", "v": "v" * 43, "x": "/", "t": int(time.time())}
+    body = base64.urlsafe_b64encode(json.dumps(flow).encode()).rstrip(b"=").decode()
+    client.cookies.clear()
+    client.cookies.set(COOKIE, f"{body}.{mac}")  # on path "/": cleared below
+    try:
+        assert _callback(client, back) == {"error": "state"}
+    finally:
+        client.cookies.clear()
+
+
+def test_verifier_mismatch_ends_at_login_error(client: TestClient, provider: Provider) -> None:
+    provider.wrong_challenge = True
+    seen = len(provider.exchanges)
+    assert _login(client) == {"error": "exchange"}
+    assert len(provider.exchanges) == seen + 1  # the provider was asked, and refused
+
+
+def test_provider_error_ends_at_login_error(client: TestClient, provider: Provider) -> None:
+    provider.deny = True
+    seen = len(provider.exchanges)
+    assert _login(client) == {"error": "provider"}
+    assert len(provider.exchanges) == seen
+
+
+def test_token_without_our_roles_refused(client: TestClient, provider: Provider) -> None:
+    provider.claims = {"realm_access": {"roles": ["offline_access"]}}
+    assert _login(client) == {"error": "token"}
+
+
+def test_token_of_another_issuer_key_refused(client: TestClient, provider: Provider) -> None:
+    keys = provider.issuer.keys
+    provider.issuer.keys = [Key("k1")]  # signs with a key the gateway has not fetched
+    try:
+        assert _login(client) == {"error": "token"}
+    finally:
+        provider.issuer.keys = keys
+
+
+@pytest.mark.parametrize(
+    "next_", ["//evil.example", "https://evil.example/", "/\\evil.example", "evil", "", None]
+)
+def test_next_outside_falls_back_to_root(client: TestClient, next_: str | None) -> None:
+    found = _login(client, next_)
+    assert found["next"] == "/", found
+    assert "oidc" in found
+
+
+def test_local_next() -> None:
+    assert local_next("/studies/1.2.3?x=1#y") == "/studies/1.2.3?x=1#y"
+    for bad in ("//evil.example", "/\\evil", "/\t/evil.example", "http://x/", "", None):
+        assert local_next(bad) == "/"
+
+
+def test_off_without_client_id(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> None:
+    workdir: Path = tmp_path_factory.mktemp("oidc-off")
+    config = workdir / "gateway.toml"
+    config.write_text(stack.gateway_toml(results_dir=str(workdir / "results"), sync_interval_s=0))
+    settings = load_settings(
+        config, env={"DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url}
+    )
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/auth/config").json() == {"oidc": False}
+        for path in ("/auth/oidc/login?next=/", "/auth/oidc/callback?code=a&state=b"):
+            r = c.get(path, follow_redirects=False)
+            assert r.status_code == 404 and r.json() == {"error": "not found"}
