@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from gateway.auth import policy
 from gateway.auth.audit import Entry
 from gateway.auth.principal import Principal
+from gateway.auth.service import RECENT_LOGIN_S
 from gateway.core.enums import Role
 from gateway.core.errors import Forbidden, InvalidInput, shown
 from gateway.db.models import AuditEvent as AuditRow
@@ -406,11 +407,18 @@ class IdentityMutation:
 
     @strawberry.mutation
     async def set_password(self, info: Info, id: strawberry.ID, password: str) -> bool:
-        """Admins for anyone, a user for themself."""
+        """Admins for anyone, a user for themself from a recent password login (a stolen
+        session, or a token, cannot take the account over)."""
         ctx = info.context
         caller = ctx.require_caller()
         if str(id) != caller.user_id:
             policy.require_admin(caller, "setPassword of another user")
+        elif not await ctx.runtime.auth.logged_in_recently(caller):
+            minutes = round(RECENT_LOGIN_S / 60)
+            raise Forbidden(
+                f"setPassword: changing your own password needs a login within the last "
+                f"{minutes} minutes; log in again"
+            )
         await ctx.runtime.auth.set_password(str(id), password, caller.actor)
         return True
 

@@ -26,6 +26,7 @@ from gateway.db.models import Credential, Group, User, utcnow
 
 LOGIN_REFUSED = "invalid username or password"
 FAILED_LOGIN_DELAY_S = 0.5  # every refused login waits this long: guessing is slow
+RECENT_LOGIN_S = 900.0  # changing one's own password needs a password login this recent
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +389,17 @@ class AuthService:
         else:
             await self.changed(user_id)
         return user
+
+    async def logged_in_recently(self, caller: Principal, within_s: float = RECENT_LOGIN_S) -> bool:
+        """Whether `caller` holds a session from a password login within `within_s` (a
+        stolen older session, an API token or an OIDC token does not count)."""
+        if caller.via != "session" or caller.token_id is None:
+            return False
+        async with self.sessions() as session:
+            cred = await session.get(Credential, caller.token_id)
+        if cred is None or cred.kind != "session" or cred.revoked_at is not None:
+            return False
+        return (utcnow() - as_utc(cred.created_at)).total_seconds() <= within_s
 
     async def set_password(self, user_id: str, password: str, actor: str) -> None:
         """A new password; the user's sessions end."""

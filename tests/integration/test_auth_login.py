@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from gateway.auth.epoch import CHECK_EVERY_S
+from gateway.db.models import Credential, utcnow
 from gateway.server.app import create_app
 from tests.auth_support import LOCKOUT_FAILURES, LOCKOUT_S, LOGIN, Api, AuthEnv, auth_env
 
@@ -275,6 +278,30 @@ def test_set_password_for_oneself_ends_other_sessions(env: AuthEnv) -> None:
     assert api.post(ME).status_code == 401, "sessions end with a new password"
     env.as_(None).refused(LOGIN, "UNAUTHENTICATED", u="changer", p="changer-password-123")
     assert env.login("changer", "a-new-password-456")["token"]
+
+
+def test_set_password_for_oneself_needs_a_recent_login(env: AuthEnv) -> None:
+    """A stolen older session or an API token cannot change its user's password."""
+    uid, token = env.new_user("stale", ["RADIOLOGIST"])
+    api = env.with_token(token)
+    query = "mutation($id: ID!, $p: String!) { setPassword(id: $id, password: $p) }"
+    script = api.data(CREATE_TOKEN, n="script", d=1)["createApiToken"]["token"]
+    body = env.with_token(script).refused(query, id=uid, p="a-new-password-789")
+    assert "log in again" in body["errors"][0]["message"]
+
+    async def age(runtime: Any) -> None:  # the session began an hour ago
+        async with runtime.sessions() as session, session.begin():
+            await session.execute(
+                update(Credential)
+                .where(Credential.user_id == uid, Credential.kind == "session")
+                .values(created_at=utcnow() - timedelta(hours=1))
+            )
+
+    env.run(age)
+    api.refused(query, id=uid, p="a-new-password-789")
+    fresh = env.login("stale", "stale-password-123")["token"]
+    assert env.with_token(fresh).data(query, id=uid, p="a-new-password-789")["setPassword"]
+    assert env.login("stale", "a-new-password-789")["token"]
 
 
 def test_a_user_limited_to_one_source_queries_only_that_one(env: AuthEnv) -> None:
