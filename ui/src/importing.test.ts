@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { effectiveRights, formatBytes, importDestinations, isSingleZip } from "./importing";
+import { droppedFiles, effectiveRights, formatBytes, importDestinations, isSingleZip, walk } from "./importing";
 
 const SOURCES = [
   { id: "orthanc", name: "Orthanc", kind: "ORTHANC", roles: ["QUERY", "RETRIEVE", "STORE"] },
@@ -38,5 +38,67 @@ describe("upload helpers", () => {
     expect(formatBytes(512)).toBe("512 B");
     expect(formatBytes(1536)).toBe("1.5 KB");
     expect(formatBytes(200 * 1024 * 1024)).toBe("200 MB");
+  });
+});
+
+/** A dropped file or folder as Chromium's entries API gives it; a folder answers
+ * `readEntries` in batches of at most `batch` (Chromium: 100), then an empty one. */
+function fileEntry(name: string): FileSystemEntry {
+  const file = new File(["x"], name);
+  return { isFile: true, isDirectory: false, name, file: (ok: (f: File) => void) => ok(file) } as unknown as FileSystemEntry;
+}
+function folderEntry(name: string, children: FileSystemEntry[], batch = 2): FileSystemEntry {
+  return {
+    isFile: false,
+    isDirectory: true,
+    name,
+    createReader: () => {
+      let at = 0;
+      return {
+        readEntries: (ok: (e: FileSystemEntry[]) => void) => {
+          const next = children.slice(at, at + batch);
+          at += next.length;
+          setTimeout(() => ok(next), 0);
+        },
+      };
+    },
+  } as unknown as FileSystemEntry;
+}
+function transfer(items: { entry: FileSystemEntry | null; file?: File }[], files: File[] = []): DataTransfer {
+  return {
+    items: items.map(({ entry, file }) => ({
+      kind: "file",
+      webkitGetAsEntry: () => entry,
+      getAsFile: () => file ?? null,
+    })),
+    files,
+  } as unknown as DataTransfer;
+}
+
+describe("a drop is walked to every file, with its folder path", () => {
+  it("walks nested folders read in several batches", async () => {
+    const study = folderEntry("study", [
+      fileEntry("a.dcm"),
+      fileEntry("b.dcm"),
+      fileEntry("c.dcm"),
+      folderEntry("series2", [fileEntry("d.dcm"), folderEntry("empty", [])]),
+      fileEntry("DICOMDIR"),
+    ]);
+    const paths = (await walk(study)).map((p) => p.path);
+    expect(paths).toEqual(["study/a.dcm", "study/b.dcm", "study/c.dcm", "study/series2/d.dcm", "study/DICOMDIR"]);
+  });
+
+  it("takes folders and loose files of one drop together", async () => {
+    const loose = new File(["y"], "loose.dcm");
+    const picked = await droppedFiles(
+      transfer([{ entry: folderEntry("f", [fileEntry("1.dcm")]) }, { entry: null, file: loose }]),
+    );
+    expect(picked.map((p) => p.path).sort()).toEqual(["f/1.dcm", "loose.dcm"]);
+  });
+
+  it("falls back to the files list when the browser gives no items", async () => {
+    const only = new File(["z"], "only.zip");
+    const picked = await droppedFiles({ items: [], files: [only] } as unknown as DataTransfer);
+    expect(picked).toEqual([{ file: only, path: "only.zip" }]);
   });
 });

@@ -61,3 +61,47 @@ export function formatBytes(n: number): string {
   }
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
+
+/** One file to send, with the path it had in a dropped or chosen folder. */
+export interface Picked {
+  file: File;
+  path: string;
+}
+
+/** Every file under a dropped entry (folders walked; readEntries answers in batches). */
+export async function walk(entry: FileSystemEntry, prefix = ""): Promise<Picked[]> {
+  if (entry.isFile) {
+    const file = await new Promise<File>((ok, ko) => (entry as FileSystemFileEntry).file(ok, ko));
+    return [{ file, path: prefix + file.name }];
+  }
+  if (!entry.isDirectory) return [];
+  const reader = (entry as FileSystemDirectoryEntry).createReader();
+  const children: FileSystemEntry[] = [];
+  for (;;) {
+    const batch = await new Promise<FileSystemEntry[]>((ok, ko) => reader.readEntries(ok, ko));
+    if (!batch.length) break;
+    children.push(...batch);
+  }
+  const out: Picked[] = [];
+  for (const child of children) out.push(...(await walk(child, `${prefix}${entry.name}/`)));
+  return out;
+}
+
+/** The files of a drop: entries taken while the event lasts, then walked. */
+export async function droppedFiles(transfer: DataTransfer): Promise<Picked[]> {
+  const entries: FileSystemEntry[] = [];
+  const loose: File[] = [];
+  for (const item of Array.from(transfer.items ?? [])) {
+    if (item.kind !== "file") continue;
+    const entry = typeof item.webkitGetAsEntry === "function" ? item.webkitGetAsEntry() : null;
+    if (entry) entries.push(entry);
+    else {
+      const file = item.getAsFile();
+      if (file) loose.push(file);
+    }
+  }
+  if (!entries.length && !loose.length) loose.push(...Array.from(transfer.files ?? []));
+  const out: Picked[] = loose.map((file) => ({ file, path: file.name }));
+  for (const entry of entries) out.push(...(await walk(entry)));
+  return out;
+}

@@ -7,7 +7,7 @@ import { RequestState } from "../components/SourceResults";
 import { graphql } from "../gql";
 import type { ImportRightsQuery as ImportRightsQueryData } from "../gql/graphql";
 import { t } from "../i18n";
-import { formatBytes, importDestinations, isSingleZip } from "../importing";
+import { droppedFiles, formatBytes, importDestinations, isSingleZip, type Picked } from "../importing";
 import { Link } from "../router";
 
 export const ImportRightsQuery = graphql(`
@@ -22,12 +22,6 @@ const ImportJobQuery = graphql(`
     job(id: $id) { id status result error }
   }
 `);
-
-/** One file to send, with the path it had in a dropped or chosen folder. */
-export interface Picked {
-  file: File;
-  path: string;
-}
 
 export interface ImportResult {
   stored: number;
@@ -56,44 +50,6 @@ export function importResult(raw: unknown): ImportResult | null {
       .map((f) => ({ file: String(f.file ?? ""), reason: String(f.reason ?? "") })),
     refusedFilesOmitted: n("refusedFilesOmitted"),
   };
-}
-
-/** Every file under a dropped entry (folders walked; readEntries answers in batches). */
-async function walk(entry: FileSystemEntry, prefix = ""): Promise<Picked[]> {
-  if (entry.isFile) {
-    const file = await new Promise<File>((ok, ko) => (entry as FileSystemFileEntry).file(ok, ko));
-    return [{ file, path: prefix + file.name }];
-  }
-  if (!entry.isDirectory) return [];
-  const reader = (entry as FileSystemDirectoryEntry).createReader();
-  const children: FileSystemEntry[] = [];
-  for (;;) {
-    const batch = await new Promise<FileSystemEntry[]>((ok, ko) => reader.readEntries(ok, ko));
-    if (!batch.length) break;
-    children.push(...batch);
-  }
-  const out: Picked[] = [];
-  for (const child of children) out.push(...(await walk(child, `${prefix}${entry.name}/`)));
-  return out;
-}
-
-/** The files of a drop: entries taken while the event lasts, then walked. */
-async function droppedFiles(transfer: DataTransfer): Promise<Picked[]> {
-  const entries: FileSystemEntry[] = [];
-  const loose: File[] = [];
-  for (const item of Array.from(transfer.items ?? [])) {
-    if (item.kind !== "file") continue;
-    const entry = typeof item.webkitGetAsEntry === "function" ? item.webkitGetAsEntry() : null;
-    if (entry) entries.push(entry);
-    else {
-      const file = item.getAsFile();
-      if (file) loose.push(file);
-    }
-  }
-  if (!entries.length && !loose.length) loose.push(...Array.from(transfer.files ?? []));
-  const out: Picked[] = loose.map((file) => ({ file, path: file.name }));
-  for (const entry of entries) out.push(...(await walk(entry)));
-  return out;
 }
 
 function fromInput(list: FileList | null): Picked[] {
