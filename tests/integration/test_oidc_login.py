@@ -29,7 +29,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.core.settings import load_settings
+from gateway.core.errors import ConfigError
+from gateway.core.settings import load_settings, parse_settings
 from gateway.devstack.stack import StackInfo
 from gateway.server.app import create_app
 from gateway.server.oidc_login import COOKIE, local_next
@@ -410,3 +411,29 @@ def test_off_without_client_id(stack: StackInfo, tmp_path_factory: pytest.TempPa
         for path in ("/auth/oidc/login?next=/", "/auth/oidc/callback?code=a&state=b"):
             r = c.get(path, follow_redirects=False)
             assert r.status_code == 404 and r.json() == {"error": "not found"}
+
+
+ISSUER = {"oidc_issuer": "https://idp.example/realms/h", "oidc_audience": AUDIENCE}
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        ({"oidc_client_id": "x"}, "'auth.oidc_client_id' needs 'auth.oidc_issuer'"),
+        ({**ISSUER, "oidc_client_id": ""}, "'auth.oidc_client_id' needs"),
+        ({**ISSUER, "oidc_scopes": "openid"}, "'auth.oidc_scopes' needs 'auth.oidc_client_id'"),
+        ({**ISSUER, "oidc_client_id": "x", "oidc_scopes": "profile"}, "must include 'openid'"),
+        ({**ISSUER, "oidc_client_id": "x", "oidc_client_secret_env": "NOPE"}, "names $NOPE"),
+        ({**ISSUER, "oidc_client_id": 3}, "auth.oidc_client_id"),
+    ],
+)
+def test_settings_refused(auth: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_settings({"auth": auth}, {})
+    assert message in str(refused.value)
+
+
+def test_settings_defaults() -> None:
+    settings = parse_settings({}, {})
+    assert settings.auth.oidc_client_id is None and settings.auth.oidc_client_secret is None
+    assert settings.auth.oidc_scopes == "openid profile"

@@ -50,7 +50,28 @@ export function loginUrl(href: string, expired = false): string {
   return query ? `/login?${query}` : "/login";
 }
 
-/** A safe same-origin path to go back to after login. */
-export function nextPath(raw: string | null): string {
-  return raw && raw.startsWith("/") && !raw.startsWith("//") ? raw : "/";
+/** A safe same-origin path to go back to after login: one leading "/", no backslash or
+ * control character (browsers read "/\\evil" and "/\t/evil" as "//evil"). */
+export function nextPath(raw: string | null | undefined): string {
+  if (!raw || !raw.startsWith("/") || raw.startsWith("//")) return "/";
+  return /[\\\u0000-\u001f\u007f]/.test(raw) ? "/" : raw;
+}
+
+/** The sign-in through the organisation's identity provider: the gateway does the whole
+ * exchange (gateway/server/oidc_login.py) and comes back to `/login` with the outcome in
+ * the fragment, which is never sent to a server. */
+export function oidcLoginUrl(next: string | null | undefined): string {
+  return `/auth/oidc/login?${new URLSearchParams({ next: nextPath(next) })}`;
+}
+
+/** What the gateway's OIDC callback put in the login page's fragment: a token (kept as the
+ * session's, like a local login's) and where to go, or an error code; null for neither. */
+export type OidcAnswer = { token: string; expiresAt: string; next: string } | { error: string };
+
+export function oidcAnswer(hash: string): OidcAnswer | null {
+  const params = new URLSearchParams(hash.replace(/^#/, ""));
+  const token = params.get("oidc");
+  if (token) return { token, expiresAt: params.get("expires") ?? "", next: nextPath(params.get("next")) };
+  const error = params.get("error");
+  return error ? { error: /^[a-z_]{1,32}$/.test(error) ? error : "unknown" } : null;
 }

@@ -30,6 +30,17 @@ export const en = {
     submit: "Sign in",
     failed: "Invalid username or password.",
     expired: "Your session has ended; please sign in again.",
+    or: "or",
+    oidc: "Sign in with your organisation",
+    oidcChecking: "Signing you in…",
+    oidcErrors: {
+      provider: "Your organisation's sign-in was cancelled or refused.",
+      state: "That sign-in was too old or started in another window; please try again.",
+      unavailable: "Your organisation's sign-in service cannot be reached; please try later.",
+      exchange: "Your organisation's sign-in service did not complete the sign-in; please try again.",
+      token: "Your organisation's account has no role in this gateway, or its sign-in was not valid.",
+      unknown: "Signing in with your organisation did not succeed.",
+    } as Record<string, string>,
   },
   search: {
     title: "Patient search",

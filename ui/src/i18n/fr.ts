@@ -32,6 +32,17 @@ export const fr: Texts = {
     submit: "Se connecter",
     failed: "Identifiant ou mot de passe incorrect.",
     expired: "Votre session a pris fin ; veuillez vous reconnecter.",
+    or: "ou",
+    oidc: "Se connecter avec son établissement",
+    oidcChecking: "Connexion en cours…",
+    oidcErrors: {
+      provider: "La connexion par votre établissement a été annulée ou refusée.",
+      state: "Cette connexion était trop ancienne ou lancée dans une autre fenêtre ; veuillez réessayer.",
+      unavailable: "Le service de connexion de votre établissement est injoignable ; veuillez réessayer plus tard.",
+      exchange: "Le service de connexion de votre établissement n'a pas achevé la connexion ; veuillez réessayer.",
+      token: "Votre compte d'établissement n'a aucun rôle dans cette passerelle, ou sa connexion n'était pas valide.",
+      unknown: "La connexion par votre établissement n'a pas abouti.",
+    },
   },
   search: {
     title: "Recherche de patients",

@@ -1,0 +1,130 @@
+"""Signing in through the organisation's identity provider, in a real browser.
+
+The provider is test_oidc_login's loopback one (it signs the user in at once, as for a
+user already signed in there, and checks the PKCE verifier); the gateway is a real
+process with `[auth] oidc_client_id` set. The login page offers the button, the browser
+goes to the provider and back through the gateway, and ends on the page it asked for,
+signed in as the provider's user; a refusal at the provider ends on the login page with
+its message.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.auth_support import auth_env
+from tests.e2e.conftest import Dashboard, _browser, _wait_up, axe_violations
+from tests.integration.test_auth_oidc import AUDIENCE, ROLES_CLAIM, Issuer, Key
+from tests.integration.test_oidc_login import CLIENT_ID, CLIENT_SECRET, Provider, _ProviderHandler
+from tests.jobs_support import free_port
+
+BUTTON = "Sign in with your organisation"
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ProviderHandler)
+    issuer = Issuer(url=f"http://127.0.0.1:{server.server_address[1]}/realms/test", keys=[])
+    issuer.keys = [Key("k1")]
+    found = Provider(issuer)
+    server.issuer = issuer  # type: ignore[attr-defined]
+    server.provider = found  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def oidc_dashboard(
+    provider: Provider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Dashboard]:
+    """A gateway process whose `[auth]` names the provider and the dashboard's client."""
+    for env in auth_env(tmp_path_factory, seed=False):
+        with env.config.open("a") as config:  # `[auth]` is the file's last table
+            config.write(
+                f'oidc_issuer = "{provider.issuer.url}"\n'
+                f'oidc_audience = "{AUDIENCE}"\n'
+                f'roles_claim = "{ROLES_CLAIM}"\n'
+                f'oidc_client_id = "{CLIENT_ID}"\n'
+                'oidc_client_secret_env = "E2E_OIDC_SECRET"\n'
+            )
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = env.workdir / "gateway.log"
+        exe = os.path.join(os.path.dirname(sys.executable), "pacs-gateway")
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [exe, "serve", "--config", str(env.config), "--port", str(port)],
+                env={**os.environ, **env.env, "E2E_OIDC_SECRET": CLIENT_SECRET},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            _wait_up(url, proc, log)
+            with sync_playwright() as playwright:
+                browser = _browser(playwright)
+                try:
+                    yield Dashboard(env, url, browser, log)
+                finally:
+                    browser.close()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def test_sign_in_with_the_organisation(oidc_dashboard: Dashboard, provider: Provider) -> None:
+    provider.deny = False
+    watched = oidc_dashboard.context("desktop")
+    try:
+        page = watched.page()
+        page.goto(oidc_dashboard.url + "/jobs")
+        page.wait_for_url("**/login?next=*")
+        button = page.get_by_role("link", name=BUTTON)
+        expect(button).to_be_visible()
+        assert axe_violations(page) == []
+        button.click()
+        page.locator('.who[data-user="dr.oidc"]').wait_for()
+        expect(page).to_have_url(oidc_dashboard.url + "/jobs")  # the token left the bar
+        expect(page.get_by_text("dr.oidc (RADIOLOGIST)")).to_be_visible()
+        token = provider.tokens[-2]
+        stored = page.evaluate("() => window.sessionStorage.getItem('pacs-gateway.session')")
+        assert stored and token in stored
+        assert not any(token in u for u in watched.requests)  # never in a URL sent anywhere
+        assert token not in oidc_dashboard.log.read_text(errors="replace")
+    finally:
+        watched.close()
+    watched.check_stayed_local()
+
+
+def test_refused_at_the_provider_ends_on_the_login_page(
+    oidc_dashboard: Dashboard, provider: Provider
+) -> None:
+    provider.deny = True
+    watched = oidc_dashboard.context("desktop")
+    try:
+        page = watched.page()
+        page.goto(oidc_dashboard.url + "/login")
+        page.get_by_role("link", name=BUTTON).click()
+        expect(page.get_by_role("alert")).to_contain_text("cancelled or refused")
+        expect(page).to_have_url(oidc_dashboard.url + "/login")  # the fragment dropped
+        expect(page.get_by_label("Username")).to_be_visible()  # a local login still works
+    finally:
+        provider.deny = False
+        watched.close()
+    watched.check_stayed_local()
