@@ -198,6 +198,9 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     max_body_bytes: int = 1 << 20  # a POST body beyond this is refused (413)
     max_query_cost: int = 1_000_000  # a GraphQL operation estimated above this is refused
+    # a GraphQL document with more field selections is refused before validation
+    # (fragments counted where spread and on their own; GraphiQL's introspection: 471)
+    max_fields: int = 1000
     # /graphql requests per caller (user, API token, or address when anonymous or open):
     # a token bucket refilled at rate_per_s up to burst; 0 = no limit (429 beyond)
     rate_per_s: float = 100.0
@@ -236,6 +239,7 @@ _GATEWAY_KEYS: dict[str, tuple[type, ...]] = {
     "allowed_hosts": (list,),
     "max_body_bytes": (int,),
     "max_query_cost": (int,),
+    "max_fields": (int,),
     "rate_per_s": (int, float),
     "burst": (int,),
     "max_queued_jobs_per_user": (int,),
@@ -470,6 +474,9 @@ def parse_settings(
     if "max_query_cost" in gw:
         _positive(gw, "max_query_cost", "gateway")
         values["max_query_cost"] = gw["max_query_cost"]
+    if "max_fields" in gw:
+        _positive(gw, "max_fields", "gateway")
+        values["max_fields"] = gw["max_fields"]
     for key in ("rate_per_s", "max_queued_jobs_per_user"):
         if key in gw and gw[key] < 0:
             raise ConfigError(f"'gateway.{key}' must be 0 (off) or more")

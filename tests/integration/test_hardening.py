@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+from graphql import get_introspection_query
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.core.settings import Settings
 from gateway.server.app import create_app
+from resolvers import limits
 
 pytestmark = pytest.mark.integration
 
@@ -248,9 +250,14 @@ def test_the_cost_budget_is_configurable(settings: Settings) -> None:
         assert "errors" not in c.post("/graphql", json={"query": "{ sources { id } }"}).json()
 
 
-def test_health_answers_while_large_documents_are_validated(client: TestClient) -> None:
+def test_health_answers_while_large_documents_are_validated(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Finding 3: documents whose validation takes a second or more each (repeated nested
-    selections, each made new by a comment) are validated off the event loop."""
+    selections, each made new by a comment) are validated off the event loop. The bound on
+    repeats refuses these before validation (the test below): lifted here, since documents
+    within the bounds may still take tens of milliseconds each to validate."""
+    monkeypatch.setattr(limits, "MAX_REPEATS", 10**6)
     client.get("/health")  # warm
     done: list[float] = []
 
@@ -282,3 +289,28 @@ def test_health_answers_while_large_documents_are_validated(client: TestClient) 
     assert len(latencies) >= 3, (latencies, done)
     assert statistics.median(latencies) < 0.5 * max(done), (latencies, done)
     assert max(latencies) < 0.85 * max(done), (latencies, done)
+
+
+def test_repeated_selections_are_refused_before_validation(client: TestClient) -> None:
+    """Finding 3 again: the repeated selections (1-2 s of CPU each to validate) are counted
+    and refused first, at a cost of milliseconds; GraphiQL's introspection query passes."""
+    heavy = " ".join(["sources { id health { up } }"] * 300)
+    started = time.process_time()  # the app's threads are this process's
+    r = client.post("/graphql", json={"query": f"# {uuid.uuid4()}\n{{ {heavy} }}"})
+    spent = time.process_time() - started
+    error = _error(r)
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX" and r.json()["data"] is None
+    assert spent < 0.2, f"{spent:.3f} s of CPU to refuse"
+    introspection = get_introspection_query(input_value_deprecation=True, schema_description=True)
+    answer = client.post("/graphql", json={"query": introspection}).json()
+    assert "errors" not in answer and answer["data"]["__schema"]["queryType"]
+
+
+def test_the_field_bound_is_configurable(settings: Settings) -> None:
+    small = replace(settings, max_fields=5)
+    with TestClient(create_app(small)) as c:
+        seven = "{ sources { id name kind roles health { up } } }"
+        error = _error(c.post("/graphql", json={"query": seven}))
+        assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+        assert "more than 5" in error["message"]
+        assert "errors" not in c.post("/graphql", json={"query": "{ sources { id } }"}).json()
