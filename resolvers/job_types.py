@@ -250,6 +250,11 @@ class Roi:
     slice_count: int
     mask_url: str | None = None
     mesh_url: str | None = None
+    full_grid_mask_url: str | None = strawberry.field(
+        default=None,
+        description="NIfTI over the whole CT grid (for viewers that need the CT's exact "
+        "grid); made on its first download when maskUrl is the bounding box only.",
+    )
     planimetric_volume_cc: float | None = None
     volume_mismatch: bool | None = None
     mean_value: float | None = None

@@ -65,6 +65,7 @@ def _roi(r: dict[str, Any]) -> Roi:
         slice_count=int(r.get("sliceCount") or 0),
         mask_url=r.get("maskUrl"),
         mesh_url=r.get("meshUrl"),
+        full_grid_mask_url=r.get("fullGridMaskUrl"),
         planimetric_volume_cc=num("planimetricVolumeCc"),
         volume_mismatch=r.get("volumeMismatch"),
         mean_value=num("meanValue"),

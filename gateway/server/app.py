@@ -35,7 +35,7 @@ from gateway.core.settings import Settings
 from gateway.jobs.store import JobStore
 from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
-from gateway.server import dicomweb, viewer
+from gateway.server import dicomweb, full_grid, viewer
 from gateway.server.callers import UNAUTHENTICATED_HEADERS, bearer, caller_of
 from gateway.server.importer import import_upload
 from gateway.server.metrics import MetricsEndpoint
@@ -196,6 +196,8 @@ class JobFiles:
         else:
             path = self.static.get_path(scope)
             if await self._may_read(runtime, caller, path, request):
+                if self.static.directory is not None and ".." not in Path(path).parts:
+                    await full_grid.ensure(Path(self.static.directory) / path)
                 response = await self.static.get_response(path, scope)
             else:
                 response = JSONResponse({"error": "not found"}, status_code=404)

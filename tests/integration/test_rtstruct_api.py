@@ -22,7 +22,7 @@ RESULTS = """query($uid: String!) {
   rtStructResults(studyInstanceUid: $uid) {
     jobId studyInstanceUid seriesInstanceUid referencedSeriesInstanceUid processingSeconds
     summaryUrl warnings
-    rois { number name volumeCc surfaceCm2 centroidMm sliceCount maskUrl meshUrl }
+    rois { number name volumeCc surfaceCm2 centroidMm sliceCount maskUrl meshUrl fullGridMaskUrl }
   }
 }"""
 
@@ -57,6 +57,14 @@ def test_process_through_the_api_and_download_files(seeded: tuple[JobEnv, Ground
                 for url in (roi["maskUrl"], roi["meshUrl"]):
                     got = client.get(url)
                     assert got.status_code == 200 and len(got.content) > 100
+                # the full-grid mask is made on its first download, then served as a file
+                full = roi["fullGridMaskUrl"]
+                assert full.endswith(".full.nii.gz") and full != roi["maskUrl"]
+                made = env.settings.results_dir / full.removeprefix("/files/")
+                assert not made.exists()
+                first, again = client.get(full), client.get(full)
+                assert first.status_code == again.status_code == 200
+                assert made.is_file() and first.content == again.content
             summary = client.get(result["summaryUrl"])
             assert summary.status_code == 200 and summary.json()
             # a client normalises the dots away (then the dashboard answers /gateway.toml);
@@ -65,6 +73,9 @@ def test_process_through_the_api_and_download_files(seeded: tuple[JobEnv, Ground
             assert outside.status_code in (200, 404) and "[[sources]]" not in outside.text
             escaped = client.get("/files/rtstruct/%2e%2e/%2e%2e/gateway.toml")
             assert escaped.status_code == 404 and "[[sources]]" not in escaped.text
+            # only a bounding-box mask's twin is made: other names stay unknown
+            missing = roi["maskUrl"].replace(".nii.gz", ".other.full.nii.gz")
+            assert client.get(missing).status_code == 404
         served = env.settings.results_dir / "rtstruct" / job["id"]
         assert not list(served.rglob("*.dcm")), "no original DICOM file under /files"
     finally:

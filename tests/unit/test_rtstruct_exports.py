@@ -13,7 +13,8 @@ from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkIOGeometry import vtkSTLReader
 
 from tests.unit.test_rtstruct_builders import FFS, ct_series, rtstruct, sphere
-from workers.dicom.rtstruct import process
+from workers.dicom.rtstruct import GRID_FILE, full_grid_name, process
+from workers.dicom.rtstruct.export import uncrop
 
 OBLIQUE_FFS = (-math.cos(0.4), math.sin(0.4), 0.0, 0.0, 0.0, -1.0)  # coronal-ish, rotated
 CENTRE = np.array([10.0, -5.0, 4.0])
@@ -74,6 +75,32 @@ def test_nifti_world_coordinates(
     assert np.allclose(points.mean(axis=0), CENTRE, atol=0.3)
     voxel = float(np.prod(image.GetSpacing()))
     assert mask.sum() * voxel / 1000 == pytest.approx(roi.voxel_volume_cc, rel=1e-6)
+
+
+@pytest.mark.parametrize("orientation", [FFS, OBLIQUE_FFS], ids=["FFS", "oblique"])
+def test_a_bounding_box_mask_uncropped_is_the_full_grid_mask(
+    tmp_path: Path, orientation: tuple[float, ...]
+) -> None:
+    """The full-grid twin made from a bounding-box mask (on first download) is, voxel for
+    voxel and in its geometry, the mask a full-grid job writes."""
+    ct = ct_series(rows=48, columns=56, spacing=(2.0, 2.5), orientation=orientation)
+    structures = rtstruct(ct, [("s", sphere(ct, CENTRE, RADIUS))])
+    full = process(structures, ct, tmp_path / "full", crop=False)
+    cropped = process(structures, ct, tmp_path / "crop", crop=True)
+    assert full.grid_file is None and cropped.grid_file == GRID_FILE
+    name = cropped.rois[0].mask_file
+    assert name is not None
+    grid = json.loads((tmp_path / "crop" / GRID_FILE).read_text())
+    made = uncrop(tmp_path / "crop" / name, grid, tmp_path / "crop" / full_grid_name(name))
+    want = sitk.ReadImage(str(tmp_path / "full" / str(full.rois[0].mask_file)))
+    got = sitk.ReadImage(str(made))
+    box = sitk.ReadImage(str(tmp_path / "crop" / name))
+    assert box.GetSize() < want.GetSize(), "the job's mask is the bounding box"
+    assert got.GetSize() == want.GetSize()
+    assert np.allclose(got.GetOrigin(), want.GetOrigin(), atol=1e-4)
+    assert np.allclose(got.GetSpacing(), want.GetSpacing())
+    assert np.allclose(got.GetDirection(), want.GetDirection())
+    assert np.array_equal(sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(want))
 
 
 def test_stl_and_summary(tmp_path: Path) -> None:

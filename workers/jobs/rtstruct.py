@@ -24,7 +24,7 @@ from gateway.jobs.specs import RtStructSpec
 from gateway.runtime import Runtime
 from gateway.sources.base import InstanceQuery, PacsSource, SeriesQuery, StudyQuery
 from workers.dicom import rtstruct as engine  # its pipeline loads on first use
-from workers.dicom.rtstruct import RtStructError, parse_structure_set
+from workers.dicom.rtstruct import RtStructError, full_grid_name, parse_structure_set
 from workers.jobs.base import JobHandle
 
 KIND = "rtstruct"
@@ -169,6 +169,8 @@ def _result(job_id: str, sub: Path, outcome: dict[str, Any]) -> dict[str, Any]:
     for roi in outcome["rois"]:
         entry = {k: v for k, v in roi.items() if k not in ("maskFile", "meshFile")}
         entry["maskUrl"] = _url(job_id, sub, roi["maskFile"])
+        full = roi["maskFile"] and outcome.get("gridFile") and full_grid_name(roi["maskFile"])
+        entry["fullGridMaskUrl"] = _url(job_id, sub, full or roi["maskFile"])
         entry["meshUrl"] = _url(job_id, sub, roi["meshFile"])
         rois.append(entry)
     return {

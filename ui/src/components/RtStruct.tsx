@@ -17,7 +17,7 @@ const ResultsQuery = graphql(`
       rois {
         number name volumeCc surfaceCm2 centroidMm sliceCount
         meanValue minValue maxValue planimetricVolumeCc volumeMismatch
-        maskUrl meshUrl
+        maskUrl meshUrl fullGridMaskUrl
       }
     }
   }
@@ -109,6 +109,15 @@ export function RtStructPanel({ uid, sources }: { uid: string; sources: string[]
                     <td>{fmt(roi.meanValue)} [{fmt(roi.minValue, 0)}, {fmt(roi.maxValue, 0)}]</td>
                     <td>
                       <Download url={roi.maskUrl} name={`${roi.name}.nii.gz`} label={t.rtstruct.nifti} />{" "}
+                      {roi.fullGridMaskUrl && roi.fullGridMaskUrl !== roi.maskUrl ? (
+                        <>
+                          <Download
+                            url={roi.fullGridMaskUrl}
+                            name={`${roi.name}.full.nii.gz`}
+                            label={t.rtstruct.niftiFull}
+                          />{" "}
+                        </>
+                      ) : null}
                       <Download url={roi.meshUrl} name={`${roi.name}.stl`} label={t.rtstruct.stl} />
                     </td>
                   </tr>

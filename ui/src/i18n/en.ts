@@ -142,6 +142,7 @@ export const en = {
     files: "Files",
     json: "JSON summary",
     nifti: "NIfTI",
+    niftiFull: "NIfTI (full CT grid)",
     stl: "STL",
     mismatch: (planimetric: string) => `planimetric ${planimetric}`,
     show3d: "Show the 3D view",

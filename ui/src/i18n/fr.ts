@@ -144,6 +144,7 @@ export const fr: Texts = {
     files: "Fichiers",
     json: "Résumé JSON",
     nifti: "NIfTI",
+    niftiFull: "NIfTI (grille CT entière)",
     stl: "STL",
     mismatch: (planimetric: string) => `planimétrique ${planimetric}`,
     show3d: "Afficher la vue 3D",

@@ -9,17 +9,27 @@ importing the job registry (the gateway validating inputs) stays light.
 
 from typing import TYPE_CHECKING, Any
 
-from workers.dicom.rtstruct.model import RoiResult, RtStructError, StructureSet
+from workers.dicom.rtstruct.model import (
+    FULL_GRID,
+    GRID_FILE,
+    RoiResult,
+    RtStructError,
+    StructureSet,
+    full_grid_name,
+)
 from workers.dicom.rtstruct.parse import parse_structure_set
 
 if TYPE_CHECKING:
     from workers.dicom.rtstruct.pipeline import Outcome, process, process_files, read_steps
 
 __all__ = [
+    "FULL_GRID",
+    "GRID_FILE",
     "Outcome",
     "RoiResult",
     "RtStructError",
     "StructureSet",
+    "full_grid_name",
     "parse_structure_set",
     "process",
     "process_files",

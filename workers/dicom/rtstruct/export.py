@@ -57,13 +57,52 @@ def mask_image(raster: RoiRaster, grid: ImageGrid, crop: bool = False) -> sitk.I
             array[box] = raster.mask[source[wanted] - raster.k0]
         corner = np.zeros(3)
     image = sitk.GetImageFromArray(array)
+    origin, steps, direction = _placed(grid, spacing, corner)
+    image.SetOrigin(origin)
+    image.SetSpacing(steps)
+    image.SetDirection(direction)
+    return image
+
+
+def _placed(
+    grid: ImageGrid, spacing: float, corner: NDArray[np.float64]
+) -> tuple[list[float], list[float], list[float]]:
+    """Origin, spacing and direction of a mask whose voxel 0 is grid voxel `corner`."""
     direction = np.column_stack([grid.row_dir, grid.col_dir, grid.normal])
     steps = np.array([grid.col_spacing, grid.row_spacing, spacing])
     origin = grid.origin + direction @ (corner * steps)
-    image.SetOrigin([float(v) for v in origin])
-    image.SetSpacing([float(v) for v in steps])
-    image.SetDirection([float(v) for v in direction.ravel()])
-    return image
+    return (
+        [float(v) for v in origin],
+        [float(v) for v in steps],
+        [float(v) for v in direction.ravel()],
+    )
+
+
+def grid_geometry(grid: ImageGrid) -> dict[str, list[float]]:
+    """The full-grid mask's NIfTI geometry (size, origin, spacing, direction)."""
+    source, spacing = nifti_axis(grid)
+    origin, steps, direction = _placed(grid, spacing, np.zeros(3))
+    size = [float(grid.columns), float(grid.rows), float(len(source))]
+    return {"size": size, "origin": origin, "spacing": steps, "direction": direction}
+
+
+def uncrop(cropped: Path, geometry: dict[str, list[float]], out: Path) -> Path:
+    """Write the full-grid mask of a bounding-box mask (zeros outside the box)."""
+    box = sitk.ReadImage(str(cropped), sitk.sitkUInt8)
+    full = sitk.Image([int(v) for v in geometry["size"]], sitk.sitkUInt8)
+    full.SetOrigin(geometry["origin"])
+    full.SetSpacing(geometry["spacing"])
+    full.SetDirection(geometry["direction"])
+    corner = full.TransformPhysicalPointToIndex(box.GetOrigin())
+    full = sitk.Paste(full, box, box.GetSize(), [0, 0, 0], corner)
+    tmp = out.with_name(f".{os.getpid()}.{out.name}")  # written whole, then renamed
+    writer = sitk.ImageFileWriter()
+    writer.SetFileName(str(tmp))
+    writer.SetUseCompression(True)
+    writer.SetCompressionLevel(1)
+    writer.Execute(full)
+    os.replace(tmp, out)
+    return out
 
 
 def write_nifti(path: Path, raster: RoiRaster, grid: ImageGrid, crop: bool = False) -> Path:

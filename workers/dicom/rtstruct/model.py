@@ -91,3 +91,12 @@ class RoiResult:
             "maskFile": self.mask_file,
             "meshFile": self.mesh_file,
         }
+
+
+GRID_FILE = "grid.json"  # the full grid's geometry, beside bounding-box masks
+FULL_GRID = ".full.nii.gz"  # a bounding-box mask's full-grid twin, made when first asked for
+
+
+def full_grid_name(mask_name: str) -> str:
+    """The file name of a bounding-box mask's full-grid twin."""
+    return mask_name.removesuffix(".nii.gz") + FULL_GRID

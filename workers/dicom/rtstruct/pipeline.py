@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from workers.dicom.rtstruct import export
 from workers.dicom.rtstruct.grid import ImageStack, build_stack
 from workers.dicom.rtstruct.metrics import roi_metrics
-from workers.dicom.rtstruct.model import RoiDef, RoiResult, RtStructError, StructureSet
+from workers.dicom.rtstruct.model import GRID_FILE, RoiDef, RoiResult, RtStructError, StructureSet
 from workers.dicom.rtstruct.parse import parse_structure_set
 from workers.dicom.rtstruct.raster import RoiRaster, rasterize
 from workers.dicom.rtstruct.surface import Surface, iso_surface, smoothed
@@ -45,6 +45,7 @@ class Outcome:
     warnings: list[str]
     timings: dict[str, float]
     summary_file: str | None
+    grid_file: str | None = None  # beside bounding-box masks: the full grid, for `uncrop`
 
     def as_json(self) -> dict[str, Any]:
         """JSON form (file names relative to the output directory)."""
@@ -57,6 +58,7 @@ class Outcome:
             "warnings": self.warnings,
             "timings": self.timings,
             "summaryFile": self.summary_file,
+            "gridFile": self.grid_file,
         }
 
 
@@ -189,6 +191,9 @@ def process(
     outcome = Outcome(
         ss, series_uid, rois, warnings, {k: round(v, 4) for k, v in timings.items()}, None
     )
+    if out_dir is not None and crop:
+        outcome.grid_file = GRID_FILE
+        export.write_json(out_dir / GRID_FILE, export.grid_geometry(stack.grid))
     if out_dir is not None:
         outcome.summary_file = summary_name
         export.write_json(out_dir / summary_name, outcome.as_json())
