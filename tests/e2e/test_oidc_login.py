@@ -13,37 +13,31 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.auth_support import auth_env
 from tests.e2e.conftest import Dashboard, _browser, _wait_up, axe_violations
-from tests.integration.test_auth_oidc import AUDIENCE, ROLES_CLAIM, Issuer, Key
-from tests.integration.test_oidc_login import CLIENT_ID, CLIENT_SECRET, Provider, _ProviderHandler
 from tests.jobs_support import free_port
+from tests.oidc_support import (
+    AUDIENCE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ROLES_CLAIM,
+    Provider,
+    ProviderHandler,
+    serving,
+)
 
 BUTTON = "Sign in with your organisation"
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ProviderHandler)
-    issuer = Issuer(url=f"http://127.0.0.1:{server.server_address[1]}/realms/test", keys=[])
-    issuer.keys = [Key("k1")]
-    found = Provider(issuer)
-    server.issuer = issuer  # type: ignore[attr-defined]
-    server.provider = found  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ProviderHandler) as found:
         yield found
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")

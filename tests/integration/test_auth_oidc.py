@@ -8,25 +8,18 @@ SQLite database of its own) and end to end through the gateway app on the test s
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.testclient import TestClient
 
 from gateway.auth.oidc import OidcVerifier
@@ -36,101 +29,13 @@ from gateway.core.settings import AuthConfig, load_settings
 from gateway.db.engine import make_engine, migrate, sessionmaker
 from gateway.devstack.stack import StackInfo
 from gateway.server.app import create_app
-
-AUDIENCE = "pacs-gateway"
-ROLES_CLAIM = "realm_access.roles"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-@dataclass
-class Key:
-    """An RSA signing key and its public JWK."""
-
-    kid: str
-    private: rsa.RSAPrivateKey = field(
-        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    )
-
-    def jwk(self) -> dict[str, Any]:
-        public = jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
-        return {**public, "kid": self.kid, "alg": "RS256", "use": "sig"}
-
-    def public_pem(self) -> bytes:
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-
-@dataclass
-class Issuer:
-    """A loopback OIDC issuer: discovery document and JWKS, keys replaceable (rotation)."""
-
-    url: str
-    keys: list[Key]
-    jwks_hits: int = 0
-
-    def claims(self, **changes: Any) -> dict[str, Any]:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": self.url,
-            "aud": AUDIENCE,
-            "sub": str(uuid.uuid4()),
-            "preferred_username": "dr.oidc",
-            "iat": now,
-            "nbf": now,
-            "exp": now + 300,
-            "realm_access": {"roles": ["offline_access", "Radiologist"]},
-        }
-        claims.update(changes)
-        return {k: v for k, v in claims.items() if v is not None}
-
-    def token(self, key: Key | None = None, kid: str | None = None, **changes: Any) -> str:
-        key = key or self.keys[0]
-        headers = {"kid": kid or key.kid}
-        return jwt.encode(self.claims(**changes), key.private, algorithm="RS256", headers=headers)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    issuer: Issuer
-
-    def do_GET(self) -> None:
-        issuer = self.server.issuer  # type: ignore[attr-defined]
-        path = self.path.split("?")[0]
-        if path == "/realms/test/.well-known/openid-configuration":
-            body: Any = {"issuer": issuer.url, "jwks_uri": issuer.url + "/protocol/certs"}
-        elif path == "/realms/test/protocol/certs":
-            issuer.jwks_hits += 1
-            body = {"keys": [k.jwk() for k in issuer.keys]}
-        else:
-            self.send_error(404)
-            return
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+from tests.oidc_support import AUDIENCE, ROLES_CLAIM, Issuer, IssuerHandler, Key, b64, serving
 
 
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[Issuer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    found = Issuer(url=f"http://127.0.0.1:{server.server_address[1]}/realms/test", keys=[])
-    found.keys = [Key("k1")]
-    server.issuer = found  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield found
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(IssuerHandler) as provider:
+        yield provider.issuer
 
 
 @pytest.fixture(autouse=True)
@@ -159,7 +64,7 @@ async def service(
 
 
 def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
-    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
 
 
 async def test_valid_token_maps_roles(issuer: Issuer, service: AuthService) -> None:
@@ -226,7 +131,7 @@ async def test_hs256_with_public_key_as_secret_refused(
     for secret in (first_key.public_pem(), json.dumps(first_key.jwk()).encode()):
         signing = _unsigned({"alg": "HS256", "typ": "JWT", "kid": "k1"}, issuer.claims())
         mac = hmac.new(secret, signing.encode(), hashlib.sha256).digest()
-        assert await service.authenticate(f"{signing}.{_b64(mac)}") is None
+        assert await service.authenticate(f"{signing}.{b64(mac)}") is None
 
 
 async def test_rs_token_with_es_header_refused(issuer: Issuer, service: AuthService) -> None:

@@ -11,16 +11,10 @@ the test stack's database and Redis; each redirect is followed by hand, as a bro
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
-import secrets
-import threading
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -34,142 +28,24 @@ from gateway.core.settings import load_settings, parse_settings
 from gateway.devstack.stack import StackInfo
 from gateway.server.app import create_app
 from gateway.server.oidc_login import COOKIE, local_next
-from tests.integration.test_auth_oidc import AUDIENCE, ROLES_CLAIM, Issuer, Key, _Handler
+from tests.oidc_support import (
+    AUDIENCE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ROLES_CLAIM,
+    Key,
+    Provider,
+    ProviderHandler,
+    serving,
+)
 
-CLIENT_ID = "pacs-dashboard"
-CLIENT_SECRET = "dashboard-secret-not-for-production"
 ME = "{ me { username roles } }"
-
-
-@dataclass
-class Provider:
-    """The issuer plus what a login needs: codes given out, exchanges seen, and switches
-    to misbehave."""
-
-    issuer: Issuer
-    codes: dict[str, dict[str, str]] = field(default_factory=dict)
-    exchanges: list[dict[str, Any]] = field(default_factory=list)
-    tokens: list[str] = field(default_factory=list)  # every token the provider signed
-    deny: bool = False  # the user refuses at the provider: error=access_denied
-    wrong_challenge: bool = False  # remember another challenge: the verifier will not match
-    claims: dict[str, Any] = field(default_factory=dict)  # changes to the tokens' claims
-
-    @property
-    def authorize_url(self) -> str:
-        return self.issuer.url + "/protocol/auth"
-
-    @property
-    def token_url(self) -> str:
-        return self.issuer.url + "/protocol/token"
-
-    def discovery(self) -> dict[str, Any]:
-        return {
-            "issuer": self.issuer.url,
-            "jwks_uri": self.issuer.url + "/protocol/certs",
-            "authorization_endpoint": self.authorize_url,
-            "token_endpoint": self.token_url,
-            "response_types_supported": ["code"],
-            "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
-        }
-
-    def authorize(self, query: dict[str, str]) -> str:
-        """Where the authorization endpoint sends the browser."""
-        assert query["response_type"] == "code" and query["client_id"] == CLIENT_ID
-        assert query["code_challenge_method"] == "S256"
-        assert query["scope"].split()[0] == "openid"
-        back = query["redirect_uri"]
-        if self.deny:
-            return f"{back}?{urlencode({'error': 'access_denied', 'state': query['state']})}"
-        code = secrets.token_urlsafe(24)
-        challenge = query["code_challenge"]
-        if self.wrong_challenge:
-            challenge = _challenge(secrets.token_urlsafe(64))
-        self.codes[code] = {"challenge": challenge, "redirect_uri": back, "nonce": query["nonce"]}
-        return f"{back}?{urlencode({'code': code, 'state': query['state']})}"
-
-    def exchange(self, form: dict[str, str], authorization: str | None) -> tuple[int, Any]:
-        """The token endpoint's answer (status, JSON body)."""
-        self.exchanges.append(form)
-        wanted = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-        if authorization != wanted:
-            return 401, {"error": "invalid_client"}
-        grant = self.codes.pop(form.get("code", ""), None)  # a code is good once
-        if (
-            form.get("grant_type") != "authorization_code"
-            or grant is None
-            or form.get("redirect_uri") != grant["redirect_uri"]
-            or _challenge(form.get("code_verifier", "")) != grant["challenge"]
-        ):
-            return 400, {"error": "invalid_grant"}
-        sub = str(uuid.uuid4())
-        access = self.issuer.token(sub=sub, **self.claims)
-        ident = self.issuer.token(sub=sub, aud=CLIENT_ID, nonce=grant["nonce"], **self.claims)
-        self.tokens += [access, ident]
-        body = {"access_token": access, "id_token": ident, "token_type": "Bearer"}
-        return 200, {**body, "expires_in": 300}
-
-
-def _challenge(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-class _ProviderHandler(_Handler):
-    """test_auth_oidc's issuer handler plus the authorization and token endpoints."""
-
-    def _provider(self) -> Provider:
-        found: Provider = self.server.provider  # type: ignore[attr-defined]
-        return found
-
-    def _json(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        provider = self._provider()
-        parts = urlsplit(self.path)
-        if parts.path == "/realms/test/.well-known/openid-configuration":
-            self._json(200, provider.discovery())
-        elif parts.path == "/realms/test/protocol/auth":
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            self.send_response(302)
-            self.send_header("Location", provider.authorize(query))
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        else:
-            super().do_GET()
-
-    def do_POST(self) -> None:
-        provider = self._provider()
-        if urlsplit(self.path).path != "/realms/test/protocol/token":
-            self.send_error(404)
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length).decode()
-        form = {k: v[0] for k, v in parse_qs(raw).items()}
-        self._json(*provider.exchange(form, self.headers.get("Authorization")))
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ProviderHandler)
-    issuer = Issuer(url=f"http://127.0.0.1:{server.server_address[1]}/realms/test", keys=[])
-    issuer.keys = [Key("k1")]
-    found = Provider(issuer)
-    server.issuer = issuer  # type: ignore[attr-defined]
-    server.provider = found  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ProviderHandler) as found:
         yield found
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(autouse=True)
