@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -174,40 +175,52 @@ def _browser(playwright: Playwright) -> Browser:
     )
 
 
+@contextmanager
+def served(
+    env: AuthEnv, worker: WorkerProcess | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[Dashboard]:
+    """A gateway process on `env` serving the built dashboard, and a browser. Playwright's
+    sync API keeps an event loop running while it is up, so it starts after the stack's
+    setup (asyncio.run) and stops before its teardown."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = env.workdir / "gateway.log"
+    exe = Path(sys.executable).with_name("pacs-gateway")
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*(str(exe), "serve", "--config", str(env.config)), "--port", str(port)],
+            env={**os.environ, **env.env, **(extra_env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_up(url, proc, log)
+        with sync_playwright() as playwright:
+            browser = _browser(playwright)
+            try:
+                yield Dashboard(env, url, browser, log, worker)
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """The module's stack, a gateway process serving the built dashboard, a worker and a
-    browser. Playwright's sync API keeps an event loop running while it is up, so it starts
-    after the stack's setup (asyncio.run) and stops before its teardown."""
+    browser."""
     assert (DIST / "index.html").exists(), "the dashboard is not built: run `make setup`"
     for env in auth_env(tmp_path_factory):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = env.workdir / "gateway.log"
-        exe = Path(sys.executable).with_name("pacs-gateway")
         worker = WorkerProcess(env.config, env.env, env.workdir / "worker.log").start()
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [*(str(exe), "serve", "--config", str(env.config)), "--port", str(port)],
-                env={**os.environ, **env.env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
         try:
-            _wait_up(url, proc, log)
-            with sync_playwright() as playwright:
-                browser = _browser(playwright)
-                try:
-                    yield Dashboard(env, url, browser, log, worker)
-                finally:
-                    browser.close()
+            with served(env, worker) as found:
+                yield found
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
             worker.stop()
 
 

@@ -10,17 +10,13 @@ its message.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.auth_support import auth_env
-from tests.e2e.conftest import Dashboard, _browser, _wait_up, axe_violations
-from tests.jobs_support import free_port
+from tests.e2e.conftest import Dashboard, axe_violations, served
 from tests.oidc_support import (
     AUDIENCE,
     CLIENT_ID,
@@ -54,32 +50,8 @@ def oidc_dashboard(
                 f'oidc_client_id = "{CLIENT_ID}"\n'
                 'oidc_client_secret_env = "E2E_OIDC_SECRET"\n'
             )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = env.workdir / "gateway.log"
-        exe = os.path.join(os.path.dirname(sys.executable), "pacs-gateway")
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [exe, "serve", "--config", str(env.config), "--port", str(port)],
-                env={**os.environ, **env.env, "E2E_OIDC_SECRET": CLIENT_SECRET},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            _wait_up(url, proc, log)
-            with sync_playwright() as playwright:
-                browser = _browser(playwright)
-                try:
-                    yield Dashboard(env, url, browser, log)
-                finally:
-                    browser.close()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        with served(env, extra_env={"E2E_OIDC_SECRET": CLIENT_SECRET}) as found:
+            yield found
 
 
 def test_sign_in_with_the_organisation(oidc_dashboard: Dashboard, provider: Provider) -> None:
