@@ -9,38 +9,17 @@ tested against a real Orthanc in `tests/integration/test_index_pages.py`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import shutil
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import cast
 
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from gateway.core.errors import SourceTimeout, SourceUnavailable
-from gateway.db.engine import make_engine, migrate, sessionmaker
 from gateway.index import store
 from gateway.index.refresh import build, refresh
 from gateway.sources.base import ChangeFeed, PacsSource, StudyCensus, StudyQuery, StudyRecord
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("deletions") / "template.db"
-    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
-    return path
-
-
-@pytest.fixture
-async def sessions(tmp_path: Path, migrated: Path) -> AsyncIterator[async_sessionmaker]:
-    shutil.copyfile(migrated, tmp_path / "i.db")
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/i.db")
-    try:
-        yield sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 def rec(uid: str, pid: str) -> StudyRecord:

@@ -8,11 +8,8 @@ order, with `has_next` false only on the last page.
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import cast
 
 import pytest
@@ -20,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from gateway.core.uids import is_uid
-from gateway.db.engine import make_engine, migrate, sessionmaker
 from gateway.db.models import IndexedStudy, utcnow
 from gateway.index import store
 from gateway.index.refresh import build, refresh
@@ -30,24 +26,6 @@ from gateway.sources.matching import match_person_name
 
 SOURCES = ("a", "b", "c")
 NAMES = ("MARTIN^PAUL", "Müller^Jürgen", "SMITH^ANN", "martinez^luis", "Ma^Li", "O'BRIEN^SEAN")
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated database file, copied for each test (migrating costs seconds)."""
-    path = tmp_path_factory.mktemp("index") / "template.db"
-    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
-    return path
-
-
-@pytest.fixture
-async def sessions(tmp_path: Path, migrated: Path) -> AsyncIterator[async_sessionmaker]:
-    shutil.copyfile(migrated, tmp_path / "i.db")
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/i.db")
-    try:
-        yield sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 def rec(
