@@ -17,10 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.core.enums import Consistency
 from gateway.core.timing import as_utc
 from gateway.core.uids import is_uid
-from gateway.db.models import utcnow
-from gateway.federation.fanout import Outcome, fan_out
+from gateway.db.models import IndexState, utcnow
+from gateway.federation.fanout import Outcome, Strikes, fan_out
 from gateway.federation.merge import Merged, merge_patients, merge_studies
 from gateway.index import store
+from gateway.runtime import Runtime
 from gateway.sources.base import PacsSource, PatientRecord, StudyQuery, StudyRecord
 from resolvers.context import Context
 from resolvers.cursors import decode_cursor
@@ -33,16 +34,29 @@ DateKey = tuple[str, str, str]  # (study date, study time, study UID)
 async def usable(ctx: Context, sources: Sequence[str], fresh: bool = True) -> bool:
     """True when every one of `sources` has a complete index fresher than the bound (of any
     age with `fresh` False: a walk begun on the index goes on, its rows verified live)."""
-    if not sources:
-        return False
     states = ctx.extras.get("index_states")
     if states is None:
-        try:
-            states = await store.states(ctx.runtime.sessions)
-        except (SQLAlchemyError, OSError):  # the database is away: the archives answer live
-            states = {}
-        ctx.extras["index_states"] = states
-    bound = ctx.runtime.settings.index_freshness_s
+        states = ctx.extras["index_states"] = await index_states(ctx.runtime)
+    return covered(ctx.runtime, states, sources, fresh)
+
+
+async def index_states(runtime: Runtime) -> dict[str, IndexState]:
+    """Each archive's index state; none when the database is away (the archives answer
+    live)."""
+    try:
+        return await store.states(runtime.sessions)
+    except (SQLAlchemyError, OSError):
+        return {}
+
+
+def covered(
+    runtime: Runtime, states: dict[str, IndexState], sources: Sequence[str], fresh: bool
+) -> bool:
+    """True when `states` hold a complete index of every one of `sources` (fresher than the
+    bound when `fresh`)."""
+    if not sources:
+        return False
+    bound = runtime.settings.index_freshness_s
     now = utcnow()
     for source in sources:
         st = states.get(source)
@@ -78,6 +92,17 @@ def choose(asked: Consistency | None, indexable: bool) -> Consistency:
 async def verify(
     ctx: Context, queried: Sequence[str], skipped: Sequence[str], uids: Sequence[str]
 ) -> tuple[list[Outcome[list[StudyRecord]]], Answered]:
+    """`verified` with this request's runtime and strikes."""
+    return await verified(ctx.runtime, queried, skipped, uids, ctx.strikes)
+
+
+async def verified(
+    runtime: Runtime,
+    queried: Sequence[str],
+    skipped: Sequence[str],
+    uids: Sequence[str],
+    strikes: Strikes | None = None,
+) -> tuple[list[Outcome[list[StudyRecord]]], Answered]:
     """Ask each archive once for `uids`; forget what an answering archive no longer holds.
 
     A UID that breaks the UID rules (a leading zero: archives hold such studies, and list
@@ -85,7 +110,7 @@ async def verify(
     """
     askable = [u for u in uids if is_uid(u)]
     unaskable = [u for u in uids if not is_uid(u)]
-    sessions = ctx.runtime.sessions
+    sessions = runtime.sessions
     # what the index holds of each archive: the patient IDs are a hint to the adapters
     indexed = await store.records(sessions, list(queried), askable) if askable else {}
 
@@ -98,7 +123,7 @@ async def verify(
             StudyQuery(study_uids=tuple(askable), known_patients=known)
         )
 
-    outcomes = await fan_out(ctx.runtime.sources, ask, queried, skipped, ctx.strikes)
+    outcomes = await fan_out(runtime.sources, ask, queried, skipped, strikes)
     answered = {o.source: list(o.value or []) for o in outcomes if o.ok}
     if askable:
         for source, records in answered.items():
@@ -188,3 +213,18 @@ async def study_rows(
     keys = [k for k in page.keys if k[2] in merged]
     end = page.keys[-1] if page.keys else None
     return [merged[k[2]] for k in keys], keys, page.has_next, end, outcomes
+
+
+async def study_window(
+    runtime: Runtime, sources: Sequence[str], offset: int, limit: int
+) -> tuple[list[Merged[StudyRecord]], list[Outcome[list[StudyRecord]]]] | None:
+    """Studies `offset` to `offset + limit` of `sources`, newest first, from the index and
+    verified live (one request per archive); None when the index does not cover them all
+    (the caller lists live). For pages without a cursor (QIDO's `offset` and `limit`)."""
+    if not covered(runtime, await index_states(runtime), sources, fresh=True):
+        return None
+    page = await store.study_page(runtime.sessions, sources, offset + limit, None)
+    uids = [k[2] for k in page.keys[offset:]]
+    outcomes, answered = await verified(runtime, sources, [], uids)
+    merged = {m.key: m for m in merge_studies(answered)}
+    return [merged[u] for u in uids if u in merged], outcomes

@@ -340,6 +340,27 @@ def test_studies_indexed_equal_live_newest_first(client: TestClient, truth: Grou
     assert modes(gql_data(client, STUDIES, first=3)["studies"]) == {"INDEXED"}
 
 
+def test_a_qido_page_of_everything_comes_from_the_index(
+    client: TestClient, truth: GroundTruth
+) -> None:
+    """QIDO-RS /studies without a filter (a viewer's study list): the INDEXED page, newest
+    first, verified live, `offset` and `limit` cutting it; with a filter, a live listing."""
+    want = gql_data(client, STUDIES, first=9)["studies"]
+    assert modes(want) == {"INDEXED"}
+    pages = [
+        client.get("/dicomweb/studies", params={"limit": 4}),
+        client.get("/dicomweb/studies", params={"limit": 5, "offset": 4}),
+    ]
+    assert [p.status_code for p in pages] == [200, 200] and "Warning" not in pages[0].headers
+    found = [item for p in pages for item in p.json()]
+    uids = [x["0020000D"]["Value"][0] for x in found]
+    assert uids == [e["node"]["studyInstanceUid"] for e in want["edges"]]
+    assert found[0]["00100020"]["Value"][0] == want["edges"][0]["node"]["patientId"]
+    filtered = client.get("/dicomweb/studies", params={"ModalitiesInStudy": "RTSTRUCT"})
+    rt = {s.study_uid for s in truth.studies if "RTSTRUCT" in s.modalities}
+    assert rt and {x["0020000D"]["Value"][0] for x in filtered.json()} == rt
+
+
 @pytest.mark.parametrize(
     "pattern", ["M*", "mar*", "MARTIN^S*", "MÜ*", "Mu*", "Dupré*", "Π*", "и*", "S*", "Q*"]
 )
