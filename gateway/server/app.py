@@ -40,7 +40,7 @@ from gateway.server.callers import UNAUTHENTICATED_HEADERS, bearer, caller_of
 from gateway.server.importer import import_upload
 from gateway.server.metrics import MetricsEndpoint
 from gateway.server.oidc_login import OidcLogin
-from gateway.server.ratelimit import TokenBuckets, caller_key
+from gateway.server.ratelimit import SharedBuckets, TokenBuckets, caller_key
 from gateway.server.security import Hardened
 from gateway.server.ui import Dashboard, wants_ide
 from resolvers.context import Context, make_context
@@ -66,7 +66,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         self,
         runtime_of: Any,
         dashboard: Dashboard | None = None,
-        buckets: TokenBuckets | None = None,
+        buckets: SharedBuckets | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -75,7 +75,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         )
         self._runtime_of = runtime_of
         self.dashboard = dashboard or Dashboard(examples=EXAMPLES)
-        self.buckets = buckets or TokenBuckets(0, 1)
+        self.buckets = buckets or SharedBuckets(TokenBuckets(0, 1))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a request; an open WebSocket is counted while it lasts."""
@@ -118,7 +118,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         """Queries and mutations over HTTP; a subscription only over WebSocket (refused here
         with BAD_REQUEST rather than run as a query); RATE_LIMITED (429) over the caller's rate."""
         open_mode = context.runtime.settings.auth.mode == AuthMode.OPEN
-        wait = self.buckets.take(caller_key(context.caller, context.address, open_mode))
+        wait = await self.buckets.take(caller_key(context.caller, context.address, open_mode))
         if wait:
             retry = self.buckets.retry_after(wait)
             sub_response.status_code = 429
@@ -241,6 +241,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await Runtime.create(settings)
         app.state.runtime = runtime
+        buckets.share(runtime.redis, runtime.keys.prefix)  # one rate per caller, every process
         metrics.process("gateway", __version__)
         log.info("gateway started with %d sources", len(runtime.sources))
         try:
@@ -254,7 +255,7 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse(body, status_code=200 if body["database"]["up"] else 503)
 
     dashboard = Dashboard(examples=EXAMPLES)
-    buckets = TokenBuckets(settings.rate_per_s, settings.burst)
+    buckets = SharedBuckets(TokenBuckets(settings.rate_per_s, settings.burst))
     graphql = GatewayGraphQL(runtime_of, dashboard, buckets)
     results = Path(settings.results_dir)
     results.mkdir(parents=True, exist_ok=True)

@@ -1,20 +1,51 @@
 """Fairness: a token bucket per caller on /graphql (429 with Retry-After beyond it).
 
 A caller is a user (sessions and OIDC tokens), an API token (each its own bucket), or the
-client address when anonymous or in open mode. Buckets live in this process: behind a
-load balancer each gateway applies the rate on its own. Full buckets are forgotten when
-the table grows, so a flood of addresses cannot grow it without bound.
+client address when anonymous or in open mode. Buckets live in Redis, shared by every
+gateway process of the deployment (`SharedBuckets`: one script takes a token atomically,
+refilled by the time elapsed on Redis's clock; a bucket's key expires once it would be
+full again), so behind a load balancer a caller has one rate, not one per process. While
+Redis fails, each process uses its own buckets (`TokenBuckets`; logged once, retried
+every few seconds): a request is never refused because Redis is down. In-process, full
+buckets are forgotten when the table grows, so a flood of addresses cannot grow it
+without bound.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gateway.auth.principal import Principal
 
+log = logging.getLogger(__name__)
+
 MAX_KEYS = 50_000
+REDIS_TIMEOUT_S = 0.5  # slower than this and the request uses this process's bucket
+RETRY_REDIS_S = 5.0  # after a failure, Redis is asked again this much later
+# KEYS[1]: the bucket (a hash: tokens, at); ARGV: rate per second, burst. Returns the
+# seconds to wait (as a string: Redis turns Lua numbers into integers), "0" if taken.
+TAKE = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return tostring(wait)
+"""
 
 
 def caller_key(caller: Principal | None, address: str | None, open_mode: bool) -> str:
@@ -71,3 +102,62 @@ class TokenBuckets:
             del self._buckets[k]
         while len(self._buckets) > MAX_KEYS:  # the least recently seen go first
             del self._buckets[next(iter(self._buckets))]
+
+
+class SharedBuckets:
+    """`TokenBuckets` shared by every gateway process through Redis (see the module doc):
+    `share()` names the Redis and the deployment's key prefix (`Keys.prefix`); before it,
+    and while Redis fails, `local` answers."""
+
+    def __init__(self, local: TokenBuckets) -> None:
+        self.local = local
+        self._redis: Redis | None = None
+        self._take: Any = None
+        self._prefix = ""
+        self._retry_at = 0.0  # monotonic; while ahead, Redis is not asked
+        self._failing = False
+
+    @property
+    def enabled(self) -> bool:
+        """False when the rate is 0 (no limit)."""
+        return self.local.enabled
+
+    def share(self, redis: Redis, prefix: str) -> None:
+        """Take tokens from buckets in `redis`, under `{prefix}:rate:`."""
+        self._redis, self._prefix = redis, prefix
+        self._take = redis.register_script(TAKE)  # EVALSHA, loaded again when unknown
+
+    def key(self, caller: str) -> str:
+        """The Redis key of a caller's bucket."""
+        return f"{self._prefix}:rate:{caller}"
+
+    async def take(self, caller: str) -> float:
+        """Take one token of `caller`'s bucket: 0.0 if there was one, else the seconds
+        until there is."""
+        if not self.enabled:
+            return 0.0
+        if self._take is None or time.monotonic() < self._retry_at:
+            return self.local.take(caller)
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                wait = await self._take(
+                    keys=[self.key(caller)], args=[repr(self.local.rate), repr(self.local.burst)]
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._retry_at = time.monotonic() + RETRY_REDIS_S
+            if not self._failing:
+                self._failing = True
+                log.warning(
+                    "rate limits: Redis failed (%s); each process uses its own buckets "
+                    "until it answers",
+                    type(exc).__name__,
+                )
+            return self.local.take(caller)
+        if self._failing:
+            self._failing = False
+            log.info("rate limits: Redis answers again; buckets are shared")
+        return float(wait)
+
+    def retry_after(self, wait_s: float) -> int:
+        """`Retry-After` in whole seconds (at least 1)."""
+        return self.local.retry_after(wait_s)
