@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,35 @@ PHASES = ("parse", "masks", "metrics", "exports")
 STEP_POLL_S = 0.1  # how often the pipeline's progress is read while it runs
 
 
-async def _download(source: PacsSource, study: str, series: str, target: Path) -> list[Path]:
+Arrived = Callable[[int], Awaitable[None]]  # told the number of images written so far
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write under a temporary name, then rename: a reader never sees half a file."""
+    partial = path.with_name(path.name + engine.PARTIAL_SUFFIX)
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+async def _download(
+    source: PacsSource, study: str, series: str, target: Path, arrived: Arrived | None = None
+) -> list[Path]:
+    """The series' instances as `00000.dcm`, `00001.dcm`, ... in `target`, each written
+    whole, for `engine.read_arriving` to read while the download goes on; however the
+    download ends (error, cancellation), the marker saying how many were written last."""
     await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
     paths: list[Path] = []
-    async for data in source.retrieve_study(study, [series]):
-        path = target / f"{len(paths):05d}.dcm"
-        await asyncio.to_thread(path.write_bytes, data)
-        paths.append(path)
+    complete = False
+    try:
+        async for data in source.retrieve_study(study, [series]):
+            path = target / engine.image_name(len(paths))
+            await asyncio.to_thread(_write_whole, path, data)
+            paths.append(path)
+            if arrived is not None:
+                await arrived(len(paths))
+        complete = True
+    finally:  # not awaited: a cancelled task must still leave the reader its end
+        _write_whole(target / engine.MARKER, engine.marker_text(len(paths), complete).encode())
     return paths
 
 
@@ -50,9 +74,10 @@ def _references(path: Path) -> tuple[tuple[str, ...], int]:
 
 async def _fetch_one(
     source: PacsSource, study: str, rt_series: str, work: Path
-) -> tuple[Path, list[Path], list[str]]:
-    """The structure set file, the files of the image series it references, and warnings
-    about what was left aside (further instances or referenced series)."""
+) -> tuple[Path, str, int, list[str]]:
+    """The structure set file, the image series it references and how many images the
+    source holds there, and warnings about what was left aside (further instances or
+    referenced series)."""
     rt_files = await _download(source, study, rt_series, work / "rtstruct")
     if not rt_files:
         raise JobError("the RTSTRUCT series has no instances in the source")
@@ -76,8 +101,27 @@ async def _fetch_one(
             f"the referenced image series is incomplete in the source: {len(held)} of "
             f"{image_count} images"
         )
-    images = await _download(source, study, ref, work / "images")
-    return rt_files[0], images, notes
+    return rt_files[0], ref, len(held), notes
+
+
+def _fetch_progress(job: JobHandle, expected: int, n: int, share: float) -> Arrived:
+    """Fetch progress as images arrive: at most one event per STEP_POLL_S, and the last."""
+    last = [time.monotonic()]
+
+    async def arrived(count: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= STEP_POLL_S or count == expected:
+            last[0] = now
+            at = (n + 0.4 * min(1.0, count / max(1, expected))) * share
+            await job.progress(at, "fetch", f"{count} of {expected} images")
+
+    return arrived
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Read a pool call's exception, so that one the job no longer awaits is not logged."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def run(job: JobHandle, runtime: Runtime, spec: RtStructSpec) -> dict[str, Any]:
@@ -103,22 +147,29 @@ async def run(job: JobHandle, runtime: Runtime, spec: RtStructSpec) -> dict[str,
         for n, rt_uid in enumerate(rt_uids):
             share = 1 / len(rt_uids)
             await job.progress(n * share, "fetch", f"structure set {n + 1} of {len(rt_uids)}")
-            rt_file, images, notes = await _fetch_one(source, study, rt_uid, work / str(n))
-            await job.checkpoint()
-            await job.progress((n + 0.4) * share, "parse", f"{len(images)} images")
+            rt_file, ref, expected, notes = await _fetch_one(source, study, rt_uid, work / str(n))
+            folder = work / str(n) / "images"
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             out = base if n == 0 else base / f"set{n + 1}"
             crop = not spec.full_grid_masks  # bounding-box masks unless asked otherwise
             steps = work / f"{n}.progress"
+            # the pool process reads and decodes each image as the download writes it
             call = functools.partial(
-                engine.process_files,
+                engine.process_arriving,
                 rt_file,
-                images,
+                folder,
                 out,
                 threads=2,
                 crop=crop,
                 progress_file=steps,
+                expected=expected,
             )
             pending = asyncio.get_running_loop().run_in_executor(runtime.cpu_pool(), call)
+            pending.add_done_callback(_retrieved)
+            arrived = _fetch_progress(job, expected, n, share)
+            images = await _download(source, study, ref, folder, arrived)
+            await job.checkpoint()
+            await job.progress((n + 0.4) * share, "parse", f"{len(images)} images")
             try:
                 outcome = await _following(job, pending, steps, n, share)
             except RtStructError as exc:

@@ -9,6 +9,14 @@ importing the job registry (the gateway validating inputs) stays light.
 
 from typing import TYPE_CHECKING, Any
 
+from workers.dicom.rtstruct.arriving import (
+    MARKER,
+    PARTIAL_SUFFIX,
+    Arrived,
+    image_name,
+    marker_text,
+    read_arriving,
+)
 from workers.dicom.rtstruct.model import (
     FULL_GRID,
     GRID_FILE,
@@ -20,22 +28,35 @@ from workers.dicom.rtstruct.model import (
 from workers.dicom.rtstruct.parse import parse_structure_set
 
 if TYPE_CHECKING:
-    from workers.dicom.rtstruct.pipeline import Outcome, process, process_files, read_steps
+    from workers.dicom.rtstruct.pipeline import (
+        Outcome,
+        process,
+        process_arriving,
+        process_files,
+        read_steps,
+    )
 
 __all__ = [
     "FULL_GRID",
     "GRID_FILE",
+    "MARKER",
+    "PARTIAL_SUFFIX",
+    "Arrived",
     "Outcome",
     "RoiResult",
     "RtStructError",
     "StructureSet",
     "full_grid_name",
+    "image_name",
+    "marker_text",
     "parse_structure_set",
     "process",
+    "process_arriving",
     "process_files",
+    "read_arriving",
     "read_steps",
 ]
-_PIPELINE = ("Outcome", "process", "process_files", "read_steps")
+_PIPELINE = ("Outcome", "process", "process_arriving", "process_files", "read_steps")
 
 
 def __getattr__(name: str) -> Any:

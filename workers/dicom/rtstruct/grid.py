@@ -147,7 +147,7 @@ def _vec(value: object, n: int, what: str) -> Array:
 UNCOMPRESSED_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
 
-def _pixels(ds: Dataset) -> NDArray[np.generic]:
+def decoded_pixels(ds: Dataset) -> NDArray[np.generic]:
     """Stored values of one frame (C.7.6.3); native little-endian data is read without a copy."""
     meta = getattr(ds, "file_meta", None)
     syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
@@ -167,8 +167,34 @@ def _pixels(ds: Dataset) -> NDArray[np.generic]:
     return np.asarray(ds.pixel_array)
 
 
-def build_stack(datasets: Sequence[Dataset], pixels: bool = True) -> ImageStack:
-    """Sort the instances of one series along the slice normal and check they form a stack."""
+def _in_order(volume: NDArray[np.generic], order: list[int]) -> NDArray[np.generic]:
+    """`volume[order]`, made in place (cycle by cycle, through one spare slice): no second
+    volume is allocated."""
+    done = [False] * len(order)
+    spare = np.empty_like(volume[0]) if len(order) else volume
+    for start in range(len(order)):
+        if done[start] or order[start] == start:
+            continue
+        spare[...] = volume[start]
+        k = start
+        while order[k] != start:
+            volume[k] = volume[order[k]]
+            done[k] = True
+            k = order[k]
+        volume[k] = spare
+        done[k] = True
+    return volume
+
+
+def build_stack(
+    datasets: Sequence[Dataset], pixels: bool = True, decoded: NDArray[np.generic] | None = None
+) -> ImageStack:
+    """Sort the instances of one series along the slice normal and check they form a stack.
+
+    `decoded`, when given, holds the stored values of `datasets[i]` at `decoded[i]`
+    (`arriving.read_arriving` decodes them as they are read): reordered in place into
+    slice order and used as the stack's pixels, neither decoded nor copied again.
+    """
     if not datasets:
         raise RtStructError("image series has no instances")
     first = datasets[0]
@@ -178,7 +204,7 @@ def build_stack(datasets: Sequence[Dataset], pixels: bool = True) -> ImageStack:
     normal = np.cross(row_dir, col_dir)
     rows, columns = int(first.Rows), int(first.Columns)
     items = []
-    for ds in datasets:
+    for n, ds in enumerate(datasets):
         if (
             int(ds.Rows) != rows
             or int(ds.Columns) != columns
@@ -189,13 +215,13 @@ def build_stack(datasets: Sequence[Dataset], pixels: bool = True) -> ImageStack:
         ):
             raise RtStructError("image series mixes sizes, orientations or pixel spacings")
         ipp = _vec(ds.get("ImagePositionPatient"), 3, "Image Position (Patient)")
-        items.append((float(ipp @ normal), ipp, ds))
+        items.append((float(ipp @ normal), ipp, ds, n))
     items.sort(key=lambda t: t[0])
     positions = np.array([t[0] for t in items])
     if positions.size > 1 and np.min(np.diff(positions)) < POSITION_TOLERANCE_MM:
         raise RtStructError("image series has two slices at the same position")
     origin = items[0][1]
-    for _, ipp, _ in items:
+    for _, ipp, _, _ in items:
         d = ipp - origin
         if abs(d @ row_dir) > POSITION_TOLERANCE_MM or abs(d @ col_dir) > POSITION_TOLERANCE_MM:
             raise RtStructError("image series slices are not stacked along the normal")
@@ -215,5 +241,9 @@ def build_stack(datasets: Sequence[Dataset], pixels: bool = True) -> ImageStack:
     )
     slope = np.array([float(t[2].get("RescaleSlope", 1) or 1) for t in items])
     intercept = np.array([float(t[2].get("RescaleIntercept", 0) or 0) for t in items])
-    raw = np.stack([_pixels(t[2]) for t in items]) if pixels else None
+    raw = None
+    if pixels and decoded is not None and len(decoded) == len(items):
+        raw = _in_order(decoded, [t[3] for t in items])
+    elif pixels:
+        raw = np.stack([decoded_pixels(t[2]) for t in items])
     return ImageStack(grid, raw, slope, intercept)

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
+from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from workers.dicom.rtstruct import export
+from workers.dicom.rtstruct.arriving import STALL_S, read_arriving
 from workers.dicom.rtstruct.grid import ImageStack, build_stack
 from workers.dicom.rtstruct.metrics import roi_metrics
 from workers.dicom.rtstruct.model import GRID_FILE, RoiDef, RoiResult, RtStructError, StructureSet
@@ -165,16 +168,20 @@ def process(
     summary_name: str = "summary.json",
     crop: bool = False,
     step: Step = _quiet,
+    decoded: NDArray[np.generic] | None = None,
+    read_s: float = 0.0,
 ) -> Outcome:
     """Measure (and export, when `out_dir` is given) every ROI of one structure set.
 
     NIfTI masks cover the whole image grid, or only each ROI's bounding box when `crop`;
-    `step` hears of each ROI's mask, measures and exports as they are done.
+    `step` hears of each ROI's mask, measures and exports as they are done. `decoded`:
+    the images' pixels, already decoded (see `build_stack`); `read_s`: seconds already
+    spent reading them, counted in the parse and total timings.
     """
-    start = time.perf_counter()
+    start = time.perf_counter() - read_s
     ss = parse_structure_set(rtstruct)
     series_uid = check_images(ss, images)
-    stack = build_stack(images)
+    stack = build_stack(images, decoded=decoded)
     timings = {"parse": time.perf_counter() - start, "masks": 0.0, "metrics": 0.0, "exports": 0.0}
     warnings: list[str] = []
     if not stack.grid.uniform:
@@ -221,6 +228,41 @@ def process_files(
     target = Path(out_dir) if out_dir is not None else None
     step = _quiet if progress_file is None else functools.partial(_append, Path(progress_file))
     return process(rtstruct, images, target, threads, summary_name, crop, step).as_json()
+
+
+def process_arriving(
+    rtstruct_path: str | Path,
+    image_folder: str | Path,
+    out_dir: str | Path | None = None,
+    threads: int = 2,
+    summary_name: str = "summary.json",
+    crop: bool = False,
+    progress_file: str | Path | None = None,
+    expected: int = 0,
+    stall_s: float = STALL_S,
+) -> dict[str, Any]:
+    """`process_files` on an image series still being written into `image_folder`
+    (see `arriving`): each image is read and decoded as it appears, so the parse
+    overlaps the download. `expected`: the number of images announced."""
+    start = time.perf_counter()
+    try:
+        rtstruct = pydicom.dcmread(rtstruct_path)
+    except (OSError, pydicom.errors.InvalidDicomError) as exc:
+        raise RtStructError(f"unreadable DICOM file ({type(exc).__name__})") from exc
+    arrived = read_arriving(image_folder, expected, stall_s)
+    target = Path(out_dir) if out_dir is not None else None
+    step = _quiet if progress_file is None else functools.partial(_append, Path(progress_file))
+    return process(
+        rtstruct,
+        arrived.datasets,
+        target,
+        threads,
+        summary_name,
+        crop,
+        step,
+        decoded=arrived.pixels,
+        read_s=time.perf_counter() - start,
+    ).as_json()
 
 
 def _append(path: Path, phase: str, done: int, total: int) -> None:
