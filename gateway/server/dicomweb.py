@@ -41,7 +41,13 @@ from gateway.federation.fanout import Outcome, fan_out
 from gateway.federation.merge import merge_instances, merge_series, merge_studies
 from gateway.runtime import Runtime
 from gateway.server.callers import caller_of, coded_error
-from gateway.sources.base import InstanceQuery, PacsSource, SeriesQuery, StudyQuery
+from gateway.sources.base import (
+    InstanceQuery,
+    MultipartRelay,
+    PacsSource,
+    SeriesQuery,
+    StudyQuery,
+)
 from gateway.sources.http import multipart as mp
 from resolvers import indexed
 from resolvers.privacy import opaque
@@ -309,20 +315,46 @@ async def retrieve(call: _Call) -> Response:
     series = _uid(p["series"], "series") if "series" in p else None
     sop = _uid(p["sop"], "instance") if "sop" in p else None
     parts: AsyncIterator[bytes] | list[bytes]
+    call.audit("retrieve", [sop or series or study])  # whole files: they name the patient
     if sop is not None and series is not None:  # one instance, sent as one part
         parts = [await _instance_bytes(call, study, series, sop)]
     else:
-        parts = await _study_stream(call, study, series)
+        holders = await _holders(call, study, series, None)
+        if (relayed := await _relayed(call, holders[0], study, series)) is not None:
+            return relayed
+        parts = await _study_stream(call, holders, study, series)
     boundary = mp.new_boundary()
     media = f'multipart/related; type="application/dicom"; boundary={boundary}'
     return StreamingResponse(mp.compose(parts, boundary), media_type=media)
 
 
-async def _study_stream(call: _Call, study: str, series: str | None) -> AsyncIterator[bytes]:
+async def _relayed(call: _Call, holder: str, study: str, series: str | None) -> Response | None:
+    """The best holder's own multipart answer passed on as it arrives, when its adapter
+    can (MultipartRelay) and its first bytes come; None to compose the answer instead."""
+    source = call.runtime.sources[holder]
+    if not isinstance(source, MultipartRelay):
+        return None
+    try:
+        media, body = await source.relay_study(study, series)
+        first = await anext(body, b"")
+    except SourceError as exc:
+        log.warning("%s could not relay; composing instead: %s", holder, exc.code)
+        return None
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield first
+        async for chunk in body:
+            yield chunk
+
+    return StreamingResponse(stream(), media_type=media)
+
+
+async def _study_stream(
+    call: _Call, holders: Sequence[str], study: str, series: str | None
+) -> AsyncIterator[bytes]:
     """The Part 10 files of a study (or one series) from its best holder. The holder is
     found and its first file fetched before this returns, so that a failure is still an
     error answer, not a cut stream."""
-    holders = await _holders(call, study, series, None)
     first, rest = await _first_that_answers(
         holders, call.runtime, lambda s: s.retrieve_study(study, (series,) if series else ())
     )
@@ -344,7 +376,8 @@ async def retrieve_metadata(call: _Call) -> Response:
     series = _uid(p["series"], "series") if "series" in p else None
     out: list[dict[str, Any]] = []
     study_url = f"{call.root}/studies/{study}"
-    async for part10 in await _study_stream(call, study, series):
+    holders = await _holders(call, study, series, None)
+    async for part10 in await _study_stream(call, holders, study, series):
         try:  # pydicom's JSON is CPU work: off the event loop, one parse per instance
             out.append(await asyncio.to_thread(metadata, part10, study_url))
         except ValueError:

@@ -199,6 +199,19 @@ class ChangeFeed(Protocol):
 
 
 @runtime_checkable
+class MultipartRelay(Protocol):
+    """An optional capability: the archive's own WADO-RS answer for a study or one series,
+    to pass on as it arrives (no parse, no compose)."""
+
+    async def relay_study(
+        self, study_uid: str, series_uid: str | None
+    ) -> tuple[str, AsyncIterator[bytes]]:
+        """The archive's Content-Type (multipart/related, application/dicom parts) and its
+        body's chunks; opened (status checked) before it returns."""
+        ...
+
+
+@runtime_checkable
 class StudyCensus(Protocol):
     """An optional capability: how an archive whose feed names no deletion (Orthanc's
     /changes) tells the key index which of its studies are gone."""

@@ -133,6 +133,27 @@ def test_series_instances_retrieve_metadata_frames(client: TestClient, truth: Gr
     assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"
 
 
+def test_a_study_is_relayed_from_a_dicomweb_archive_as_it_arrives(
+    client: TestClient, truth: GroundTruth
+) -> None:
+    """A study whose best holder speaks DICOMweb: its own multipart answer, passed on (its
+    boundary, not one of ours); from the Orthanc REST adapter the answer is composed."""
+    for holder, relayed in (("dcm4chee", True), ("orthanc", False)):
+        study = next(s for s in held(truth) if set(s.sources) & set(QUERY_SOURCES) == {holder})
+        answer = client.get(f"/dicomweb/studies/{study.study_uid}")
+        assert answer.status_code == 200
+        boundary = re.search(r"boundary=([^;]+)", answer.headers["content-type"])
+        assert boundary and boundary[1].strip('"').startswith("pacs-gateway-") is not relayed
+        files = [pydicom.dcmread(BytesIO(p)) for p in parts(answer)]
+        every = {u for by in study.instances[holder].values() for u in by}
+        assert {str(ds.SOPInstanceUID) for ds in files} == every, holder
+        assert {str(ds.StudyInstanceUID) for ds in files} == {study.study_uid}
+    study = next(s for s in held(truth) if set(s.sources) & set(QUERY_SOURCES) == {"dcm4chee"})
+    series = study.series[0].series_uid
+    one = parts(client.get(f"/dicomweb/studies/{study.study_uid}/series/{series}"))
+    assert len(one) == len(study.instances["dcm4chee"][series])
+
+
 def test_rendered_thumbnails_and_frame_syntaxes(client: TestClient, truth: GroundTruth) -> None:
     study = next(s for s in held(truth) if "orthanc" in s.sources)
     series = next(se for se in study.series if study.instances["orthanc"].get(se.series_uid))
@@ -378,12 +399,15 @@ def test_roles_and_the_audit_trail(settings: Settings, truth: GroundTruth) -> No
         assert stow.status_code == 403 and stow.json()["code"] == "FORBIDDEN"
         seen = c.get("/dicomweb/studies", params={"limit": 1000}, headers=as_("radiologist"))
         assert len(seen.json()) == len(held(truth))
+        files = c.get(f"/dicomweb/studies/{study.study_uid}", headers=as_("radiologist"))
+        assert files.status_code == 200 and parts(files)
     reads = [
         e
         for e in asyncio.run(_reads(required))
         if e.action == "phi-read" and e.actor == tokens["radiologist-actor"]
     ]
-    assert len(reads) == 1 and reads[0].object_ref == "studies"
+    assert [r.object_ref for r in reads] == ["studies", "retrieve"], "files name the patient"
+    assert reads[1].detail is not None and study.study_uid not in json.dumps(reads[1].detail)
     patients = {s.patient_id for s in held(truth)}
     assert reads[0].detail is not None and reads[0].detail["count"] == len(held(truth))
     assert len(reads[0].detail["refs"]) == len(patients)

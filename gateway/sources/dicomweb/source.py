@@ -300,6 +300,20 @@ class DicomWebSource:
             except mp.MultipartError as exc:
                 raise SourceProtocolError(self.id, f"{op}: {exc}") from None
 
+    async def relay_study(
+        self, study_uid: str, series_uid: str | None
+    ) -> tuple[str, AsyncIterator[bytes]]:
+        """This archive's WADO-RS multipart answer for a study or one series, as it comes."""
+        op = "retrieve_study"
+        path = f"/studies/{self._uid(op, study_uid)}"
+        if series_uid is not None:
+            path += f"/series/{self._uid(op, series_uid)}"
+        response, boundary = await self._parts(op, path)
+        if boundary is None:  # one bare Part 10 file: not a multipart to pass on
+            await response.aclose()
+            raise SourceProtocolError(self.id, f"{op}: answer is not multipart/related")
+        return response.headers["content-type"], self.http.iter_body(response, op)
+
     # -- STOW-RS ---------------------------------------------------------------
 
     async def store(self, files: Sequence[bytes]) -> StoreResult:
