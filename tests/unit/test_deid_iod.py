@@ -493,3 +493,88 @@ async def test_job_reports_the_failed_instance_and_exports_the_rest(
         }
     ]
     assert run_.quarantined == []
+
+
+# -- found by the real-world corpus (tests/unit/test_deid_corpus.py, issue 16 §1) ----------
+
+
+def _content_tree(ds: Dataset) -> list[tuple[str, object]]:
+    """(keyword, value) of the structural values of every content item, in order."""
+    out: list[tuple[str, object]] = []
+    for item in ds.get("ContentSequence", []):
+        for keyword in (
+            "RelationshipType",
+            "ValueType",
+            "ContinuityOfContent",
+            "GraphicType",
+            "ReferencedContentItemIdentifier",
+            "ReferencedFrameNumber",
+        ):
+            if keyword in item:
+                out.append((keyword, item[keyword].value))
+        out += _content_tree(item)
+    return out
+
+
+def sr_document() -> Dataset:
+    """pydicom's test SR (a Comprehensive SR shipped in its wheel): text, names, dates,
+    codes, image references with frame numbers, a by-reference content item."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("test-SR.dcm")
+    assert path is not None
+    return dcmread(path)
+
+
+def test_dummy_content_sequence_keeps_its_structure() -> None:
+    """Content Sequence is D: its text becomes dummies, but the code strings and numbers
+    that make the content tree (Value Type, Relationship Type, Referenced Content Item
+    Identifier, Referenced Frame Number) stay. Before, they became "ANONYMIZED" and 0,
+    and dciodvfy refused the output (unknown Value Type, text present for no type)."""
+    source = sr_document()
+    out = run(source)
+    tree = _content_tree(out)
+    assert tree and tree == _content_tree(source)
+    texts = [
+        e.value
+        for item in out.ContentSequence
+        for e in item
+        if e.keyword in ("TextValue", "PersonName", "Date", "DateTime")
+    ]
+    assert texts and set(map(str, texts)) <= {"ANONYMIZED", "19000101", "19000101000000"}
+
+
+@needs_dciodvfy
+def test_structured_report_passes_the_job_check() -> None:
+    out, _, _ = process_instance(part10(sr_document()), DeidConfig(KEY, "proj"))
+    assert out is not None
+
+
+@needs_dciodvfy
+def test_dciodvfy_comparison_ignores_uid_values() -> None:
+    """dciodvfy quotes UIDs in some errors ("StudyInstanceUID has same value as
+    FrameOfReferenceUID <uid>", "... ReferencedSOPInstanceUID <uid>"); the new UID must not
+    make the same error of the original look new."""
+    ds = ct_image()
+    ds.FrameOfReferenceUID = ds.StudyInstanceUID  # as in pydicom's DICOMDIR test MR series
+    before = dciodvfy_errors(part10(ds))
+    assert before and any("same value as" in line for line in before)
+    out, _, _ = process_instance(part10(ds), DeidConfig(KEY, "proj"))
+    assert out is not None
+
+
+def test_an_attribute_the_original_lacked_is_not_refused() -> None:
+    """The output check wants Modality and the study and series UIDs; an original without
+    them (secondary captures and photographs in the wild) is not the engine's fault: the
+    instance is exported. One the engine took away is still refused."""
+    ds = ct_image()
+    del ds.Modality
+    out, _, _ = process_instance(part10(ds), DeidConfig(KEY, "proj"))
+    assert out is not None and "Modality" not in dcmread(BytesIO(out))
+    from workers.dicom.deid import validate
+
+    data = part10(ct_image())
+    no_modality = dcmread(BytesIO(data))
+    del no_modality.Modality
+    with pytest.raises(ValueError, match="lacks Modality"):
+        validate.check_output(part10(no_modality), validate._present(data))

@@ -3,7 +3,8 @@
 `process_instance` is what the job runs in the process pool: de-identify, re-read
 the output with pydicom (pixel data included), check the attributes every
 composite instance needs (PS3.3 C.12.1 SOP Common, C.7.1.1 Patient, C.7.2.1
-General Study, C.7.3.1 General Series), and, when Debian's dicom3tools is
+General Study, C.7.3.1 General Series; one the original lacked too is not refused:
+the engine removes none of them), and, when Debian's dicom3tools is
 installed, run `dciodvfy` on the original and on the output and refuse errors the
 original did not have. Failure raises `InvalidOutput` (a `ValueError`) naming the
 instance by its new SOP Instance UID and the attributes at fault by keyword; its
@@ -33,9 +34,14 @@ REQUIRED = (
 )
 # the attribute a dciodvfy line is about: "Element=<Keyword>"
 _ELEMENT = re.compile(r"Element=<(\w+)>")
-# a value as dciodvfy quotes it (" = <value>", quoted text); the names in
+# a value as dciodvfy quotes it (" = <value>", quoted text, a UID or number in angle
+# brackets: "StudyInstanceUID has same value as FrameOfReferenceUID <1.2.3>", a bare UID:
+# "... but have IMAGE ReferencedSOPInstanceUID 1.2.3.4" or "... UID 0"); the names in
 # "Element=<Name> Module=<Name>" stay, so different missing attributes stay different
-_VALUE = re.compile(r"\s+=\s+<[^>]*>|\s+=\s+[^<].*$|\"[^\"]*\"")
+_VALUE = re.compile(
+    r"\s+=\s+<[^>]*>|\s+=\s+[^<].*$|\"[^\"]*\"|\s*<[\d.]+>|\s+\d+(?:\.\d+){2,}(?![\w.])"
+    r"|(?<=UID)\s+[\d.]+$"
+)
 
 
 class InvalidOutput(ValueError):
@@ -59,8 +65,9 @@ class InvalidOutput(ValueError):
         return InvalidOutput, (self.reason, self.sop_uid, self.attributes)  # across the pool
 
 
-def check_output(data: bytes) -> None:
-    """Re-read `data` fully; `ValueError` when it does not parse or lacks a required attribute."""
+def check_output(data: bytes, required: tuple[str, ...] = REQUIRED) -> None:
+    """Re-read `data` fully; `ValueError` when it does not parse or lacks a `required`
+    attribute."""
     try:
         ds = dcmread(BytesIO(data))
         ds.get("PixelData")  # force parsing to the end
@@ -70,9 +77,15 @@ def check_output(data: bytes) -> None:
         raise
     except Exception as exc:  # any parse failure: the type is enough, values stay out
         raise ValueError(f"output does not re-read ({type(exc).__name__})") from None
-    missing = [k for k in REQUIRED if k not in ds]
+    missing = [k for k in required if k not in ds]
     if missing:
         raise ValueError(f"output lacks {', '.join(missing)}")
+
+
+def _present(data: bytes) -> tuple[str, ...]:
+    """The `REQUIRED` attributes the original instance holds (only read on a failed check)."""
+    ds = dcmread(BytesIO(data), stop_before_pixels=True)
+    return tuple(k for k in REQUIRED if k in ds)
 
 
 def dciodvfy_errors(data: bytes) -> set[str] | None:
@@ -98,9 +111,12 @@ def process_instance(
     if out is not None:
         try:
             check_output(out)
-        except ValueError as exc:
-            missing = tuple(k for k in REQUIRED if k in str(exc))
-            raise InvalidOutput(str(exc), report.sop_uid, missing) from None
+        except ValueError:
+            try:  # an attribute the original lacked too is not the engine's to add
+                check_output(out, _present(data))
+            except ValueError as exc:
+                missing = tuple(k for k in REQUIRED if k in str(exc))
+                raise InvalidOutput(str(exc), report.sop_uid, missing) from None
         after = dciodvfy_errors(out)
         if after:
             new = after - (dciodvfy_errors(data) or set())

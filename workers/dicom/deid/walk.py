@@ -4,11 +4,17 @@ Actions (Table E.1-1 legend): X remove; Z zero-length value; D dummy value; K ke
 C clean; U replace the UID consistently. For a sequence: X removes it, Z empties
 it, K, C and U keep its items and process them with the same rules, and D keeps
 its items but replaces every value inside them by a dummy (UIDs are still
-mapped, so references keep resolving). Attributes the table does not name are
-kept, except: every UI-valued attribute is replaced as by U (the DICOM-defined
-UIDs of the `1.2.840.10008` root, and attributes that hold class or syntax
-UIDs, stay), private attributes follow `private.py`, and overlay groups
-(60xx) are removed whole once their data are (Table E.1-1 rows (60xx,3000)).
+mapped, so references keep resolving), except the values that carry the items'
+structure and no text: code strings (CS: Value Type, Relationship Type, Continuity
+of Content, Graphic Type...: enumerated values, which a dummy makes invalid) and
+numbers, binary or as text (US, UL, SS, SL, FL, FD, SV, UV, AT, IS, DS: Referenced
+Content Item Identifier, Referenced Frame Number, coordinates, measured values). A
+Content Sequence (D) of a structured report so stays a valid content tree of dummy
+text (PS3.15 E.1.1). Elements the table names keep their own action inside such items.
+Attributes the table does not name are kept, except: every UI-valued attribute is
+replaced as by U (the DICOM-defined UIDs of the `1.2.840.10008` root, and attributes
+that hold class or syntax UIDs, stay), private attributes follow `private.py`, and
+overlay groups (60xx) are removed whole once their data are (Table E.1-1 rows (60xx,3000)).
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ from workers.dicom.deid import private, values
 from workers.dicom.deid.table import Actions
 
 DICOM_ROOT = "1.2.840.10008."
+# VRs a D on a sequence leaves as they are in its items (see module doc)
+STRUCTURE_VRS = frozenset(
+    {"SQ", "CS", "US", "UL", "SS", "SL", "FL", "FD", "SV", "UV", "AT", "IS", "DS"}
+)
 KEEP_UID_TAGS = frozenset(
     {
         0x00020002,  # Media Storage SOP Class UID
@@ -93,7 +103,7 @@ class Walker:
                 continue
             elem = ds[key]
             if action is None:
-                action = "D" if dummy_mode and elem.VR != "SQ" else None
+                action = "D" if dummy_mode and elem.VR not in STRUCTURE_VRS else None
             if action is None:
                 self._keep(elem, dummy_mode)
             else:
