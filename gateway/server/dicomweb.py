@@ -235,6 +235,7 @@ async def search_instances(call: _Call) -> Response:
     return _json([qido.instance_json(m, call.root) for m in merged], outcomes)
 
 
+RELAY_CHUNK = 1 << 20  # bytes gathered per write of a relayed answer
 HOLDERS_TTL_S = 30.0  # how long who-holds-a-series is remembered (a viewer's frames)
 HOLDERS_KEPT = 512
 
@@ -342,9 +343,15 @@ async def _relayed(call: _Call, holder: str, study: str, series: str | None) -> 
         return None
 
     async def stream() -> AsyncIterator[bytes]:
-        yield first
-        async for chunk in body:
-            yield chunk
+        pending, size = [first], len(first)
+        async for chunk in body:  # fewer, larger writes: the send path costs per message
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= RELAY_CHUNK:
+                yield b"".join(pending)
+                pending, size = [], 0
+        if pending:
+            yield b"".join(pending)
 
     return StreamingResponse(stream(), media_type=media)
 
