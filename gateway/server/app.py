@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -40,7 +41,7 @@ from gateway.server.callers import UNAUTHENTICATED_HEADERS, bearer, caller_of
 from gateway.server.importer import import_upload
 from gateway.server.metrics import MetricsEndpoint
 from gateway.server.oidc_login import OidcLogin
-from gateway.server.ratelimit import SharedBuckets, TokenBuckets, caller_key
+from gateway.server.ratelimit import TARPIT_S, SharedBuckets, TokenBuckets, caller_key
 from gateway.server.security import Hardened
 from gateway.server.ui import Dashboard, wants_ide
 from resolvers.context import Context, make_context
@@ -121,6 +122,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         wait = await self.buckets.take(caller_key(context.caller, context.address, open_mode))
         if wait:
             retry = self.buckets.retry_after(wait)
+            await asyncio.sleep(min(wait, TARPIT_S))  # asking again at once gains nothing
             sub_response.status_code = 429
             sub_response.headers["Retry-After"] = str(retry)
             limited = GraphQLError(

@@ -9,6 +9,10 @@ Redis fails, each process uses its own buckets (`TokenBuckets`; logged once, ret
 every few seconds): a request is never refused because Redis is down. In-process, full
 buckets are forgotten when the table grows, so a flood of addresses cannot grow it
 without bound.
+
+A 429 is answered after the caller's wait, up to `TARPIT_S`: a client that ignores
+`Retry-After` and asks again at once is slowed to its rate instead of being answered
+429s as fast as the gateway can send them (each costs a parse and an authentication).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ log = logging.getLogger(__name__)
 MAX_KEYS = 50_000
 REDIS_TIMEOUT_S = 0.5  # slower than this and the request uses this process's bucket
 RETRY_REDIS_S = 5.0  # after a failure, Redis is asked again this much later
+TARPIT_S = 1.0  # a 429 is answered after its wait, up to this
 # KEYS[1]: the bucket (a hash: tokens, at); ARGV: rate per second, burst. Returns the
 # seconds to wait (as a string: Redis turns Lua numbers into integers), "0" if taken.
 TAKE = """

@@ -295,12 +295,14 @@ def test_repeated_selections_are_refused_before_validation(client: TestClient) -
     """Finding 3 again: the repeated selections (1-2 s of CPU each to validate) are counted
     and refused first, at a cost of milliseconds; GraphiQL's introspection query passes."""
     heavy = " ".join(["sources { id health { up } }"] * 300)
-    started = time.process_time()  # the app's threads are this process's
-    r = client.post("/graphql", json={"query": f"# {uuid.uuid4()}\n{{ {heavy} }}"})
-    spent = time.process_time() - started
-    error = _error(r)
-    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX" and r.json()["data"] is None
-    assert spent < 0.2, f"{spent:.3f} s of CPU to refuse"
+    spent = []
+    for i in range(3):  # the least of three: other threads of the test process count too
+        started = time.process_time()  # the app's threads are this process's
+        r = client.post("/graphql", json={"query": f"{{ a{i}: __typename {heavy} }}"})
+        spent.append(time.process_time() - started)
+        error = _error(r)
+        assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX" and r.json()["data"] is None
+    assert min(spent) < 0.2, f"{spent} s of CPU to refuse"
     introspection = get_introspection_query(input_value_deprecation=True, schema_description=True)
     answer = client.post("/graphql", json={"query": introspection}).json()
     assert "errors" not in answer and answer["data"]["__schema"]["queryType"]
@@ -314,3 +316,17 @@ def test_the_field_bound_is_configurable(settings: Settings) -> None:
         assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
         assert "more than 5" in error["message"]
         assert "errors" not in c.post("/graphql", json={"query": "{ sources { id } }"}).json()
+
+
+def test_a_429_is_answered_after_the_wait(settings: Settings) -> None:
+    """Issue 12's load test: a client that ignores Retry-After and asks again at once was
+    answered as fast as the gateway could (each answer a parse and an authentication):
+    the 429 now comes after the caller's wait (up to a second)."""
+    limited = replace(settings, rate_per_s=0.5, burst=1)
+    query = {"query": "{ sources { id } }"}
+    with TestClient(create_app(limited)) as c:
+        c.post("/graphql", json=query)
+        started = time.monotonic()
+        r = c.post("/graphql", json=query)
+        assert r.status_code == 429 and _error(r)["extensions"]["code"] == "RATE_LIMITED"
+        assert time.monotonic() - started >= 0.9, "answered after the wait, not at once"

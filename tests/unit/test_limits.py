@@ -96,16 +96,18 @@ async def test_a_few_aliases_in_fragments_pass() -> None:
 
 def _repeated(times: int) -> str:
     heavy = " ".join(["sources { id health { up } }"] * times)
-    return f"# {uuid.uuid4()}\n{{ {heavy} }}"  # new each time: no cache to help
+    return f"{{ a{uuid.uuid4().hex}: __typename {heavy} }}"  # new tokens: no cache helps
 
 
 async def test_repeated_selections_are_refused_cheaply_before_validation() -> None:
-    started = time.process_time()  # every thread of the process: validation's too
-    errors = await _errors(_repeated(300))
-    spent = time.process_time() - started
-    assert [e["extensions"] for e in errors] == [{"code": "QUERY_TOO_COMPLEX"}]
-    assert "selected more than" in str(errors[0]["message"])
-    assert spent < 0.2, f"{spent:.3f} s of CPU to refuse"  # validating it: 1-2 s
+    spent = []
+    for _ in range(3):  # the least of three: other threads of the test process count too
+        started = time.process_time()  # every thread of the process: validation's too
+        errors = await _errors(_repeated(300))
+        spent.append(time.process_time() - started)
+        assert [e["extensions"] for e in errors] == [{"code": "QUERY_TOO_COMPLEX"}]
+        assert "selected more than" in str(errors[0]["message"])
+    assert min(spent) < 0.2, f"{spent} s of CPU to refuse"  # validating it: 1-2 s
 
 
 async def test_repeats_multiply_through_nesting_and_add_up_over_fragments() -> None:
