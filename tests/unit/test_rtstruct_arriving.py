@@ -230,3 +230,31 @@ async def test_a_cancelled_download_still_writes_the_marker(tmp_path: Path) -> N
     assert (tmp_path / MARKER).read_text() == marker_text(2, False)
     with pytest.raises(RtStructError, match="ended early"):
         await asyncio.wait_for(reader, 2)
+
+
+def test_large_display_meshes_get_fewer_smoothing_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not the reader: the display mesh of a very large ROI (a body contour), cheaper."""
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    from workers.dicom.rtstruct import parse_structure_set, surface
+    from workers.dicom.rtstruct.raster import rasterize
+
+    ct = ct_series(rows=48, columns=56, spacing=(2.0, 2.5))
+    stack = build_stack(ct, pixels=False)
+    rs = rtstruct(ct, [("s", sphere(ct, (3.0, -4.0, 1.0), 18.0))])
+    [roi] = parse_structure_set(rs).rois
+    iso = surface.iso_surface(rasterize(roi, stack.grid), stack.grid)
+    area = surface.area_mm2(iso.mesh)
+
+    def points(mesh: object) -> np.ndarray:
+        return vtk_to_numpy(mesh.GetPoints().GetData())  # type: ignore[attr-defined]
+
+    full = points(surface.smoothed(iso.mesh))
+    monkeypatch.setattr(surface, "LARGE_MESH_TRIANGLES", 10)  # this small mesh counts as large
+    fewer = points(surface.smoothed(iso.mesh))
+    assert np.array_equal(
+        fewer, points(surface.smoothed(iso.mesh, iterations=surface.LARGE_MESH_ITERATIONS))
+    )
+    assert not np.array_equal(fewer, full)
+    assert np.abs(fewer - full).max() < 1.0  # mm: a display difference
+    assert surface.area_mm2(iso.mesh) == area  # the measured surface is not the smoothed one

@@ -35,6 +35,10 @@ TARGET_SAMPLE_MM = 1.25
 NEAR_PIXELS = 1.5  # exact distances this close (in samples) when samples are square
 SPLIT_SAMPLES = 2_000_000  # a field this large is computed on SLICE_THREADS threads
 SLICE_THREADS = 2
+# display meshes this large (a body contour: ~600,000 triangles) get fewer smoothing passes:
+# 0.24 -> 0.16 s there, points within ~0.13 mm (mean) of the 15-pass mesh
+LARGE_MESH_TRIANGLES = 200_000
+LARGE_MESH_ITERATIONS = 8
 
 
 def _segment_distances(
@@ -199,9 +203,13 @@ def area_mm2(mesh: vtkPolyData) -> float:
 
 
 def smoothed(mesh: vtkPolyData, iterations: int = 15, passband: float = 0.1) -> vtkPolyData:
-    """Windowed-sinc smoothing for display meshes (volume-preserving, no shrinkage)."""
+    """Windowed-sinc smoothing for display meshes (volume-preserving, no shrinkage); at
+    most LARGE_MESH_ITERATIONS passes on a mesh of more than LARGE_MESH_TRIANGLES.
+    Display only: measures are taken on the unsmoothed iso-surface."""
     if mesh.GetNumberOfPolys() == 0:
         return mesh
+    if mesh.GetNumberOfPolys() > LARGE_MESH_TRIANGLES:
+        iterations = min(iterations, LARGE_MESH_ITERATIONS)
     f = vtkWindowedSincPolyDataFilter()
     f.SetInputData(mesh)
     f.SetNumberOfIterations(iterations)
