@@ -1,14 +1,19 @@
 """Load test of issue 12: 50 normal clients with and without one abusive client (locust).
 
     .venv/bin/python -m tests.bench.bench_load [--users 50] [--seconds 45] [--patients 20]
+        [--abuse all,nested,sync-10k,...] [--rate 5 --burst 20]
 
 Starts a LocalStack on loopback, seeds the demo data, starts the gateway as a process
 (`pacs-gateway serve`, `[auth]` required), makes a radiologist's API token per normal
-client and logs the admin in for the abusive one, then runs locust headless twice
+client and logs the admin in for the abusive one, then runs locust headless
 (`tests/bench/locust_hardening.py`): the normal clients alone, then with the abusive
-client. Meanwhile `/health` is asked twice a second. Prints requests/s and p50/p95/p99 of
-the normal clients, `/health` latency and statuses, and the gateway's RSS before and
-after each run, as a Markdown table. Not a pytest test; at most 2 x `--seconds` of load.
+client once per `--abuse` item (`all`: every abusive request in turn, the default; or one
+kind, e.g. `nested`, to see what each costs the others). Meanwhile `/health` is asked
+twice a second. Prints requests/s and p50/p95/p99 of the normal clients, `/health`
+latency and statuses, the gateway's RSS before and after each run and the abusive
+requests sent, as a Markdown table. `--rate` and `--burst` set the gateway's per-caller
+rate (`[gateway] rate_per_s`, `burst`). Not a pytest test; at most (1 + items) x `--seconds`
+of load.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -44,12 +50,16 @@ STUDIES = "{ studies(first: 200) { edges { node { studyInstanceUid } } } }"
 
 def _gql(base: str, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    r = httpx.post(
-        f"{base}/graphql",
-        json={"query": query, "variables": variables},
-        headers=headers,
-        timeout=60,
-    )
+    while True:  # the setup's requests keep to the rate (--rate)
+        r = httpx.post(
+            f"{base}/graphql",
+            json={"query": query, "variables": variables},
+            headers=headers,
+            timeout=60,
+        )
+        if r.status_code != 429:
+            break
+        time.sleep(float(r.headers.get("retry-after", "1")))
     body: dict[str, Any] = r.json()
     assert r.status_code == 200 and not body.get("errors"), r.text[:500]
     data: dict[str, Any] = body["data"]
@@ -87,7 +97,7 @@ class HealthProbe(threading.Thread):
 
 
 def _run_locust(
-    base: str, data: Path, out: Path, users: int, seconds: int, abuse: bool
+    base: str, data: Path, out: Path, users: int, seconds: int, abuse: str | None
 ) -> dict[str, Any]:
     classes = ["Clinician", "Abuser"] if abuse else ["Clinician"]
     total = users + (1 if abuse else 0)
@@ -111,12 +121,23 @@ def _run_locust(
         *classes,
     ]
     env = {**os.environ, "LOAD_DATA": str(data), "LOAD_OUT": str(out)}
+    env["LOAD_ABUSE"] = abuse or "all"
     subprocess.run(cmd, env=env, check=False, capture_output=True, timeout=seconds + 60)
-    rows = json.loads(out.read_text())
+    everything = json.loads(out.read_text())
+    rows = [r for r in everything if not r[0].startswith("abuse:")]
+    abusive = [t for name, t, _ in everything if name.startswith("abuse:")]
     times = [t for _, t, _ in rows]
+    causes: dict[str, int] = {}
+    for _, _, why in rows:
+        if why is not None:
+            cause = re.sub(r"\d+(\.\d+)?", "N", why)[:80]  # counts and ids alike
+            causes[cause] = causes.get(cause, 0) + 1
     return {
+        "causes": causes,
+        "abusive": len(abusive),
+        "abusive_ms": statistics.mean(abusive) if abusive else float("nan"),
         "requests": len(rows),
-        "failures": sum(1 for _, _, ok in rows if not ok),
+        "failures": sum(1 for _, _, why in rows if why is not None),
         "rps": len(rows) / seconds,
         "p50": _percentile(times, 50),
         "p95": _percentile(times, 95),
@@ -131,7 +152,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=45)
     parser.add_argument("--patients", type=int, default=20)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--rate", type=float, help="[gateway] rate_per_s (default: its own)")
+    parser.add_argument("--burst", type=int, help="[gateway] burst (default: its own)")
+    parser.add_argument(
+        "--abuse",
+        default="all",
+        help="comma-separated: one run with the abusive client per item, 'all' or one kind "
+        "('none': the normal clients alone again, to see the machine drift) "
+        "(sync-10k, sync-100k, padded, nested, compare-star, date-star, host, null-body, "
+        "brackets, nul, long-id)",
+    )
     args = parser.parse_args()
+    phases: list[str | None] = [None, *(a if a != "none" else None for a in args.abuse.split(","))]
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     stack = LocalStack(
         workdir=work / "stack",
@@ -145,7 +177,11 @@ def main() -> int:
         info = stack.info
         assert info is not None
         config = work / "gateway.toml"
-        config.write_text(info.gateway_toml(results_dir=str(work / "results"), sync_interval_s=0))
+        toml = info.gateway_toml(results_dir=str(work / "results"), sync_interval_s=0)
+        for key, value in (("rate_per_s", args.rate), ("burst", args.burst)):
+            if value is not None:
+                toml = toml.replace("[gateway]\n", f"[gateway]\n{key} = {value}\n", 1)
+        config.write_text(toml)
         env = {
             "DATABASE_URL": info.database_url,
             "REDIS_URL": info.redis_url,
@@ -195,33 +231,38 @@ def main() -> int:
         data.write_text(json.dumps({"tokens": tokens, "abuser": admin, "studies": studies}))
         process = psutil.Process(gateway.pid)
         results = []
-        for abuse in (False, True):
+        for abuse in phases:
             rss_before = process.memory_info().rss / 2**20
             probe = HealthProbe(base)
             probe.start()
             stats = _run_locust(
-                base, data, work / f"out-{abuse}.json", args.users, args.seconds, abuse
+                base, data, work / f"out-{abuse or 'none'}.json", args.users, args.seconds, abuse
             )
             probe.stop.set()
             probe.join()
             rss_after = process.memory_info().rss / 2**20
             results.append((abuse, stats, probe, rss_before, rss_after))
         print(
-            "| run | normal requests/s | failures | p50 ms | p95 ms | p99 ms "
-            "| /health p50 / max ms | /health answers | gateway RSS MB before → after |"
+            "| run | normal requests/s | failures | p50 ms | p95 ms | p99 ms | p95 change "
+            "| /health p50 / max ms | /health answers | gateway RSS MB before → after "
+            "| abusive requests (mean ms) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        base_p95 = results[0][1]["p95"]
         for abuse, s, probe, before, after in results:
-            name = "with the abusive client" if abuse else "normal clients only"
+            name = f"with the abusive client ({abuse})" if abuse else "normal clients only"
+            change = f"{100 * (s['p95'] / base_p95 - 1):+.0f} %" if abuse else ""
             health = f"{statistics.median(probe.latencies):.0f} / {max(probe.latencies):.0f}"
             answers = ", ".join(f"{k}: {v}" for k, v in sorted(probe.statuses.items()))
+            sent = f"{s['abusive']} ({s['abusive_ms']:.0f})" if abuse else ""
             print(
                 f"| {name} | {s['rps']:.1f} | {s['failures']} of {s['requests']} "
-                f"| {s['p50']:.0f} | {s['p95']:.0f} | {s['p99']:.0f} | {health} | {answers} "
-                f"| {before:.0f} → {after:.0f} |"
+                f"| {s['p50']:.0f} | {s['p95']:.0f} | {s['p99']:.0f} | {change} | {health} "
+                f"| {answers} | {before:.0f} → {after:.0f} | {sent} |"
             )
-        base_p95, abuse_p95 = results[0][1]["p95"], results[1][1]["p95"]
-        print(f"\np95 change with the abusive client: {100 * (abuse_p95 / base_p95 - 1):+.0f} %")
+        for abuse, s, *_ in results:
+            for cause, count in sorted(s["causes"].items(), key=lambda c: -c[1]):
+                print(f"failed ({abuse or 'normal clients only'}): {count} x {cause}")
         return 0
     finally:
         if gateway is not None:
