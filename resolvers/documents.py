@@ -10,7 +10,9 @@ text is short are lexed and parsed on the loop (faster than the hop to a thread)
 validation on a miss is done in the thread (a short document can be slow to validate).
 
 Two documents with one key share one parsed tree: error locations point into the text
-of the first one seen (same tokens, so the same line only when laid out alike).
+of the first one seen (same tokens, so the same line only when laid out alike). A
+document refused before execution (invalid, too complex) is not kept: a stream of new
+refused documents would otherwise fill the cache with their trees.
 """
 
 from __future__ import annotations
@@ -138,6 +140,11 @@ class Documents(SchemaExtension):
                     self._validated.put(key, errors)
             ctx.pre_execution_errors = list(errors)
         yield
+        if ctx.pre_execution_errors and self.key is not None:  # refused: not worth a place
+            self._parsed.pop(self.key, None)
+            self._validated.pop(self.key, None)
+            if ctx.query:
+                self._keys.pop(ctx.query, None)
 
 
 def cache_clear() -> None:

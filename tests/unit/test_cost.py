@@ -10,7 +10,7 @@ from graphql import GraphQLSyntaxError, parse
 
 from resolvers.common import MAX_PAGE
 from resolvers.cost import DEFAULT_LIST, estimate
-from resolvers.documents import cache_clear, document_key
+from resolvers.documents import Documents, cache_clear, document_key
 from resolvers.schema import schema
 
 S = schema._schema
@@ -91,3 +91,16 @@ async def test_a_comment_does_not_defeat_the_validation_cache(
             for e in result.errors
         )
     assert len(calls) == 1
+
+
+async def test_refused_documents_are_not_kept() -> None:
+    """A stream of new invalid documents would otherwise fill the cache with their trees;
+    valid ones stay."""
+    cache_clear()
+    for i in range(20):
+        result = await schema.execute(f"{{ nosuchfield{i} }}")
+        assert result.errors, "refused"
+    assert len(Documents._parsed) == len(Documents._validated) == len(Documents._keys) == 0
+    ok = await schema.execute("{ __typename }")
+    assert ok.errors is None
+    assert len(Documents._parsed) == len(Documents._keys) == 1
