@@ -20,6 +20,10 @@ run, alternating per case, times:
   fetch that ours includes.
 
 Reports medians (min-max) and the ratio plain/ours. Not a pytest test; asserts no time.
+Phases are the times between the job's events: since the parse overlaps the download,
+"fetch" runs to the download's end and "parse" from there to the first ROI's mask (the
+last images read, the stack, the check, the first ROI's mask and surface, and up to 0.1 s
+of the job's polling of the pool's progress).
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def test_reads_files_in_order_as_they_appear(tmp_path: Path) -> None:
     for ds, pixels in zip(ct, arrived.pixels, strict=True):
         assert pixels.tobytes() == ds.PixelData
     # build_stack takes the decoded pixels, in slice order, as decoding them anew would
-    expected = build_stack(arrived.datasets)
+    expected = build_stack(ct)  # the datasets read carry no pixel data: `pixels` holds it
     stack = build_stack(arrived.datasets, decoded=arrived.pixels)
     assert stack.raw is not None and expected.raw is not None
     assert np.array_equal(stack.raw, expected.raw)
@@ -129,8 +129,10 @@ def test_a_half_written_file_is_never_read(tmp_path: Path) -> None:
         (tmp_path / MARKER).write_text(marker_text(1, True))
 
     threading.Thread(target=finish, daemon=True).start()
-    [ds] = read_arriving(tmp_path, stall_s=5).datasets
-    assert ds.SOPInstanceUID == original.SOPInstanceUID and ds.PixelData == original.PixelData
+    arrived = read_arriving(tmp_path, stall_s=5)
+    [ds] = arrived.datasets
+    assert ds.SOPInstanceUID == original.SOPInstanceUID
+    assert arrived.pixels is not None and arrived.pixels.tobytes() == original.PixelData
 
 
 def test_a_removed_folder_ends_it(tmp_path: Path) -> None:
@@ -258,3 +260,27 @@ def test_large_display_meshes_get_fewer_smoothing_passes(monkeypatch: pytest.Mon
     assert not np.array_equal(fewer, full)
     assert np.abs(fewer - full).max() < 1.0  # mm: a display difference
     assert surface.area_mm2(iso.mesh) == area  # the measured surface is not the smoothed one
+
+
+def test_implicit_vr_and_mixed_types(tmp_path: Path) -> None:
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ct = _ct(3)
+    for ds in ct:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    for i, ds in enumerate(ct):
+        _put(tmp_path, i, _bytes(ds))
+    (tmp_path / MARKER).write_text(marker_text(3, True))
+    arrived = read_arriving(tmp_path, stall_s=1)
+    assert arrived.pixels is not None
+    assert [p.tobytes() for p in arrived.pixels] == [ds.PixelData for ds in ct]
+    # slices of differing types: no volume, the datasets keep their pixels for build_stack
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    ct[1].PixelRepresentation = 1
+    for i, ds in enumerate(ct):
+        _put(mixed, i, _bytes(ds))
+    (mixed / MARKER).write_text(marker_text(3, True))
+    arrived = read_arriving(mixed, stall_s=1)
+    assert arrived.pixels is None and all("PixelData" in ds for ds in arrived.datasets)
+    assert build_stack(arrived.datasets, decoded=arrived.pixels).raw is not None

@@ -18,13 +18,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
-from workers.dicom.rtstruct.grid import decoded_pixels
+from workers.dicom.rtstruct.grid import decoded_pixels, native_dtype
 from workers.dicom.rtstruct.model import RtStructError
 
 MARKER = "COUNT"  # written last: "<images written>" or "<images written> incomplete"
@@ -58,14 +59,16 @@ def read_marker(folder: Path) -> tuple[int, bool] | None:
 @dataclass(slots=True)
 class Arrived:
     """The datasets read, in arrival order, and their decoded pixels: `pixels[i]` holds
-    the stored values of `datasets[i]` (None when the slices differ in size or type)."""
+    the stored values of `datasets[i]` (native data is read into `pixels` only, not into
+    the datasets). `pixels` is None when the slices differ in size or type: then the
+    datasets hold their pixel data, for `build_stack` to decode."""
 
     datasets: list[Dataset]
     pixels: NDArray[np.generic] | None
 
 
 class _Volume:
-    """Slices copied into one growing array as they are read."""
+    """Slices written into one growing array as they are read."""
 
     def __init__(self, expected: int) -> None:
         self.expected = max(1, expected)
@@ -73,20 +76,28 @@ class _Volume:
         self.count = 0
         self.failed = False
 
-    def add(self, slice_: NDArray[np.generic] | None) -> None:
-        if self.failed or slice_ is None:
-            self.failed = True
-            return
+    def slot(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> NDArray[np.generic] | None:
+        """The next slice's place (None once the slices differ in size or type)."""
+        if self.failed:
+            return None
         if self.array is None:
-            self.array = np.empty((self.expected, *slice_.shape), dtype=slice_.dtype)
-        elif slice_.shape != self.array.shape[1:] or slice_.dtype != self.array.dtype:
+            self.array = np.empty((self.expected, *shape), dtype=dtype)
+        elif shape != self.array.shape[1:] or dtype != self.array.dtype:
             self.failed = True
-            return
+            return None
         if self.count == len(self.array):  # more than expected: grow
             grown = np.empty((2 * len(self.array), *self.array.shape[1:]), self.array.dtype)
             grown[: self.count] = self.array
             self.array = grown
-        self.array[self.count] = slice_
+        return self.array[self.count]
+
+    def add(self, slice_: NDArray[np.generic] | None) -> None:
+        """Copy a decoded slice in (None: it could not be decoded here)."""
+        place = None if slice_ is None else self.slot(slice_.shape, slice_.dtype)
+        if place is None or slice_ is None:
+            self.failed = True
+            return
+        place[...] = slice_
         self.count += 1
 
     def result(self) -> NDArray[np.generic] | None:
@@ -95,17 +106,59 @@ class _Volume:
         return self.array[: self.count]
 
 
-def _read(path: Path) -> tuple[Dataset, NDArray[np.generic] | None]:
-    """A dataset and its decoded pixels (None when they cannot be decoded here: then
-    `build_stack` decodes them, and raises what it raises)."""
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+
+
+def _read_into(path: Path, volume: _Volume) -> Dataset | None:
+    """Native 16-bit data (PS3.5 A.1-A.2, 7.1.2): the attributes parsed, the pixel data
+    read from the file straight into the volume (no copy, no decoding); None when the
+    file is not so (then `_read`)."""
+    with path.open("rb") as f:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        dtype = native_dtype(ds)
+        if dtype is None or "Rows" not in ds or "Columns" not in ds:
+            return None
+        explicit = str(ds.file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.1"
+        head = f.read(12 if explicit else 8)
+        length = int.from_bytes(head[-4:], "little")
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        if head[:4] != PIXEL_DATA_TAG or length == 0xFFFFFFFF or length < 2 * rows * columns:
+            return None
+        if explicit and head[4:6] not in (b"OW", b"OB"):
+            return None
+        place = volume.slot((rows, columns), np.dtype(dtype))
+        if place is None:
+            return None
+        if f.readinto(place.data.cast("B")) != place.nbytes:
+            return None
+    volume.count += 1
+    return ds
+
+
+def _read(path: Path, volume: _Volume) -> Dataset:
+    """One image, its pixels into `volume` (decoded here when they can be: else
+    `build_stack` decodes them, and raises what it raised without this reader)."""
     try:
+        fast = _read_into(path, volume)
+        if fast is not None:
+            return fast
         ds = pydicom.dcmread(path)
     except (OSError, pydicom.errors.InvalidDicomError) as exc:
         raise RtStructError(f"unreadable DICOM file ({type(exc).__name__})") from exc
     try:
-        return ds, decoded_pixels(ds)
-    except Exception:  # left to build_stack, which raises what it raised before
-        return ds, None
+        volume.add(decoded_pixels(ds))
+    except Exception:  # left to build_stack, which raises what it raises
+        volume.add(None)
+    return ds
+
+
+def _arrived(folder: Path, datasets: list[Dataset], volume: _Volume) -> Arrived:
+    pixels = volume.result()
+    if pixels is None:  # slices of differing types: each is decoded by build_stack, whole
+        for n, ds in enumerate(datasets):
+            if "PixelData" not in ds:
+                datasets[n] = pydicom.dcmread(folder / image_name(n))
+    return Arrived(datasets, pixels)
 
 
 def read_arriving(
@@ -133,12 +186,10 @@ def read_arriving(
             if not complete:
                 raise RtStructError(f"the image download ended early after {count} images")
             if len(datasets) >= count:
-                return Arrived(datasets, volume.result())
+                return _arrived(folder, datasets, volume)
         path = folder / image_name(len(datasets))
         if os.path.exists(path):
-            ds, pixels = _read(path)
-            datasets.append(ds)
-            volume.add(pixels)
+            datasets.append(_read(path, volume))
             last = time.monotonic()
         elif marker is not None:  # files are renamed before the marker is written
             raise RtStructError(f"image {len(datasets) + 1} of {marker[0]} is missing")

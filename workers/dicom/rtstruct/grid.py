@@ -147,8 +147,9 @@ def _vec(value: object, n: int, what: str) -> Array:
 UNCOMPRESSED_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
 
-def decoded_pixels(ds: Dataset) -> NDArray[np.generic]:
-    """Stored values of one frame (C.7.6.3); native little-endian data is read without a copy."""
+def native_dtype(ds: Dataset) -> str | None:
+    """The NumPy type of the stored values when the pixel data is one native little-endian
+    16-bit frame (read as is, PS3.5 A.1-A.2); None when it needs decoding."""
     meta = getattr(ds, "file_meta", None)
     syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     if (
@@ -158,7 +159,14 @@ def decoded_pixels(ds: Dataset) -> NDArray[np.generic]:
         and int(ds.get("NumberOfFrames", 1) or 1) == 1
         and (int(ds.get("PixelRepresentation", 0)) == 0 or int(ds.get("BitsStored", 16)) == 16)
     ):
-        dtype = "<i2" if int(ds.get("PixelRepresentation", 0)) else "<u2"
+        return "<i2" if int(ds.get("PixelRepresentation", 0)) else "<u2"
+    return None
+
+
+def decoded_pixels(ds: Dataset) -> NDArray[np.generic]:
+    """Stored values of one frame (C.7.6.3); native little-endian data is read without a copy."""
+    dtype = native_dtype(ds)
+    if dtype is not None:
         data = ds.PixelData
         if len(data) >= 2 * ds.Rows * ds.Columns:
             return np.frombuffer(data, dtype=dtype, count=ds.Rows * ds.Columns).reshape(
