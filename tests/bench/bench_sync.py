@@ -1,11 +1,14 @@
 """Sync throughput Orthanc → Orthanc against Orthanc's own peer transfer, in the same run.
 
 Run: `.venv/bin/python -m tests.bench.bench_sync --instances 1000 --repeat 3`
+(`--rows 512`: 512x512 16-bit images of about 0.5 MB, the size of a real CT slice;
+the default, 16, measures per-instance overhead only).
 
-Each round stores two fresh studies of N small CT instances into the source
+Each round stores three fresh studies of N CT instances into the source
 Orthanc. One is sent by Orthanc itself (`POST /peers/{peer}/store`, one
-instance at a time); the other by a SYNC job run in this process (plan,
-streamed transfer, verification: the whole job, not only the copy).
+instance at a time); the others by a SYNC job run in this process (plan,
+streamed transfer, verification: the whole job, not only the copy), to a second
+Orthanc over REST and to the DCM4CHEE role over STOW-RS.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ async def _job_transfer(runtime: Runtime, study_uid: str, target: str) -> tuple[
     return seconds, 0
 
 
-async def main(instances: int, repeat: int) -> None:
+async def main(instances: int, repeat: int, image_rows: int = 16) -> None:
+    before = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     stack = LocalStack(workdir=work, database_name="pacs_gateway_bench")
     info = stack.start()
@@ -84,7 +88,9 @@ async def main(instances: int, repeat: int) -> None:
             for r in range(repeat):
                 studies = {}
                 for kind in rows:
-                    uid, files = big_study(instances, seed=1000 + 10 * r + len(studies))
+                    uid, files = big_study(
+                        instances, seed=1000 + 10 * r + len(studies), rows=image_rows
+                    )
                     size = sum(len(f) for f in files)
                     await runtime.sources["orthanc"].store(files)
                     studies[kind] = uid
@@ -102,7 +108,11 @@ async def main(instances: int, repeat: int) -> None:
         stack.stop()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     peer = statistics.median(rows["peer"])
-    print(f"{instances} instances ({size / 1e6:.1f} MB) per study, median of {repeat}; load {load}")
+    print(
+        f"{instances} instances of {image_rows}x{image_rows} ({size / 1e6:.1f} MB, "
+        f"{size / instances / 1e3:.1f} kB each) per study, median of {repeat}; "
+        f"load {before} before, {load} after"
+    )
     print()
     print("| transfer | seconds | instances/s | MB/s | ratio vs peer (throughput) |")
     print("|---|---:|---:|---:|---:|")
@@ -117,14 +127,20 @@ async def main(instances: int, repeat: int) -> None:
             f"| {names[kind]} | {t:.2f} | {instances / t:.0f} | {size / 1e6 / t:.1f} "
             f"| {peer / t:.2f} |"
         )
+    print()
+    for kind, times in rows.items():
+        print(f"{kind}: " + ", ".join(f"{t:.2f}" for t in times) + " s")
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--rows", type=int, default=16, help="image rows = columns (16-bit); 512 for a real CT"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.instances, args.repeat))
+    asyncio.run(main(args.instances, args.repeat, args.rows))
 
 
 if __name__ == "__main__":

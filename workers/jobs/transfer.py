@@ -122,11 +122,18 @@ async def transfer(
                 ]
                 await put(study_uid, b"".join(chunks))
 
-    async def store() -> None:
-        while True:
+    filling = asyncio.Lock()  # one lane fills its batch at a time
+
+    async def take() -> list[tuple[str, bytes]] | None:
+        """The next batch: up to `batch` files, waiting `LINGER_S` after the first for more.
+
+        Lanes fill one after another, so files arriving while the stores run make whole
+        batches rather than one file for each idle lane (large files arrive slower than
+        lanes free up: 0.5 MB CT slices went out one or two per store request)."""
+        async with filling:
             first = await files.get()
-            if first is None:
-                return
+            if first is None:  # this lane's end mark
+                return None
             group = [first]
             linger = asyncio.get_running_loop().time() + LINGER_S
             while len(group) < batch:  # fill the batch, waiting a moment for more files
@@ -143,6 +150,10 @@ async def transfer(
                     await files.put(None)  # leave the end mark for the next lane
                     break
                 group.append(nxt)
+            return group
+
+    async def store() -> None:
+        while (group := await take()) is not None:
             size = sum(len(data) for _, data in group)
             if stop:  # stopping: drain what was fetched, store nothing more
                 await budget.give(size)
