@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -106,6 +107,7 @@ async def main(instances: int, repeat: int, image_rows: int = 16) -> None:
             await runtime.aclose()
     finally:
         stack.stop()
+        shutil.rmtree(work, ignore_errors=True)  # 0.8 GB per round with --rows 512
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     peer = statistics.median(rows["peer"])
     print(
