@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import shutil
 import tempfile
 import time
@@ -38,13 +37,6 @@ STEP_POLL_S = 0.1  # how often the pipeline's progress is read while it runs
 Arrived = Callable[[int], Awaitable[None]]  # told the number of images written so far
 
 
-def _write_whole(path: Path, data: bytes) -> None:
-    """Write under a temporary name, then rename: a reader never sees half a file."""
-    partial = path.with_name(path.name + engine.PARTIAL_SUFFIX)
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
 async def _download(
     source: PacsSource, study: str, series: str, target: Path, arrived: Arrived | None = None
 ) -> list[Path]:
@@ -57,13 +49,14 @@ async def _download(
     try:
         async for data in source.retrieve_study(study, [series]):
             path = target / engine.image_name(len(paths))
-            await asyncio.to_thread(_write_whole, path, data)
+            await asyncio.to_thread(engine.write_whole, path, data)
             paths.append(path)
             if arrived is not None:
                 await arrived(len(paths))
         complete = True
     finally:  # not awaited: a cancelled task must still leave the reader its end
-        _write_whole(target / engine.MARKER, engine.marker_text(len(paths), complete).encode())
+        marker = engine.marker_text(len(paths), complete).encode()
+        engine.write_whole(target / engine.MARKER, marker)
     return paths
 
 

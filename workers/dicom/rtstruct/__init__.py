@@ -16,6 +16,7 @@ from workers.dicom.rtstruct.arriving import (
     image_name,
     marker_text,
     read_arriving,
+    write_whole,
 )
 from workers.dicom.rtstruct.model import (
     FULL_GRID,
@@ -55,6 +56,7 @@ __all__ = [
     "process_files",
     "read_arriving",
     "read_steps",
+    "write_whole",
 ]
 _PIPELINE = ("Outcome", "process", "process_arriving", "process_files", "read_steps")
 

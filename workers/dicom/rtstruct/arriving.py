@@ -40,6 +40,14 @@ def image_name(index: int) -> str:
     return f"{index:05d}.dcm"
 
 
+def write_whole(path: Path, data: bytes) -> Path:
+    """Write `data` under a temporary name, then rename: a reader never sees half a file."""
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return path
+
+
 def marker_text(count: int, complete: bool) -> str:
     """What the writer puts in the marker file."""
     return f"{count}\n" if complete else f"{count} {INCOMPLETE}\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,7 @@ from numpy.typing import NDArray
 from vtkmodules.vtkCommonDataModel import vtkPolyData
 from vtkmodules.vtkIOGeometry import vtkSTLWriter
 
+from workers.dicom.rtstruct.arriving import write_whole
 from workers.dicom.rtstruct.grid import ImageGrid
 from workers.dicom.rtstruct.raster import RoiRaster
 
@@ -95,7 +97,9 @@ def uncrop(cropped: Path, geometry: dict[str, list[float]], out: Path) -> Path:
     full.SetDirection(geometry["direction"])
     corner = full.TransformPhysicalPointToIndex(box.GetOrigin())
     full = sitk.Paste(full, box, box.GetSize(), [0, 0, 0], corner)
-    tmp = out.with_name(f".{os.getpid()}.{out.name}")  # written whole, then renamed
+    # written whole, then renamed; the NIfTI writer wants the name to end in .nii.gz, and
+    # two first downloads at once (two gateway processes) each write their own
+    tmp = out.with_name(f".{uuid.uuid4().hex}.{out.name}")
     writer = sitk.ImageFileWriter()
     writer.SetFileName(str(tmp))
     writer.SetUseCompression(True)
@@ -127,10 +131,8 @@ def write_stl(path: Path, mesh: vtkPolyData) -> Path:
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
     """Write `data` as UTF-8 JSON, atomically (write then rename)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False), "utf-8")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False)
+    return write_whole(path, text.encode("utf-8"))
 
 
 def safe_name(number: int, name: str) -> str:
