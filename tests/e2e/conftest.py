@@ -9,11 +9,6 @@ is aborted and fails the test. Screenshots go to docs/screenshots/ at 1280x800 a
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +28,7 @@ from playwright.sync_api import (
 
 from gateway.server.ui import DIST
 from tests.auth_support import PASSWORDS, AuthEnv, auth_env
-from tests.jobs_support import WorkerProcess, free_port
+from tests.jobs_support import GatewayProcess, WorkerProcess
 
 CHROMIUM = "/usr/bin/chromium"
 AXE = Path(__file__).resolve().parents[2] / "ui" / "node_modules" / "axe-core" / "axe.min.js"
@@ -154,19 +149,6 @@ def axe_violations(page: Page) -> list[str]:
     return found
 
 
-def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the gateway did not answer: {log.read_text()[-2000:]}")
-
-
 def _browser(playwright: Playwright) -> Browser:
     """Debian's chromium, headless."""
     assert Path(CHROMIUM).exists(), "chromium missing: `make setup` installs Debian's chromium"
@@ -182,32 +164,17 @@ def served(
     """A gateway process on `env` serving the built dashboard, and a browser. Playwright's
     sync API keeps an event loop running while it is up, so it starts after the stack's
     setup (asyncio.run) and stops before its teardown."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = env.workdir / "gateway.log"
-    exe = Path(sys.executable).with_name("pacs-gateway")
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [*(str(exe), "serve", "--config", str(env.config)), "--port", str(port)],
-            env={**os.environ, **env.env, **(extra_env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    gateway = GatewayProcess(env.config, {**env.env, **(extra_env or {})}, log).start(60)
     try:
-        _wait_up(url, proc, log)
         with sync_playwright() as playwright:
             browser = _browser(playwright)
             try:
-                yield Dashboard(env, url, browser, log, worker)
+                yield Dashboard(env, f"http://127.0.0.1:{gateway.port}", browser, log, worker)
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        gateway.stop()
 
 
 @pytest.fixture(scope="module")
