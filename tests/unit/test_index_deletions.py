@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import cast
 
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -19,44 +18,24 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from gateway.core.errors import SourceTimeout, SourceUnavailable
 from gateway.index import store
 from gateway.index.refresh import build, refresh
-from gateway.sources.base import ChangeFeed, PacsSource, StudyCensus, StudyQuery, StudyRecord
+from gateway.sources.base import ChangeFeed, StudyCensus, StudyRecord
+from tests.index_support import Archive, as_source
 
 
 def rec(uid: str, pid: str) -> StudyRecord:
     return StudyRecord(study_uid=uid, patient_id=pid, study_date="20200101")
 
 
-class Archive:
+class CensusArchive(Archive):
     """An archive in memory whose feed names no deletion, with a census of its studies."""
 
     def __init__(self, records: list[StudyRecord]) -> None:
-        self.studies = {r.study_uid: r for r in records}
-        self.changes: list[str] = []
-        self.config = None
+        super().__init__(records)
         self.counted = 0
         self.listed = 0
         self.count_fails: Exception | None = None
         self.listing_fails: Exception | None = None
         self.stored_after_count: StudyRecord | None = None
-
-    @property
-    def id(self) -> str:
-        return "mem"
-
-    def add(self, record: StudyRecord) -> None:
-        self.studies[record.study_uid] = record
-        self.changes.append(record.study_uid)
-
-    async def find_studies(self, query: StudyQuery) -> list[StudyRecord]:
-        found = list(self.studies.values())
-        if query.study_uids:
-            found = [r for r in found if r.study_uid in query.study_uids]
-        return sorted(found, key=lambda r: r.study_uid)
-
-    async def study_changes(self, cursor: str | None) -> tuple[list[str], str]:
-        if cursor is None:
-            return [], str(len(self.changes))
-        return self.changes[int(cursor) :], str(len(self.changes))
 
     async def study_count(self) -> int:
         self.counted += 1
@@ -74,16 +53,12 @@ class Archive:
         return [uid for uid, pid in known if self.studies.get(uid, rec("", "")).patient_id != pid]
 
 
-def as_source(archive: Archive) -> PacsSource:
-    return cast(PacsSource, archive)
-
-
 async def uids(sessions: async_sessionmaker) -> set[str]:
     return {uid for uid, _ in await store.keys(sessions, "mem")}
 
 
-async def built(sessions: async_sessionmaker, n: int = 5) -> Archive:
-    archive = Archive([rec(f"1.{k}", f"P{k}") for k in range(n)])
+async def built(sessions: async_sessionmaker, n: int = 5) -> CensusArchive:
+    archive = CensusArchive([rec(f"1.{k}", f"P{k}") for k in range(n)])
     assert isinstance(archive, ChangeFeed) and isinstance(archive, StudyCensus)
     await build(sessions, as_source(archive))
     return archive

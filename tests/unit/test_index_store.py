@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import cast
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from gateway.core.uids import is_uid
 from gateway.db.models import IndexedStudy, utcnow
 from gateway.index import store
 from gateway.index.refresh import build, refresh
 from gateway.index.store import fold_name, name_prefix
-from gateway.sources.base import PacsSource, StudyQuery, StudyRecord
+from gateway.sources.base import StudyRecord
 from gateway.sources.matching import match_person_name
+from tests.index_support import Archive, as_source
 
 SOURCES = ("a", "b", "c")
 NAMES = ("MARTIN^PAUL", "Müller^Jürgen", "SMITH^ANN", "martinez^luis", "Ma^Li", "O'BRIEN^SEAN")
@@ -475,46 +474,10 @@ async def test_records_round_trip_the_index_rows(sessions: async_sessionmaker) -
 # -- build and refresh, with an archive in memory -------------------------------------------
 
 
-class Archive:
-    """An archive in memory with a change feed (as Orthanc's: a deleted study is not named)."""
-
-    def __init__(self, records: list[StudyRecord], feed: bool = True) -> None:
-        self.studies = {r.study_uid: r for r in records}
-        self.changes: list[str] = []
-        self.feed = feed
-        self.config = None
-
-    @property
-    def id(self) -> str:
-        return "mem"
-
-    def add(self, record: StudyRecord) -> None:
-        self.studies[record.study_uid] = record
-        self.changes.append(record.study_uid)
-
-    async def find_studies(self, query: StudyQuery) -> list[StudyRecord]:
-        found = [r for r in self.studies.values() if is_uid(r.study_uid) or not query.study_uids]
-        if query.study_uids:
-            found = [r for r in found if r.study_uid in query.study_uids]
-        if query.study_date:
-            low = query.study_date.rstrip("-")
-            found = [r for r in found if (r.study_date or "") >= low]
-        return sorted(found, key=lambda r: r.study_uid)
-
-    async def study_changes(self, cursor: str | None) -> tuple[list[str], str]:
-        if cursor is None:
-            return [], str(len(self.changes))
-        return self.changes[int(cursor) :], str(len(self.changes))
-
-
 class DatedArchive(Archive):
     """The same without a change feed (refreshed by date windows)."""
 
     study_changes = None  # type: ignore[assignment]
-
-
-def as_source(archive: Archive) -> PacsSource:
-    return cast(PacsSource, archive)
 
 
 async def test_build_then_refresh_from_the_feed(sessions: async_sessionmaker) -> None:
