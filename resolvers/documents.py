@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,8 @@ from graphql import DocumentNode, GraphQLError, GraphQLSyntaxError, Source, pars
 from graphql.language import Lexer, TokenKind
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
+
+from gateway.core.timing import charge
 
 T = TypeVar("T")
 INLINE_CHARS = 4096  # documents longer than this are lexed for their key in a thread
@@ -83,11 +86,21 @@ def document_key(query: str, max_tokens: int) -> str:
 
 
 async def off_loop(work: Callable[[], T]) -> T:
-    """`work()` in the documents' thread pool."""
+    """`work()` in the documents' thread pool, its time charged to the current meter.
+
+    A `work()` that raises is not charged: the syntax errors of the parser's token limit
+    come fast."""
     global _pool  # threads start on first use, in the serving process
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="graphql-docs")
-    return await asyncio.get_running_loop().run_in_executor(_pool, work)
+
+    def timed() -> tuple[T, float]:
+        start = time.perf_counter()
+        return work(), time.perf_counter() - start
+
+    result, seconds = await asyncio.get_running_loop().run_in_executor(_pool, timed)
+    charge(seconds)  # the thread's time is the request's too
+    return result
 
 
 class Documents(SchemaExtension):

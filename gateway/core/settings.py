@@ -205,6 +205,11 @@ class Settings:
     # a token bucket refilled at rate_per_s up to burst; 0 = no limit (429 beyond)
     rate_per_s: float = 100.0
     burst: int = 1000
+    # seconds of this process's time (its event loop and its GraphQL documents' thread)
+    # per caller: refilled at time_per_s up to time_burst_s; a request is charged what it
+    # took, and a caller in debt waits (429 beyond a second); 0 = no limit
+    time_per_s: float = 0.1
+    time_burst_s: float = 5.0
     max_queued_jobs_per_user: int = 100  # submissions beyond are refused; 0 = no quota
     auth: AuthConfig = field(default_factory=AuthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -242,6 +247,8 @@ _GATEWAY_KEYS: dict[str, tuple[type, ...]] = {
     "max_fields": (int,),
     "rate_per_s": (int, float),
     "burst": (int,),
+    "time_per_s": (int, float),
+    "time_burst_s": (int, float),
     "max_queued_jobs_per_user": (int,),
 }
 _SOURCE_KEYS: dict[str, tuple[type, ...]] = {
@@ -477,11 +484,15 @@ def parse_settings(
     if "max_fields" in gw:
         _positive(gw, "max_fields", "gateway")
         values["max_fields"] = gw["max_fields"]
-    for key in ("rate_per_s", "max_queued_jobs_per_user"):
+    for key in ("rate_per_s", "time_per_s", "max_queued_jobs_per_user"):
         if key in gw and gw[key] < 0:
             raise ConfigError(f"'gateway.{key}' must be 0 (off) or more")
-    if "rate_per_s" in gw:
-        values["rate_per_s"] = float(gw["rate_per_s"])
+    for key in ("rate_per_s", "time_per_s"):
+        if key in gw:
+            values[key] = float(gw[key])
+    if "time_burst_s" in gw:
+        _positive(gw, "time_burst_s", "gateway")
+        values["time_burst_s"] = float(gw["time_burst_s"])
     if "max_queued_jobs_per_user" in gw:
         values["max_queued_jobs_per_user"] = gw["max_queued_jobs_per_user"]
     if "burst" in gw:

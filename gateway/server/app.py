@@ -33,6 +33,7 @@ from gateway.auth.principal import OPEN_CALLER, Principal
 from gateway.core.enums import AuthMode, JobKind
 from gateway.core.errors import AuditUnavailable
 from gateway.core.settings import Settings
+from gateway.core.timing import METER, Meter, metered
 from gateway.jobs.store import JobStore
 from gateway.metrics import record as metrics
 from gateway.runtime import Runtime
@@ -41,7 +42,13 @@ from gateway.server.callers import UNAUTHENTICATED_HEADERS, bearer, caller_of
 from gateway.server.importer import import_upload
 from gateway.server.metrics import MetricsEndpoint
 from gateway.server.oidc_login import OidcLogin
-from gateway.server.ratelimit import TARPIT_S, SharedBuckets, TokenBuckets, caller_key
+from gateway.server.ratelimit import (
+    TARPIT_S,
+    SharedBuckets,
+    TimeShares,
+    TokenBuckets,
+    caller_key,
+)
 from gateway.server.security import Hardened
 from gateway.server.ui import Dashboard, wants_ide
 from resolvers.context import Context, make_context
@@ -60,7 +67,10 @@ class GatewayGraphQL(GraphQL[Context, None]):
     Strawberry's own GraphiQL page (scripts from a CDN) is off; a browser's GET is answered
     by `dashboard.ide()`: GraphiQL bundled into the dashboard, opening on `EXAMPLES`.
     Each caller's queries and mutations over HTTP draw from their token bucket (`buckets`):
-    an empty one answers 429 with `Retry-After` and a RATE_LIMITED error.
+    an empty one answers 429 with `Retry-After` and a RATE_LIMITED error. Each request is
+    charged the time it took of this process to its caller's time budget (`shares`); a
+    caller in debt waits until repaid, or is answered the same 429 if that takes over
+    `TARPIT_S`.
     """
 
     def __init__(
@@ -68,6 +78,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         runtime_of: Any,
         dashboard: Dashboard | None = None,
         buckets: SharedBuckets | None = None,
+        shares: TimeShares | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -77,6 +88,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         self._runtime_of = runtime_of
         self.dashboard = dashboard or Dashboard(examples=EXAMPLES)
         self.buckets = buckets or SharedBuckets(TokenBuckets(0, 1))
+        self.shares = shares or TimeShares(TokenBuckets(0, 1))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a request; an open WebSocket is counted while it lasts."""
@@ -84,7 +96,14 @@ class GatewayGraphQL(GraphQL[Context, None]):
             await self.dashboard.ide()(scope, receive, send)
             return
         if scope["type"] != "websocket":
-            await super().__call__(scope, receive, send)
+            meter = _Charge()
+            reset = METER.set(meter)
+            try:
+                await metered(super().__call__(scope, receive, send), meter)
+            finally:
+                METER.reset(reset)
+                if meter.key is not None:  # known once authenticated (execute_single)
+                    self.shares.end(meter.key, meter.seconds, meter.contended)
             return
         metrics.websocket(1)
         try:
@@ -119,7 +138,16 @@ class GatewayGraphQL(GraphQL[Context, None]):
         """Queries and mutations over HTTP; a subscription only over WebSocket (refused here
         with BAD_REQUEST rather than run as a query); RATE_LIMITED (429) over the caller's rate."""
         open_mode = context.runtime.settings.auth.mode == AuthMode.OPEN
-        wait = await self.buckets.take(caller_key(context.caller, context.address, open_mode))
+        key = caller_key(context.caller, context.address, open_mode)
+        wait = await self.buckets.take(key)
+        owed = self.shares.owed(key)
+        if not wait and 0 < owed <= TARPIT_S:
+            await asyncio.sleep(owed)  # a short debt: served once repaid
+        elif not wait:
+            wait = owed
+        meter = METER.get()
+        if not wait and isinstance(meter, _Charge):  # served: charged to its caller
+            meter.key, meter.contended = key, self.shares.begin(key)
         if wait:
             retry = self.buckets.retry_after(wait)
             await asyncio.sleep(min(wait, TARPIT_S))  # asking again at once gains nothing
@@ -152,6 +180,15 @@ class GatewayGraphQL(GraphQL[Context, None]):
         context.caller, context.token = caller, token
         context.loaders = make_context(context.runtime, caller=caller).loaders
         return UNSET
+
+
+class _Charge(Meter):
+    """A request's meter, and whom to charge once it has run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key: str | None = None
+        self.contended = False
 
 
 def _is_subscription(request_data: Any) -> bool:
@@ -258,7 +295,8 @@ def create_app(settings: Settings) -> Starlette:
 
     dashboard = Dashboard(examples=EXAMPLES)
     buckets = SharedBuckets(TokenBuckets(settings.rate_per_s, settings.burst))
-    graphql = GatewayGraphQL(runtime_of, dashboard, buckets)
+    shares = TimeShares(TokenBuckets(settings.time_per_s, settings.time_burst_s))  # seconds
+    graphql = GatewayGraphQL(runtime_of, dashboard, buckets, shares)
     results = Path(settings.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     routes = [

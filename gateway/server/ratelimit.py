@@ -1,4 +1,5 @@
-"""Fairness: a token bucket per caller on /graphql (429 with Retry-After beyond it).
+"""Fairness: a token bucket per caller on /graphql (429 with Retry-After beyond it), and a
+budget of the process's time per caller.
 
 A caller is a user (sessions and OIDC tokens), an API token (each its own bucket), or the
 client address when anonymous or in open mode. Buckets live in Redis, shared by every
@@ -13,6 +14,14 @@ without bound.
 A 429 is answered after the caller's wait, up to `TARPIT_S`: a client that ignores
 `Retry-After` and asks again at once is slowed to its rate instead of being answered
 429s as fast as the gateway can send them (each costs a parse and an authentication).
+
+Requests differ in cost by a factor of a thousand, so a rate of requests alone lets one
+client with costly requests take the process. The time budget is a `TokenBuckets` of
+seconds (`[gateway] time_per_s`, `time_burst_s`): each request is `charge`d the time it
+took of this process (`gateway.core.timing.Meter`) once it has run, and a caller in debt
+waits until it is `owed` nothing before its next request runs (`TimeShares`: only while
+other callers compete for the process). It is kept per process: what it shares out is
+that process's time.
 """
 
 from __future__ import annotations
@@ -66,7 +75,7 @@ class TokenBuckets:
     """`rate` requests a second per key, up to `burst` at once."""
 
     def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.rate, self.burst, self.clock = rate, float(burst), clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key: (tokens, at)
@@ -89,6 +98,22 @@ class TokenBuckets:
         self._store(key, tokens, now)
         return (1.0 - tokens) / self.rate
 
+    def charge(self, key: str, amount: float) -> None:
+        """Take `amount` from `key`'s bucket, into debt if it holds less (a request's cost,
+        known once it has run); the debt is at most a burst."""
+        if self.enabled and amount > 0:
+            now = self.clock()
+            tokens, at = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate) - amount
+            self._store(key, max(-self.burst, tokens), now)
+
+    def owed(self, key: str) -> float:
+        """Seconds until `key`'s bucket is out of debt (0.0 if it is not in debt)."""
+        if not self.enabled or key not in self._buckets:
+            return 0.0
+        tokens, at = self._buckets[key]
+        return max(0.0, -tokens / self.rate - (self.clock() - at))
+
     def retry_after(self, wait_s: float) -> int:
         """`Retry-After` in whole seconds (at least 1)."""
         return max(1, math.ceil(wait_s))
@@ -107,6 +132,43 @@ class TokenBuckets:
             del self._buckets[k]
         while len(self._buckets) > MAX_KEYS:  # the least recently seen go first
             del self._buckets[next(iter(self._buckets))]
+
+
+class TimeShares:
+    """Each caller's share of this process's time when callers compete for it.
+
+    A request is charged (`end`) the time it took when another caller's request ran
+    beside it, at its start or its end: a caller alone is never held back, however costly
+    its requests (a script at night). A caller in debt waits (`owed`) only while another
+    caller is being served.
+    """
+
+    def __init__(self, budget: TokenBuckets) -> None:
+        self.budget = budget
+        self._active: dict[str, int] = {}  # requests being served, per caller
+
+    def _others(self, key: str) -> bool:
+        return len(self._active) > (1 if key in self._active else 0)
+
+    def owed(self, key: str) -> float:
+        """Seconds `key` should wait before its request runs (0.0 when it need not)."""
+        return self.budget.owed(key) if self._others(key) else 0.0
+
+    def begin(self, key: str) -> bool:
+        """A request of `key` starts; whether another caller's is being served."""
+        contended = self._others(key)
+        self._active[key] = self._active.get(key, 0) + 1
+        return contended
+
+    def end(self, key: str, seconds: float, contended: bool) -> None:
+        """`key`'s request took `seconds`; charged if another caller was being served."""
+        left = self._active.get(key, 1) - 1
+        if left:
+            self._active[key] = left
+        else:
+            self._active.pop(key, None)
+        if contended or self._others(key):
+            self.budget.charge(key, seconds)
 
 
 class SharedBuckets:

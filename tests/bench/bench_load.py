@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.bench.bench_load [--users 50] [--seconds 45] [--patients 20]
         [--abuse all,nested,sync-10k,...] [--rate 5 --burst 20]
+        [--time-per-s 0.1 --time-burst-s 2]
 
 Starts a LocalStack on loopback, seeds the demo data, starts the gateway as a process
 (`pacs-gateway serve`, `[auth]` required), makes a radiologist's API token per normal
@@ -11,9 +12,10 @@ client once per `--abuse` item (`all`: every abusive request in turn, the defaul
 kind, e.g. `nested`, to see what each costs the others). Meanwhile `/health` is asked
 twice a second. Prints requests/s and p50/p95/p99 of the normal clients, `/health`
 latency and statuses, the gateway's RSS before and after each run and the abusive
-requests sent, as a Markdown table. `--rate` and `--burst` set the gateway's per-caller
-rate (`[gateway] rate_per_s`, `burst`). Not a pytest test; at most (1 + items) x `--seconds`
-of load.
+requests sent, the gateway's CPU seconds during the run and the load average at its end,
+as a Markdown table. `--rate` and `--burst` set the gateway's per-caller rate (`[gateway]
+rate_per_s`, `burst`), `--time-per-s` and `--time-burst-s` its per-caller time budget.
+Not a pytest test; at most (1 + items) x `--seconds` of load.
 """
 
 from __future__ import annotations
@@ -154,6 +156,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--rate", type=float, help="[gateway] rate_per_s (default: its own)")
     parser.add_argument("--burst", type=int, help="[gateway] burst (default: its own)")
+    parser.add_argument("--time-per-s", type=float, help="[gateway] time_per_s")
+    parser.add_argument("--time-burst-s", type=float, help="[gateway] time_burst_s")
     parser.add_argument(
         "--abuse",
         default="all",
@@ -178,7 +182,13 @@ def main() -> int:
         assert info is not None
         config = work / "gateway.toml"
         toml = info.gateway_toml(results_dir=str(work / "results"), sync_interval_s=0)
-        for key, value in (("rate_per_s", args.rate), ("burst", args.burst)):
+        limits = (
+            ("rate_per_s", args.rate),
+            ("burst", args.burst),
+            ("time_per_s", args.time_per_s),
+            ("time_burst_s", args.time_burst_s),
+        )
+        for key, value in limits:
             if value is not None:
                 toml = toml.replace("[gateway]\n", f"[gateway]\n{key} = {value}\n", 1)
         config.write_text(toml)
@@ -233,6 +243,7 @@ def main() -> int:
         results = []
         for abuse in phases:
             rss_before = process.memory_info().rss / 2**20
+            cpu_before = sum(process.cpu_times()[:2])
             probe = HealthProbe(base)
             probe.start()
             stats = _run_locust(
@@ -241,13 +252,15 @@ def main() -> int:
             probe.stop.set()
             probe.join()
             rss_after = process.memory_info().rss / 2**20
+            stats["cpu"] = sum(process.cpu_times()[:2]) - cpu_before
+            stats["load"] = os.getloadavg()[0]
             results.append((abuse, stats, probe, rss_before, rss_after))
         print(
             "| run | normal requests/s | failures | p50 ms | p95 ms | p99 ms | p95 change "
             "| /health p50 / max ms | /health answers | gateway RSS MB before → after "
-            "| abusive requests (mean ms) |"
+            "| abusive requests (mean ms) | gateway CPU s | load |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         base_p95 = results[0][1]["p95"]
         for abuse, s, probe, before, after in results:
             name = f"with the abusive client ({abuse})" if abuse else "normal clients only"
@@ -258,7 +271,8 @@ def main() -> int:
             print(
                 f"| {name} | {s['rps']:.1f} | {s['failures']} of {s['requests']} "
                 f"| {s['p50']:.0f} | {s['p95']:.0f} | {s['p99']:.0f} | {change} | {health} "
-                f"| {answers} | {before:.0f} → {after:.0f} | {sent} |"
+                f"| {answers} | {before:.0f} → {after:.0f} | {sent} | {s['cpu']:.1f} "
+                f"| {s['load']:.1f} |"
             )
         for abuse, s, *_ in results:
             for cause, count in sorted(s["causes"].items(), key=lambda c: -c[1]):

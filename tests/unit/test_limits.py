@@ -103,11 +103,11 @@ async def test_repeated_selections_are_refused_cheaply_before_validation() -> No
     spent = []
     for _ in range(3):  # the least of three: other threads of the test process count too
         started = time.process_time()  # every thread of the process: validation's too
-        errors = await _errors(_repeated(300))
+        errors = await _errors(_repeated(120))
         spent.append(time.process_time() - started)
         assert [e["extensions"] for e in errors] == [{"code": "QUERY_TOO_COMPLEX"}]
         assert "selected more than" in str(errors[0]["message"])
-    assert min(spent) < 0.2, f"{spent} s of CPU to refuse"  # validating it: 1-2 s
+    assert min(spent) < 0.2, f"{spent} s of CPU to refuse"  # validating it: 0.3 s
 
 
 async def test_repeats_multiply_through_nesting_and_add_up_over_fragments() -> None:

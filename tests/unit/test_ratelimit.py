@@ -25,7 +25,7 @@ from gateway.auth.principal import OPEN_CALLER, Principal
 from gateway.core.enums import Role
 from gateway.devstack.stack import redis_reachable
 from gateway.server import ratelimit
-from gateway.server.ratelimit import SharedBuckets, TokenBuckets, caller_key
+from gateway.server.ratelimit import SharedBuckets, TimeShares, TokenBuckets, caller_key
 from resolvers.job_types import input_summary
 
 
@@ -49,6 +49,46 @@ def test_a_bucket_allows_its_burst_then_its_rate() -> None:
     clock.now = 100.0
     assert [buckets.take("a") for _ in range(3)] == [0.0] * 3  # refilled up to the burst only
     assert buckets.take("a") > 0
+
+
+def test_a_time_budget_goes_into_debt_and_is_repaid() -> None:
+    """The time budget: costs charged after the fact, a debt owed at the refill rate."""
+    clock = Clock()
+    budget = TokenBuckets(0.25, 2.0, clock)  # a quarter of a second a second, 2 s at once
+    assert budget.owed("a") == 0.0
+    budget.charge("a", 1.5)
+    assert budget.owed("a") == 0.0  # within the burst
+    budget.charge("a", 1.5)  # 0.5 left, 1.5 taken: 1 s of debt
+    assert budget.owed("a") == pytest.approx(4.0) and budget.owed("b") == 0.0
+    clock.now = 3.0
+    assert budget.owed("a") == pytest.approx(1.0)
+    clock.now = 20.0  # repaid and full again: never more than the burst
+    assert budget.owed("a") == 0.0
+    budget.charge("a", 5.0)  # a debt of at most a burst
+    assert budget.owed("a") == pytest.approx(8.0)
+    off = TokenBuckets(0, 1, clock)
+    off.charge("a", 100.0)
+    assert off.owed("a") == 0.0
+
+
+def test_time_is_charged_and_owed_only_while_callers_compete() -> None:
+    clock = Clock()
+    shares = TimeShares(TokenBuckets(0.25, 1.0, clock))
+    assert shares.begin("script") is False  # alone
+    shares.end("script", 30.0, contended=False)
+    assert shares.owed("script") == 0.0 and shares.budget.owed("script") == 0.0  # not charged
+    assert shares.begin("script") is False
+    assert shares.begin("user") is True  # the script is being served
+    shares.end("script", 3.0, contended=False)  # the user came during it: charged
+    assert shares.budget.owed("script") == pytest.approx(4.0)  # debt capped at the burst
+    assert shares.owed("script") == pytest.approx(4.0)  # the user is being served
+    shares.end("user", 0.01, contended=True)
+    assert shares.owed("script") == 0.0  # nobody else: no wait, the debt stays
+    assert shares.begin("script") is False and shares.begin("script") is False
+    assert shares.owed("script") == 0.0  # its own requests are no competition
+    shares.end("script", 0.0, False)
+    shares.end("script", 0.0, False)
+    assert shares._active == {}
 
 
 def test_rate_zero_is_no_limit() -> None:
