@@ -51,6 +51,9 @@ class Job(Base):
     # seq of the job's newest event: the next one takes this plus one (see JobStore)
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     input: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # SHA-256 of the canonical input while the job may be resubmitted (cleared with a
+    # redacted input): an identical active job is found without reading every input
+    input_digest: Mapped[str | None] = mapped_column(String(64), index=True)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     requested_by: Mapped[str] = mapped_column(String(128), default="anonymous")
