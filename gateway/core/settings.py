@@ -208,8 +208,9 @@ class Settings:
     # seconds of this process's time (its event loop and its GraphQL documents' thread)
     # per caller: refilled at time_per_s up to time_burst_s; a request is charged what it
     # took, and a caller in debt waits (429 beyond a second); 0 = no limit
-    time_per_s: float = 0.1
-    time_burst_s: float = 5.0
+    time_per_s: float = 0.05
+    time_burst_s: float = 2.0
+    max_concurrent_per_caller: int = 8  # /graphql requests served at once; 0 = no bound
     max_queued_jobs_per_user: int = 100  # submissions beyond are refused; 0 = no quota
     auth: AuthConfig = field(default_factory=AuthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -249,6 +250,7 @@ _GATEWAY_KEYS: dict[str, tuple[type, ...]] = {
     "burst": (int,),
     "time_per_s": (int, float),
     "time_burst_s": (int, float),
+    "max_concurrent_per_caller": (int,),
     "max_queued_jobs_per_user": (int,),
 }
 _SOURCE_KEYS: dict[str, tuple[type, ...]] = {
@@ -484,7 +486,12 @@ def parse_settings(
     if "max_fields" in gw:
         _positive(gw, "max_fields", "gateway")
         values["max_fields"] = gw["max_fields"]
-    for key in ("rate_per_s", "time_per_s", "max_queued_jobs_per_user"):
+    for key in (
+        "rate_per_s",
+        "time_per_s",
+        "max_queued_jobs_per_user",
+        "max_concurrent_per_caller",
+    ):
         if key in gw and gw[key] < 0:
             raise ConfigError(f"'gateway.{key}' must be 0 (off) or more")
     for key in ("rate_per_s", "time_per_s"):
@@ -493,8 +500,9 @@ def parse_settings(
     if "time_burst_s" in gw:
         _positive(gw, "time_burst_s", "gateway")
         values["time_burst_s"] = float(gw["time_burst_s"])
-    if "max_queued_jobs_per_user" in gw:
-        values["max_queued_jobs_per_user"] = gw["max_queued_jobs_per_user"]
+    for key in ("max_queued_jobs_per_user", "max_concurrent_per_caller"):
+        if key in gw:
+            values[key] = gw[key]
     if "burst" in gw:
         _positive(gw, "burst", "gateway")
         values["burst"] = gw["burst"]

@@ -70,7 +70,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
     an empty one answers 429 with `Retry-After` and a RATE_LIMITED error. Each request is
     charged the time it took of this process to its caller's time budget (`shares`); a
     caller in debt waits until repaid, or is answered the same 429 if that takes over
-    `TARPIT_S`.
+    `TARPIT_S`; so is a caller with `max_concurrent_per_caller` requests being served.
     """
 
     def __init__(
@@ -140,6 +140,8 @@ class GatewayGraphQL(GraphQL[Context, None]):
         open_mode = context.runtime.settings.auth.mode == AuthMode.OPEN
         key = caller_key(context.caller, context.address, open_mode)
         wait = await self.buckets.take(key)
+        if not wait and self.shares.full(key):  # as many at once as it may: one must end
+            wait = TARPIT_S
         owed = self.shares.owed(key)
         if not wait and 0 < owed <= TARPIT_S:
             await asyncio.sleep(owed)  # a short debt: served once repaid
@@ -295,7 +297,8 @@ def create_app(settings: Settings) -> Starlette:
 
     dashboard = Dashboard(examples=EXAMPLES)
     buckets = SharedBuckets(TokenBuckets(settings.rate_per_s, settings.burst))
-    shares = TimeShares(TokenBuckets(settings.time_per_s, settings.time_burst_s))  # seconds
+    budget = TokenBuckets(settings.time_per_s, settings.time_burst_s)  # seconds, per caller
+    shares = TimeShares(budget, settings.max_concurrent_per_caller)
     graphql = GatewayGraphQL(runtime_of, dashboard, buckets, shares)
     results = Path(settings.results_dir)
     results.mkdir(parents=True, exist_ok=True)

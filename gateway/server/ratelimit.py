@@ -137,15 +137,23 @@ class TokenBuckets:
 class TimeShares:
     """Each caller's share of this process's time when callers compete for it.
 
-    A request is charged (`end`) the time it took when another caller's request ran
+    A caller has at most `max_active` requests served at once (`full`: the next is
+    refused), so that many requests sent together cannot take the process before any of
+    them is charged. A request is charged (`end`) the time it took when another caller's
+    request ran
     beside it, at its start or its end: a caller alone is never held back, however costly
     its requests (a script at night). A caller in debt waits (`owed`) only while another
     caller is being served.
     """
 
-    def __init__(self, budget: TokenBuckets) -> None:
+    def __init__(self, budget: TokenBuckets, max_active: int = 0) -> None:
         self.budget = budget
+        self.max_active = max_active  # requests served at once per caller; 0 = no bound
         self._active: dict[str, int] = {}  # requests being served, per caller
+
+    def full(self, key: str) -> bool:
+        """Whether `key` already has `max_active` requests being served."""
+        return 0 < self.max_active <= self._active.get(key, 0)
 
     def _others(self, key: str) -> bool:
         return len(self._active) > (1 if key in self._active else 0)

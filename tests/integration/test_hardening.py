@@ -375,10 +375,33 @@ def test_a_caller_alone_is_never_held_back(
             assert time.monotonic() - started < 0.9 + 2 * 0.3  # no wait, no 429
 
 
-def _slow_to_validate() -> str:
-    """A new document of 200 repeated selections (0.2-0.3 s to validate; MAX_REPEATS
-    lifted)."""
-    repeats = " ".join(["sources { id }"] * 200)
+def test_a_caller_has_at_most_so_many_requests_served_at_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests sent together are all begun before any is charged: a caller has at most
+    `max_concurrent_per_caller` served at once; beyond, 429 (after the wait)."""
+    monkeypatch.setattr(limits, "MAX_REPEATS", 10**6)
+    one = replace(settings, rate_per_s=0, max_concurrent_per_caller=1)
+    with TestClient(create_app(one)) as c:
+        slow: list[int] = []
+        first = threading.Thread(
+            target=lambda: slow.append(
+                c.post("/graphql", json={"query": _slow_to_validate(240)}).status_code
+            )
+        )
+        first.start()
+        time.sleep(0.1)  # the first is being validated (0.5 s)
+        r = c.post("/graphql", json={"query": "{ sources { id } }"})
+        first.join()
+        assert r.status_code == 429 and _error(r)["extensions"]["code"] == "RATE_LIMITED"
+        assert slow == [200]
+        assert c.post("/graphql", json={"query": "{ sources { id } }"}).status_code == 200
+
+
+def _slow_to_validate(times: int = 200) -> str:
+    """A new document of repeated selections (200: 0.2-0.3 s to validate, 240: 0.5 s;
+    MAX_REPEATS lifted)."""
+    repeats = " ".join(["sources { id }"] * times)
     return f"{{ a{uuid.uuid4().hex}: __typename {repeats} }}"
 
 

@@ -91,6 +91,17 @@ def test_time_is_charged_and_owed_only_while_callers_compete() -> None:
     assert shares._active == {}
 
 
+def test_a_caller_has_at_most_max_active_requests_served() -> None:
+    shares = TimeShares(TokenBuckets(0, 1), max_active=2)
+    shares.begin("a")
+    assert not shares.full("a")
+    shares.begin("a")
+    assert shares.full("a") and not shares.full("b")
+    shares.end("a", 0.0, False)
+    assert not shares.full("a")
+    assert not TimeShares(TokenBuckets(0, 1)).full("a")  # 0: no bound
+
+
 def test_rate_zero_is_no_limit() -> None:
     buckets = TokenBuckets(rate=0, burst=1)
     assert not buckets.enabled and all(buckets.take("a") == 0.0 for _ in range(1000))

@@ -242,6 +242,12 @@ def test_fairness_limits_are_configurable() -> None:
     s = parse_settings({**GOOD, "gateway": {**gw, "time_burst_s": 3}}, ENV)
     assert (s.rate_per_s, s.burst, s.max_queued_jobs_per_user) == (5.0, 20, 7)
     assert (s.time_per_s, s.time_burst_s) == (1.0, 3.0)
+    assert (
+        parse_settings(
+            {**GOOD, "gateway": {"max_concurrent_per_caller": 2}}, ENV
+        ).max_concurrent_per_caller
+        == 2
+    )
     assert parse_settings(GOOD, ENV).time_per_s > 0  # on by default
     off = parse_settings({**GOOD, "gateway": {"rate_per_s": 0, "max_queued_jobs_per_user": 0}}, ENV)
     assert off.rate_per_s == 0 and off.max_queued_jobs_per_user == 0
@@ -250,6 +256,7 @@ def test_fairness_limits_are_configurable() -> None:
         ({"burst": 0}, "'gateway.burst' must be greater than 0"),
         ({"time_per_s": -0.1}, "'gateway.time_per_s' must be 0 (off) or more"),
         ({"time_burst_s": 0}, "'gateway.time_burst_s' must be greater than 0"),
+        ({"max_concurrent_per_caller": -1}, "'gateway.max_concurrent_per_caller' must be 0"),
         ({"max_queued_jobs_per_user": -2}, "'gateway.max_queued_jobs_per_user' must be 0"),
     ]:
         with pytest.raises(ConfigError) as err:
