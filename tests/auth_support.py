@@ -175,8 +175,8 @@ async def api_users(
 ) -> dict[str, tuple[str, str]]:
     """A new user "<label>-<role>" with an API token for each role: role name in lower case
     -> (token, user id). With `unique`, the names carry a random suffix (a test database
-    may outlive a run)."""
-    runtime = await Runtime.create(settings, run_migrations=False)
+    may outlive a run). The database is migrated first (a test may be the first to use it)."""
+    runtime = await Runtime.create(settings)
     try:
         out = {}
         for role in roles:
