@@ -210,7 +210,7 @@ class Settings:
     # took, and a caller in debt waits (429 beyond a second); 0 = no limit
     time_per_s: float = 0.05
     time_burst_s: float = 2.0
-    max_concurrent_per_caller: int = 8  # /graphql requests served at once; 0 = no bound
+    max_concurrent_per_caller: int = 16  # /graphql requests served at once; 0 = no bound
     max_queued_jobs_per_user: int = 100  # submissions beyond are refused; 0 = no quota
     auth: AuthConfig = field(default_factory=AuthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
