@@ -96,20 +96,44 @@ class GatewayGraphQL(GraphQL[Context, None]):
             await self.dashboard.ide()(scope, receive, send)
             return
         if scope["type"] != "websocket":
-            meter = _Charge()
-            reset = METER.set(meter)
-            try:
-                await metered(super().__call__(scope, receive, send), meter)
-            finally:
-                METER.reset(reset)
-                if meter.key is not None:  # known once authenticated (execute_single)
-                    self.shares.end(meter.key, meter.seconds, meter.contended)
+            await self._limited(scope, receive, send)
             return
         metrics.websocket(1)
         try:
             await super().__call__(scope, receive, send)
         finally:
             metrics.websocket(-1)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An HTTP request within its caller's limits (checked before its body is read, so
+        that a refusal costs an authentication, not a parse), metered and charged."""
+        request = Request(scope)
+        runtime: Runtime = self._runtime_of(request)
+        open_mode = runtime.settings.auth.mode == AuthMode.OPEN
+        caller = await caller_of(runtime, request)
+        scope.setdefault("state", {})["caller"] = caller  # get_context needs no second look
+        address = request.client.host if request.client else None
+        key = caller_key(caller, address, open_mode)
+        wait = await self.buckets.take(key)
+        if not wait and self.shares.full(key):  # as many at once as it may: one must end
+            wait = TARPIT_S
+        owed = 0.0 if wait else self.shares.owed(key)
+        if 0 < owed <= TARPIT_S:
+            await asyncio.sleep(owed)  # a short debt: served once repaid
+        elif owed:
+            wait = owed
+        if wait:
+            await asyncio.sleep(min(wait, TARPIT_S))  # asking again at once gains nothing
+            await _too_many(self.buckets.retry_after(wait))(scope, receive, send)
+            return
+        meter = Meter()
+        reset = METER.set(meter)
+        contended = self.shares.begin(key)
+        try:
+            await metered(super().__call__(scope, receive, send), meter)
+        finally:
+            METER.reset(reset)
+            self.shares.end(key, meter.seconds, contended)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -121,7 +145,11 @@ class GatewayGraphQL(GraphQL[Context, None]):
         if runtime.settings.auth.mode == AuthMode.OPEN:
             return make_context(runtime, request, response, OPEN_CALLER, None, address)
         token = bearer(request.headers.get("authorization"))
-        caller = await runtime.auth.authenticate(token) if token else None
+        state = request.scope.get("state") or {}
+        if "caller" in state:  # HTTP: authenticated by `_limited`
+            caller = state["caller"]
+        else:
+            caller = await runtime.auth.authenticate(token) if token else None
         if caller is None and isinstance(response, Response):
             response.headers.update(UNAUTHENTICATED_HEADERS)
         return make_context(runtime, request, response, caller, token, address)
@@ -136,30 +164,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         request_data: Any,
     ) -> ExecutionResult:
         """Queries and mutations over HTTP; a subscription only over WebSocket (refused here
-        with BAD_REQUEST rather than run as a query); RATE_LIMITED (429) over the caller's rate."""
-        open_mode = context.runtime.settings.auth.mode == AuthMode.OPEN
-        key = caller_key(context.caller, context.address, open_mode)
-        wait = await self.buckets.take(key)
-        if not wait and self.shares.full(key):  # as many at once as it may: one must end
-            wait = TARPIT_S
-        owed = self.shares.owed(key)
-        if not wait and 0 < owed <= TARPIT_S:
-            await asyncio.sleep(owed)  # a short debt: served once repaid
-        elif not wait:
-            wait = owed
-        meter = METER.get()
-        if not wait and isinstance(meter, _Charge):  # served: charged to its caller
-            meter.key, meter.contended = key, self.shares.begin(key)
-        if wait:
-            retry = self.buckets.retry_after(wait)
-            await asyncio.sleep(min(wait, TARPIT_S))  # asking again at once gains nothing
-            sub_response.status_code = 429
-            sub_response.headers["Retry-After"] = str(retry)
-            limited = GraphQLError(
-                "too many requests: slow down and retry later",
-                extensions={"code": "RATE_LIMITED", "retryAfter": retry},
-            )
-            return ExecutionResult(data=None, errors=[limited])
+        with BAD_REQUEST rather than run as a query)."""
         if "subscription" in (request_data.query or "") and _is_subscription(request_data):
             error = GraphQLError(
                 "subscriptions are served over WebSocket (graphql-transport-ws)",
@@ -184,13 +189,17 @@ class GatewayGraphQL(GraphQL[Context, None]):
         return UNSET
 
 
-class _Charge(Meter):
-    """A request's meter, and whom to charge once it has run."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.key: str | None = None
-        self.contended = False
+def _too_many(retry_after: int) -> JSONResponse:
+    """429 with `Retry-After` and a RATE_LIMITED GraphQL error."""
+    error = {
+        "message": "too many requests: slow down and retry later",
+        "extensions": {"code": "RATE_LIMITED", "retryAfter": retry_after},
+    }
+    return JSONResponse(
+        {"data": None, "errors": [error]},
+        status_code=429,
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def _is_subscription(request_data: Any) -> bool:
