@@ -51,12 +51,9 @@ def metered(coro: Coroutine[Any, Any, T], meter: Meter) -> Generator[Any, Any, T
         try:
             yielded = step(value)
         except StopIteration as stop:
-            meter.seconds += time.perf_counter() - start
             return stop.value
-        except BaseException:
+        finally:
             meter.seconds += time.perf_counter() - start
-            raise
-        meter.seconds += time.perf_counter() - start
         try:
             value, step = (yield yielded), coro.send
         except GeneratorExit:

@@ -140,10 +140,9 @@ class TimeShares:
     A caller has at most `max_active` requests served at once (`full`: the next is
     refused), so that many requests sent together cannot take the process before any of
     them is charged. A request is charged (`end`) the time it took when another caller's
-    request ran
-    beside it, at its start or its end: a caller alone is never held back, however costly
-    its requests (a script at night). A caller in debt waits (`owed`) only while another
-    caller is being served.
+    request ran beside it, at its start or its end: a caller alone is never held back,
+    however costly its requests (a script at night). A caller in debt waits (`owed`) only
+    while another caller is being served.
     """
 
     def __init__(self, budget: TokenBuckets, max_active: int = 0) -> None:
