@@ -134,7 +134,12 @@ def _run_locust(
     if abuse:
         runs.append(locust("Abuser", 1, abusive_out))
     for run in runs:
-        run.wait(timeout=seconds + 60)
+        try:
+            run.wait(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:  # as subprocess.run did: no locust left behind
+            for left in runs:
+                left.kill()
+            raise
     everything = json.loads(out.read_text())
     if abuse:
         everything += json.loads(abusive_out.read_text())
