@@ -334,6 +334,7 @@ def test_a_caller_over_its_time_budget_waits_and_the_others_do_not(
     caller alone is the test after this one."""
     monkeypatch.setattr(limits, "MAX_REPEATS", 10**6)  # a document slow to validate
     monkeypatch.setattr(TimeShares, "_others", lambda self, key: True)
+    charged = _charges(monkeypatch)
     cheap = {"query": "{ sources { id } }"}
     tight = replace(settings, rate_per_s=0, time_per_s=0.02, time_burst_s=0.05)
     app = create_app(tight)
@@ -341,6 +342,7 @@ def test_a_caller_over_its_time_budget_waits_and_the_others_do_not(
         other = TestClient(app, client=("192.0.2.2", 1000))  # the same app, its lifespan on
         r = greedy.post("/graphql", json={"query": _slow_to_validate()})
         assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
+        assert charged.wait(5)  # charged once its answer has gone out
         started = time.monotonic()
         r = greedy.post("/graphql", json=cheap)
         assert r.status_code == 429 and _error(r)["extensions"]["code"] == "RATE_LIMITED"
@@ -352,7 +354,9 @@ def test_a_caller_over_its_time_budget_waits_and_the_others_do_not(
         assert time.monotonic() - started < 0.5, "another caller does not wait"
     short = replace(settings, rate_per_s=0, time_per_s=0.25, time_burst_s=0.1)
     with TestClient(create_app(short)) as c:  # a debt under a second: served once repaid
+        charged.clear()
         assert c.post("/graphql", json={"query": _slow_to_validate()}).status_code == 200
+        assert charged.wait(5)
         started = time.monotonic()
         r = c.post("/graphql", json=cheap)
         waited = time.monotonic() - started
@@ -396,6 +400,20 @@ def test_a_caller_has_at_most_so_many_requests_served_at_once(
         assert r.status_code == 429 and _error(r)["extensions"]["code"] == "RATE_LIMITED"
         assert slow == [200]
         assert c.post("/graphql", json={"query": "{ sources { id } }"}).status_code == 200
+
+
+def _charges(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set each time a request has been charged (after its answer has gone out, so a
+    client may ask again before)."""
+    charged = threading.Event()
+    end = TimeShares.end
+
+    def ended(self: TimeShares, key: str, seconds: float, contended: bool) -> None:
+        end(self, key, seconds, contended)
+        charged.set()
+
+    monkeypatch.setattr(TimeShares, "end", ended)
+    return charged
 
 
 def _slow_to_validate(times: int = 200) -> str:
