@@ -12,7 +12,8 @@ client once per `--abuse` item (`all`: every abusive request in turn, the defaul
 kind, e.g. `nested`, to see what each costs the others). Meanwhile `/health` is asked
 twice a second. Prints requests/s and p50/p95/p99 of the normal clients, `/health`
 latency and statuses, the gateway's RSS before and after each run and the abusive
-requests sent, the gateway's CPU seconds during the run and the load average at its end,
+requests sent, the gateway's CPU seconds during the run and the load average at its end
+(and the CPU seconds the host took from this machine, its steal time),
 as a Markdown table. `--rate` and `--burst` set the gateway's per-caller rate (`[gateway]
 rate_per_s`, `burst`), `--time-per-s` and `--time-burst-s` its per-caller time budget.
 Not a pytest test; at most (1 + items) x `--seconds` of load.
@@ -164,6 +165,21 @@ def _run_locust(
     }
 
 
+def _steal() -> float:
+    """Seconds of this virtual machine's CPU time the host gave to others (steal, over
+    every CPU): a run that lost much of it was slowed from outside."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
+def _baseline_p95(results: list[tuple[Any, ...]], i: int) -> float:
+    """The normal clients' p95 beside run i: the mean of the nearest baseline run before
+    it and the nearest after it (when there is one), so that drift cancels out."""
+    before = next(r[1]["p95"] for r in reversed(results[:i]) if r[0] is None)
+    after = next((r[1]["p95"] for r in results[i + 1 :] if r[0] is None), None)
+    return float(before if after is None else (before + after) / 2)
+
+
 def main() -> int:
     """Run both phases and print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -261,6 +277,7 @@ def main() -> int:
         for abuse in phases:
             rss_before = process.memory_info().rss / 2**20
             cpu_before = sum(process.cpu_times()[:2])
+            steal_before = _steal()
             probe = HealthProbe(base)
             probe.start()
             stats = _run_locust(
@@ -271,17 +288,17 @@ def main() -> int:
             rss_after = process.memory_info().rss / 2**20
             stats["cpu"] = sum(process.cpu_times()[:2]) - cpu_before
             stats["load"] = os.getloadavg()[0]
+            stats["steal"] = _steal() - steal_before
             results.append((abuse, stats, probe, rss_before, rss_after))
         print(
             "| run | normal requests/s | failures | p50 ms | p95 ms | p99 ms | p95 change "
             "| /health p50 / max ms | /health answers | gateway RSS MB before → after "
-            "| abusive requests (mean ms) | gateway CPU s | load |"
+            "| abusive requests (mean ms) | gateway CPU s | load | CPU taken by the host s |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        base_p95 = results[0][1]["p95"]
-        for abuse, s, probe, before, after in results:
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for i, (abuse, s, probe, before, after) in enumerate(results):
             name = f"with the abusive client ({abuse})" if abuse else "normal clients only"
-            change = f"{100 * (s['p95'] / base_p95 - 1):+.0f} %" if abuse else ""
+            change = f"{100 * (s['p95'] / _baseline_p95(results, i) - 1):+.0f} %" if abuse else ""
             health = f"{statistics.median(probe.latencies):.0f} / {max(probe.latencies):.0f}"
             answers = ", ".join(f"{k}: {v}" for k, v in sorted(probe.statuses.items()))
             sent = f"{s['abusive']} ({s['abusive_ms']:.0f})" if abuse else ""
@@ -289,7 +306,7 @@ def main() -> int:
                 f"| {name} | {s['rps']:.1f} | {s['failures']} of {s['requests']} "
                 f"| {s['p50']:.0f} | {s['p95']:.0f} | {s['p99']:.0f} | {change} | {health} "
                 f"| {answers} | {before:.0f} → {after:.0f} | {sent} | {s['cpu']:.1f} "
-                f"| {s['load']:.1f} |"
+                f"| {s['load']:.1f} | {s['steal']:.1f} |"
             )
         for abuse, s, *_ in results:
             for cause, count in sorted(s["causes"].items(), key=lambda c: -c[1]):
