@@ -255,7 +255,10 @@ class IndexedStudy(Base):
     __table_args__ = (
         Index("ix_index_studies_patient", "patient_id", "issuer"),
         Index("ix_index_studies_date", "study_date", "study_time", "study_uid"),
-        Index("ix_index_studies_name", "name_key"),
+        # prefix searches (LIKE) use it in every collation (migration 0010)
+        Index(
+            "ix_index_studies_name", "name_key", postgresql_ops={"name_key": "varchar_pattern_ops"}
+        ),
         Index("ix_index_studies_uid", "study_uid"),
     )
 

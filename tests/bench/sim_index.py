@@ -307,7 +307,7 @@ INDEXES = (
     "ALTER TABLE index_studies ADD PRIMARY KEY (source, study_uid)",
     "CREATE INDEX ix_index_studies_patient ON index_studies (patient_id, issuer)",
     "CREATE INDEX ix_index_studies_date ON index_studies (study_date, study_time, study_uid)",
-    "CREATE INDEX ix_index_studies_name ON index_studies (name_key)",
+    "CREATE INDEX ix_index_studies_name ON index_studies (name_key varchar_pattern_ops)",
     "CREATE INDEX ix_index_studies_uid ON index_studies (study_uid)",
 )
 DROP = (

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from gateway.core.enums import AuthMode, Role
@@ -296,6 +297,25 @@ def test_build_indexes_what_each_archive_lists(env: JobEnv, built: list[Refreshe
             assert set(states) == set(ARCHIVES)
 
     asyncio.run(check())
+
+
+def test_a_name_prefix_is_a_range_of_the_name_index(env: JobEnv, built: list[Refreshed]) -> None:
+    """A name search reads the folded-name index as a range whatever the database's
+    collation: a plain B-tree serves `LIKE 'M%'` only in the `C` collation, elsewhere a
+    rare prefix read the whole patient index (10^7 rows: seconds)."""
+
+    async def plan() -> tuple[str, str]:
+        async with running(env.settings) as rt, rt.sessions() as session:
+            collation = str(await session.scalar(text("SHOW lc_collate")))
+            await session.execute(text("SET LOCAL enable_seqscan = off"))
+            explained = await session.execute(
+                text("EXPLAIN SELECT patient_id FROM index_studies WHERE name_key LIKE 'MA%'")
+            )
+            return collation, "\n".join(str(r[0]) for r in explained)
+
+    collation, explained = asyncio.run(plan())
+    assert "ix_index_studies_name" in explained, (collation, explained)
+    assert "~>=~" in explained and "~<~" in explained, (collation, explained)
 
 
 # -- INDEXED answers equal LIVE answers on the demo data ----------------------------------
