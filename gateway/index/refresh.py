@@ -85,32 +85,38 @@ async def refresh(
     changes = await detect(source, st.cursor)
     if changes.studies is None:
         return await build(sessions, source)
-    await store.upsert(sessions, source.id, changes.studies)
+    added = await store.upsert(sessions, source.id, changes.studies)
     gone: set[str] = set()
     if changes.named is not None:
         # a named UID that breaks the UID rules cannot be asked for: not found is no proof
         gone = {u for u in changes.named if is_uid(u)} - {r.study_uid for r in changes.studies}
     removed = await store.remove(sessions, source.id, gone)
-    removed += await forget_deleted(sessions, source)
-    await store.save_state(sessions, source.id, cursor=changes.cursor, refreshed_at=utcnow())
-    return Refreshed(source.id, len(changes.studies), removed, False)
+    held = st.studies + added - removed  # the index's count, kept without reading its rows
+    census = await forget_deleted(sessions, source, held)
+    # a census that had to look (the counts differed) counts the rows again: a kept count
+    # that drifted (two refreshes of one archive at once) is set right by the next one
+    change = None if census is not None else added - removed
+    await store.save_state(
+        sessions, source.id, change, cursor=changes.cursor, refreshed_at=utcnow()
+    )
+    return Refreshed(source.id, len(changes.studies), removed + (census or 0), False)
 
 
-async def forget_deleted(sessions: async_sessionmaker, source: PacsSource) -> int:
+async def forget_deleted(sessions: async_sessionmaker, source: PacsSource, held: int) -> int | None:
     """Forget the studies `source` no longer holds, when it can tell (`StudyCensus`); how
-    many rows went.
+    many rows went, or None when it was not checked.
 
-    Its count of studies first (one small request); only when that differs from the
-    index's, the index's studies it lacks. An archive failing here leaves the index as it
-    is: the deletions are found by the next refresh, or the reconcile.
+    Its count of studies first (one small request); only when that differs from `held`,
+    the index's count, the index's studies it lacks. An archive failing here leaves the
+    index as it is: the deletions are found by the next refresh, or the reconcile.
     """
     if not isinstance(source, StudyCensus):
-        return 0
+        return None
     try:
-        if await source.study_count() == await store.count_studies(sessions, [source.id]):
-            return 0
+        if await source.study_count() == held:
+            return None
         absent = await source.absent_studies(await store.keys(sessions, source.id))
     except SourceError as exc:
         log.warning("index of %s: deletions not checked: %s", source.id, type(exc).__name__)
-        return 0
+        return None
     return await store.remove(sessions, source.id, absent)

@@ -74,11 +74,9 @@ def _row(source: str, r: StudyRecord, at: datetime) -> dict[str, object]:
     }
 
 
-async def upsert(
-    sessions: async_sessionmaker, source: str, records: Sequence[StudyRecord]
-) -> datetime:
+async def upsert(sessions: async_sessionmaker, source: str, records: Sequence[StudyRecord]) -> int:
     """Write `records` of `source` (replacing what the index held for those studies; the
-    last record of a UID wins).
+    last record of a UID wins); how many of these studies the index did not hold before.
 
     One INSERT ... ON CONFLICT DO UPDATE per batch, rows in UID order: a build and a refresh
     writing the same studies at once both succeed (a delete-then-insert of one would fail
@@ -86,10 +84,18 @@ async def upsert(
     """
     at = utcnow()
     unique = sorted({r.study_uid: r for r in records}.values(), key=lambda r: r.study_uid)
+    added = 0
     async with sessions() as session, session.begin():
         dialect = (await session.connection()).dialect.name
         for start in range(0, len(unique), BATCH):
             chunk = unique[start : start + BATCH]
+            held = await session.scalar(
+                select(func.count()).where(
+                    IndexedStudy.source == source,
+                    IndexedStudy.study_uid.in_([r.study_uid for r in chunk]),
+                )
+            )
+            added += len(chunk) - int(held or 0)
             values = [_row(source, r, at) for r in chunk]
             if (stmt := _upsert_statement(dialect, values[0])) is not None:
                 await session.execute(stmt, values)
@@ -101,7 +107,7 @@ async def upsert(
                 )
             )
             await session.execute(insert(IndexedStudy), values)
-    return at
+    return added
 
 
 _KEY = ("source", "study_uid")
@@ -179,8 +185,15 @@ async def states(sessions: async_sessionmaker) -> dict[str, IndexState]:
         return {s.source: s for s in (await session.scalars(select(IndexState))).all()}
 
 
-async def save_state(sessions: async_sessionmaker, source: str, **values: object) -> None:
-    """Update (or create) the index state of one archive."""
+async def save_state(
+    sessions: async_sessionmaker, source: str, change: int | None = None, **values: object
+) -> None:
+    """Update (or create) the index state of one archive.
+
+    Its count of studies moves by `change` (a refresh: what it added less what it
+    removed), or is counted again when `change` is None (a build, which reads every row
+    anyway): a count of the archive's rows at each refresh grew with the archive.
+    """
     async with sessions() as session, session.begin():
         row = await session.get(IndexState, source)
         if row is None:
@@ -188,6 +201,9 @@ async def save_state(sessions: async_sessionmaker, source: str, **values: object
             session.add(row)
         for key, value in values.items():
             setattr(row, key, value)
+        if change is not None and row.studies is not None:
+            row.studies = max(0, row.studies + change)
+            return
         row.studies = int(
             await session.scalar(
                 select(func.count()).select_from(IndexedStudy).where(IndexedStudy.source == source)

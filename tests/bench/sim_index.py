@@ -199,8 +199,9 @@ class SimArchive:
         return 0.0
 
     async def find_studies(self, query: StudyQuery) -> list[StudyRecord]:
-        """UID lists and the empty query (every study) only."""
-        rest = StudyQuery(study_uids=query.study_uids)
+        """UID lists (with the index's patient IDs as a hint, unused here) and the empty
+        query (every study) only."""
+        rest = StudyQuery(study_uids=query.study_uids, known_patients=query.known_patients)
         if query != rest:
             raise NotSupported(self.id, "find_studies: the simulation answers UID lists only")
 
@@ -505,8 +506,8 @@ class Sim:
             _rows_note,
         )
         await timed(
-            "save_state (every refresh counts the archive's rows)",
-            lambda: store.save_state(s, "main", refreshed_at=datetime.now(UTC)),
+            "save_state (each refresh: the kept count moves)",
+            lambda: store.save_state(s, "main", 0, refreshed_at=datetime.now(UTC)),
             lambda _: "main",
         )
         counts: dict[str, Timed] = {
@@ -575,6 +576,10 @@ def _keys_note(page: store.StudyPage) -> str:
 
 def _rows_note(value: tuple[Any, dict[str, int], int]) -> str:
     result, calls, sql = value
+    outcomes = result[-2] if isinstance(result[-1], dict) else result[-1]
+    failed = [f"{o.source}: {o.error}" for o in outcomes if not o.ok]
+    if not result[0] or failed:  # a page of nothing measures nothing
+        raise SystemExit(f"an INDEXED page came back empty or failed: {failed}")
     requests = ", ".join(f"{k} {n}" for k, n in calls.items())
     return f"{len(result[0])} rows; requests {requests}; {sql} SQL statements"
 

@@ -128,3 +128,39 @@ async def test_a_failing_census_leaves_the_refresh_going(
     done = await refresh(sessions, as_source(archive))  # the next refresh finds it
     assert done is not None and (done.upserted, done.removed) == (0, 1)
     assert "1.3" not in await uids(sessions)
+
+
+async def test_a_refresh_keeps_the_count_without_reading_the_rows(
+    sessions: async_sessionmaker,
+) -> None:
+    """The index's count moves by what a refresh added and removed (a count of the rows at
+    each refresh grew with the archive); a study written again is not counted twice. Here
+    the archive has no census: a count made wrong on purpose stays off by as much until
+    the next full listing counts the rows."""
+    archive = Archive([rec(f"1.{k}", f"P{k}") for k in range(5)])
+    await build(sessions, as_source(archive))
+    await store.save_state(sessions, "mem", 3)  # as two refreshes at once could leave it
+    archive.add(rec("1.7", "P7"))
+    archive.changes.append("1.1")  # named again: written again, already counted
+    await refresh(sessions, as_source(archive))
+    st = await store.state(sessions, "mem")
+    assert st is not None and st.studies == 3 + 6, "moved by one, not counted again"
+    await build(sessions, as_source(archive))
+    st = await store.state(sessions, "mem")
+    assert st is not None and st.studies == 6 == len(await uids(sessions))
+
+
+async def test_a_count_that_drifted_is_set_right_by_the_census(
+    sessions: async_sessionmaker,
+) -> None:
+    archive = await built(sessions)
+    await store.save_state(sessions, "mem", 3)  # as two refreshes at once could leave it
+    st = await store.state(sessions, "mem")
+    assert st is not None and st.studies == 8
+    done = await refresh(sessions, as_source(archive))
+    assert done is not None and done.removed == 0, "nothing is absent"
+    assert archive.listed == 1, "the counts differed: the census looked"
+    st = await store.state(sessions, "mem")
+    assert st is not None and st.studies == 5
+    await refresh(sessions, as_source(archive))
+    assert archive.listed == 1, "set right: the next refresh only counts"
