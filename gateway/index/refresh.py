@@ -58,6 +58,7 @@ async def build(
     await store.save_state(
         sessions,
         source.id,
+        recount=True,
         cursor=cursor,
         complete=True,
         built_at=now,
@@ -95,9 +96,12 @@ async def refresh(
     census = await forget_deleted(sessions, source, held)
     # a census that had to look (the counts differed) counts the rows again: a kept count
     # that drifted (two refreshes of one archive at once) is set right by the next one
-    change = None if census is not None else added - removed
     await store.save_state(
-        sessions, source.id, change, cursor=changes.cursor, refreshed_at=utcnow()
+        sessions,
+        source.id,
+        recount=census is not None,
+        cursor=changes.cursor,
+        refreshed_at=utcnow(),
     )
     return Refreshed(source.id, len(changes.studies), removed + (census or 0), False)
 

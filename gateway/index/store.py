@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, text, tuple_
+from sqlalchemy import delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
@@ -76,7 +76,9 @@ def _row(source: str, r: StudyRecord, at: datetime) -> dict[str, object]:
 
 async def upsert(sessions: async_sessionmaker, source: str, records: Sequence[StudyRecord]) -> int:
     """Write `records` of `source` (replacing what the index held for those studies; the
-    last record of a UID wins); how many of these studies the index did not hold before.
+    last record of a UID wins); how many of these studies the index did not hold before,
+    which the archive's count of studies (`IndexState.studies`) gains in the same
+    transaction.
 
     One INSERT ... ON CONFLICT DO UPDATE per batch, rows in UID order: a build and a refresh
     writing the same studies at once both succeed (a delete-then-insert of one would fail
@@ -107,7 +109,18 @@ async def upsert(sessions: async_sessionmaker, source: str, records: Sequence[St
                 )
             )
             await session.execute(insert(IndexedStudy), values)
+        await _count(session, source, added)
     return added
+
+
+async def _count(session: AsyncSession, source: str, change: int) -> None:
+    """Move the archive's kept count of studies (a count of its rows grew with it)."""
+    if change:
+        await session.execute(
+            update(IndexState)
+            .where(IndexState.source == source)
+            .values(studies=IndexState.studies + change)
+        )
 
 
 _KEY = ("source", "study_uid")
@@ -130,7 +143,8 @@ def _upsert_statement(dialect: str, row: dict[str, object]) -> Executable | None
 
 
 async def remove(sessions: async_sessionmaker, source: str, study_uids: Iterable[str]) -> int:
-    """Forget studies `source` no longer holds; how many rows went."""
+    """Forget studies `source` no longer holds; how many rows went (the archive's count
+    loses as many)."""
     uids = list(study_uids)
     if not uids:
         return 0
@@ -140,7 +154,9 @@ async def remove(sessions: async_sessionmaker, source: str, study_uids: Iterable
                 IndexedStudy.source == source, IndexedStudy.study_uid.in_(uids)
             )
         )
-    return int(getattr(result, "rowcount", 0) or 0)
+        gone = int(getattr(result, "rowcount", 0) or 0)
+        await _count(session, source, -gone)
+    return gone
 
 
 async def keys(sessions: async_sessionmaker, source: str) -> list[tuple[str, str]]:
@@ -186,23 +202,22 @@ async def states(sessions: async_sessionmaker) -> dict[str, IndexState]:
 
 
 async def save_state(
-    sessions: async_sessionmaker, source: str, change: int | None = None, **values: object
+    sessions: async_sessionmaker, source: str, recount: bool = False, **values: object
 ) -> None:
     """Update (or create) the index state of one archive.
 
-    Its count of studies moves by `change` (a refresh: what it added less what it
-    removed), or is counted again when `change` is None (a build, which reads every row
-    anyway): a count of the archive's rows at each refresh grew with the archive.
+    Its count of studies is kept by `upsert` and `remove`; it is counted from the rows
+    when the state is created, or with `recount` (a build, which reads every row anyway).
     """
     async with sessions() as session, session.begin():
         row = await session.get(IndexState, source)
         if row is None:
             row = IndexState(source=source, complete=False, studies=0)
             session.add(row)
+            recount = True
         for key, value in values.items():
             setattr(row, key, value)
-        if change is not None and row.studies is not None:
-            row.studies = max(0, row.studies + change)
+        if not recount:
             return
         row.studies = int(
             await session.scalar(

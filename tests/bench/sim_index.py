@@ -506,8 +506,8 @@ class Sim:
             _rows_note,
         )
         await timed(
-            "save_state (each refresh: the kept count moves)",
-            lambda: store.save_state(s, "main", 0, refreshed_at=datetime.now(UTC)),
+            "save_state (each refresh: the count is kept by the writes)",
+            lambda: store.save_state(s, "main", refreshed_at=datetime.now(UTC)),
             lambda _: "main",
         )
         counts: dict[str, Timed] = {
