@@ -288,6 +288,15 @@ async def test_hanging_archive_does_not_block_others(
     hanging = dimse(hanging_listener, max_concurrency=2)
     healthy = dimse(private_stack.info.legacy_port, "DCMQRSCP", id="healthy", timeout_s=5)
     lags: list[float] = []
+    # a plain thread's pauses: what a shared machine takes from the whole process
+    stalls: list[float] = []
+    done = threading.Event()
+
+    def reference() -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            time.sleep(0.01)
+            stalls.append(time.perf_counter() - start - 0.01)
 
     async def ticker() -> None:
         while True:
@@ -295,6 +304,8 @@ async def test_hanging_archive_does_not_block_others(
             await asyncio.sleep(0.01)
             lags.append(time.perf_counter() - start - 0.01)
 
+    beside = threading.Thread(target=reference, daemon=True)
+    beside.start()
     tick = asyncio.create_task(ticker())
     stuck = [asyncio.create_task(timed(hanging.ping)) for _ in range(6)]
     await asyncio.sleep(0.05)
@@ -305,11 +316,14 @@ async def test_hanging_archive_does_not_block_others(
     fast = time.perf_counter() - start
     results = await asyncio.gather(*stuck)
     tick.cancel()
+    done.set()
+    beside.join()
     # queued behind the hung pings it would take 3 s
     assert fast < 2.0, f"healthy source took {fast:.2f}s beside a hung one"
     assert all(isinstance(err, SourceTimeout) for err, _ in results)
     assert max(elapsed for _, elapsed in results) < 3 * TIMEOUT + MARGIN  # 2 at a time
-    assert max(lags) < 0.3, "the event loop was blocked"
+    # a blocking call on the loop stalls it, not the thread beside it
+    assert max(lags) < 0.3 + max(stalls), "the event loop was blocked"
     await hanging.aclose()
     await healthy.aclose()
 
