@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.core.errors import AuditUnavailable
 from gateway.core.timing import as_utc
+from gateway.db.lock import serialize
 from gateway.db.models import AuditEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,7 @@ def _entry(row: AuditEvent) -> Entry:
 
 async def append(session: AsyncSession, entry: Entry) -> AuditEvent:
     """Add `entry` to the chain inside the caller's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-    else:  # SQLite reads before its first write see no lock: write first, then read
-        await session.execute(text("UPDATE audit_events SET id = id WHERE 0"))
+    await serialize(session, _LOCK_KEY, "audit_events")
     last = await session.scalar(
         select(AuditEvent.hash)
         .where(AuditEvent.hash.is_not(None))

@@ -280,6 +280,20 @@ class IndexedStudy(Base):
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class IndexCount(Base):
+    """How many studies (or patients) are held by exactly one set of archives.
+
+    Kept by every write to `index_studies`: a total over any archives is the sum over the
+    sets that meet them, read without reading the index.
+    """
+
+    __tablename__ = "index_counts"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "study" or "patient"
+    holders: Mapped[str] = mapped_column(Text, primary_key=True)  # sorted source ids, "\n"-joined
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class IndexState(Base):
     """How far one archive's index is: its feed cursor and when it was last brought up to date."""
 

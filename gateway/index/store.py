@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,10 +14,13 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
-from gateway.db.models import IndexedStudy, IndexState, utcnow
+from gateway.db.lock import serialize
+from gateway.db.models import IndexCount, IndexedStudy, IndexState, utcnow
 from gateway.sources.base import StudyRecord
 
 BATCH = 500  # rows written per statement
+STUDY, PATIENT = "study", "patient"  # the kinds of `index_counts`
+_LOCK_KEY = 0x5047_4958  # "PGIX": orders the index's writers (each moves index_counts)
 
 
 def _fold_char(c: str) -> str:
@@ -89,28 +93,87 @@ async def upsert(sessions: async_sessionmaker, source: str, records: Sequence[St
     added = 0
     async with sessions() as session, session.begin():
         dialect = (await session.connection()).dialect.name
+        await serialize(session, _LOCK_KEY, "index_counts")
         for start in range(0, len(unique), BATCH):
             chunk = unique[start : start + BATCH]
-            held = await session.scalar(
-                select(func.count()).where(
-                    IndexedStudy.source == source,
-                    IndexedStudy.study_uid.in_([r.study_uid for r in chunk]),
+            uids = [r.study_uid for r in chunk]
+            rows = await session.execute(
+                select(IndexedStudy.study_uid, IndexedStudy.patient_id).where(
+                    IndexedStudy.source == source, IndexedStudy.study_uid.in_(uids)
                 )
             )
-            added += len(chunk) - int(held or 0)
+            had: dict[str, str] = {u: p for u, p in rows}
+            added += len(chunk) - len(had)
+            # whose holders can change: studies new to the archive, patients it gains or loses
+            new = [u for u in uids if u not in had]
+            pid = {r.study_uid: r.patient_id or "" for r in chunk}
+            moved = {p for u, p in pid.items() if had.get(u) != p}
+            moved |= {p for u, p in had.items() if p != pid[u]}
+            before = await _holders(session, new, moved)
             values = [_row(source, r, at) for r in chunk]
             if (stmt := _upsert_statement(dialect, values[0])) is not None:
                 await session.execute(stmt, values)
-                continue
-            await session.execute(
-                delete(IndexedStudy).where(
-                    IndexedStudy.source == source,
-                    IndexedStudy.study_uid.in_([r.study_uid for r in chunk]),
+            else:
+                await session.execute(
+                    delete(IndexedStudy).where(
+                        IndexedStudy.source == source, IndexedStudy.study_uid.in_(uids)
+                    )
                 )
-            )
-            await session.execute(insert(IndexedStudy), values)
+                await session.execute(insert(IndexedStudy), values)
+            await _move(session, before, await _holders(session, new, moved))
         await _count(session, source, added)
     return added
+
+
+Holders = dict[tuple[str, str], frozenset[str]]  # (kind, study UID or patient ID): archives
+
+
+async def _holders(session: AsyncSession, uids: Collection[str], pids: Collection[str]) -> Holders:
+    """The archives holding each of these studies and patients (none: left out)."""
+    found: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+    asked = (
+        (STUDY, IndexedStudy.study_uid, sorted(uids)),
+        (PATIENT, IndexedStudy.patient_id, sorted(pids)),
+    )
+    for kind, column, values in asked:
+        for start in range(0, len(values), BATCH):
+            rows = await session.execute(
+                select(column, IndexedStudy.source)
+                .distinct()
+                .where(column.in_(values[start : start + BATCH]))
+            )
+            for key, held_by in rows:
+                found[(kind, key)].add(held_by)
+    return {key: frozenset(sources) for key, sources in found.items()}
+
+
+def _label(sources: frozenset[str]) -> str:
+    return "\n".join(sorted(sources))
+
+
+async def _move(session: AsyncSession, before: Holders, after: Holders) -> None:
+    """Move `index_counts` by what a write changed: each key whose holders changed leaves
+    its old set's count and joins its new one's."""
+    change: Counter[tuple[str, str]] = Counter()
+    for key in before.keys() | after.keys():
+        old, new = before.get(key, frozenset()), after.get(key, frozenset())
+        if old != new:
+            if old:
+                change[(key[0], _label(old))] -= 1
+            if new:
+                change[(key[0], _label(new))] += 1
+    values = [{"kind": k, "holders": h, "n": n} for (k, h), n in sorted(change.items()) if n]
+    if not values:
+        return
+    dialect = session.get_bind().dialect.name
+    add = postgresql.insert(IndexCount) if dialect == "postgresql" else sqlite.insert(IndexCount)
+    await session.execute(
+        add.on_conflict_do_update(
+            index_elements=["kind", "holders"], set_={"n": IndexCount.n + add.excluded.n}
+        ),
+        values,
+    )
+    await session.execute(delete(IndexCount).where(IndexCount.n == 0))
 
 
 async def _count(session: AsyncSession, source: str, change: int) -> None:
@@ -145,18 +208,35 @@ def _upsert_statement(dialect: str, row: dict[str, object]) -> Executable | None
 async def remove(sessions: async_sessionmaker, source: str, study_uids: Iterable[str]) -> int:
     """Forget studies `source` no longer holds; how many rows went (the archive's count
     loses as many)."""
-    uids = list(study_uids)
+    uids = sorted(set(study_uids))
     if not uids:
         return 0
     async with sessions() as session, session.begin():
-        result = await session.execute(
-            delete(IndexedStudy).where(
-                IndexedStudy.source == source, IndexedStudy.study_uid.in_(uids)
+        await serialize(session, _LOCK_KEY, "index_counts")
+        gone = 0
+        for start in range(0, len(uids), BATCH):
+            rows = await session.execute(
+                select(IndexedStudy.study_uid, IndexedStudy.patient_id).where(
+                    IndexedStudy.source == source,
+                    IndexedStudy.study_uid.in_(uids[start : start + BATCH]),
+                )
             )
-        )
-        gone = int(getattr(result, "rowcount", 0) or 0)
+            gone += await _delete(session, source, [(u, p) for u, p in rows])
         await _count(session, source, -gone)
     return gone
+
+
+async def _delete(session: AsyncSession, source: str, rows: Sequence[tuple[str, str]]) -> int:
+    """Delete these (study UID, patient ID) rows of `source`, moving `index_counts`."""
+    if not rows:
+        return 0
+    uids, pids = [u for u, _ in rows], {p for _, p in rows}
+    before = await _holders(session, uids, pids)
+    await session.execute(
+        delete(IndexedStudy).where(IndexedStudy.source == source, IndexedStudy.study_uid.in_(uids))
+    )
+    await _move(session, before, await _holders(session, uids, pids))
+    return len(rows)
 
 
 async def keys(sessions: async_sessionmaker, source: str) -> list[tuple[str, str]]:
@@ -173,10 +253,18 @@ async def keys(sessions: async_sessionmaker, source: str) -> list[tuple[str, str
 async def remove_unseen(sessions: async_sessionmaker, source: str, since: datetime) -> int:
     """Forget the studies of `source` not seen since `since` (after a full listing)."""
     async with sessions() as session, session.begin():
-        result = await session.execute(
-            delete(IndexedStudy).where(IndexedStudy.source == source, IndexedStudy.seen_at < since)
+        await serialize(session, _LOCK_KEY, "index_counts")
+        rows = await session.execute(
+            select(IndexedStudy.study_uid, IndexedStudy.patient_id)
+            .where(IndexedStudy.source == source, IndexedStudy.seen_at < since)
+            .order_by(IndexedStudy.study_uid)
         )
-    return int(getattr(result, "rowcount", 0) or 0)
+        unseen = [(u, p) for u, p in rows]
+        gone = 0
+        for start in range(0, len(unseen), BATCH):
+            gone += await _delete(session, source, unseen[start : start + BATCH])
+        await _count(session, source, -gone)
+    return gone
 
 
 async def analyze(sessions: async_sessionmaker) -> None:
@@ -413,20 +501,28 @@ def _record(row: IndexedStudy) -> StudyRecord:
 async def count_patients(
     sessions: async_sessionmaker, sources: Sequence[str], name: str | None = None
 ) -> int:
-    """Distinct patient IDs the index holds for `sources` (reads the whole index: on demand)."""
+    """Distinct patient IDs the index holds for `sources`; with `name` (a folded prefix),
+    of the rows whose name starts with it (read from the name index's range)."""
+    if name is None:
+        return await _held(sessions, PATIENT, sources)
     query = select(func.count(func.distinct(IndexedStudy.patient_id))).where(
-        IndexedStudy.source.in_(list(sources))
+        IndexedStudy.source.in_(list(sources)), IndexedStudy.name_key.like(name + "%")
     )
-    if name is not None:
-        query = query.where(IndexedStudy.name_key.like(name + "%"))
     async with sessions() as session:
         return int(await session.scalar(query) or 0)
 
 
 async def count_studies(sessions: async_sessionmaker, sources: Sequence[str]) -> int:
-    """Distinct study UIDs the index holds for `sources` (on demand)."""
-    query = select(func.count(func.distinct(IndexedStudy.study_uid))).where(
-        IndexedStudy.source.in_(list(sources))
-    )
+    """Distinct study UIDs the index holds for `sources`."""
+    return await _held(sessions, STUDY, sources)
+
+
+async def _held(sessions: async_sessionmaker, kind: str, sources: Sequence[str]) -> int:
+    """Keys of `kind` held by any of `sources`: the counts of every set of holders that
+    meets them (one row per set that occurs, not per key)."""
+    wanted = set(sources)
     async with sessions() as session:
-        return int(await session.scalar(query) or 0)
+        rows = await session.execute(
+            select(IndexCount.holders, IndexCount.n).where(IndexCount.kind == kind)
+        )
+        return sum(n for holders, n in rows if not wanted.isdisjoint(holders.split("\n")))
