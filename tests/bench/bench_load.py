@@ -321,7 +321,7 @@ def main() -> int:
                 gateway.kill()
         stack.stop()
         if stack.info is not None:
-            drop_database(stack.info.database_url)
+            drop_database(stack.info.database_url, prefix="pacs_gw_bench_load")
 
 
 if __name__ == "__main__":

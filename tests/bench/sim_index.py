@@ -47,6 +47,7 @@ from urllib.parse import urlparse
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from gateway.core.enums import SourceKind
 from gateway.core.errors import NotSupported
 from gateway.core.settings import SourceConfig
 from gateway.db.engine import make_engine, migrate, sessionmaker
@@ -171,7 +172,7 @@ class SimArchive:
 
     def __init__(self, source_id: str, model: Model, latency_ms: float = 0.0) -> None:
         # kind: the sim answers UID lists the way a QIDO archive does
-        self.config = SourceConfig(id=source_id, name=source_id, kind="dicomweb")
+        self.config = SourceConfig(id=source_id, name=source_id, kind=SourceKind.DICOMWEB)
         self.model = model
         self.latency_s = latency_ms / 1000
         self._stats = CallStats()
@@ -354,7 +355,9 @@ def drop(url: str) -> None:
 async def rows_in(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         try:
-            return int((await conn.execute(text("SELECT count(*) FROM index_studies"))).scalar())
+            return int(
+                (await conn.execute(text("SELECT count(*) FROM index_studies"))).scalar() or 0
+            )
         except Exception:
             return -1
 
