@@ -314,9 +314,15 @@ async def test_patient_page_after_an_id_no_longer_indexed(sessions: async_sessio
         ("Z*", set()),
     ],
 )
+@pytest.mark.parametrize("rare_rows", [10_000, 40, 0], ids=["read-whole", "either", "ordered"])
 async def test_patient_pages_by_name_prefix(
-    sessions: async_sessionmaker, pattern: str, names: set[str]
+    sessions: async_sessionmaker,
+    monkeypatch: pytest.MonkeyPatch,
+    pattern: str,
+    names: set[str],
+    rare_rows: int,
 ) -> None:
+    monkeypatch.setattr(store, "RARE_ROWS", rare_rows)  # which of the two ways reads a page
     per = federation()
     await load(sessions, per)
     prefix = name_prefix(pattern)
