@@ -54,6 +54,7 @@ class SourceConfig:
     retries: int = 2
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 10.0
+    dicomweb_root: str = "/dicom-web"  # orthanc: its DICOMweb plugin's root ("" if none)
 
     def __post_init__(self) -> None:
         # Plain strings (as tests and benchmarks write them) become the enums.
@@ -276,6 +277,7 @@ _SOURCE_KEYS: dict[str, tuple[type, ...]] = {
     "retries": (int,),
     "breaker_threshold": (int,),
     "breaker_cooldown_s": (int, float),
+    "dicomweb_root": (str,),
 }
 # Keys passed to the dataclass as they are (when present); the rest are converted below.
 _AUTH_KEYS: dict[str, tuple[type, ...]] = {

@@ -47,6 +47,7 @@ from gateway.sources.base import (
     PacsSource,
     SeriesQuery,
     StudyQuery,
+    StudyRecord,
 )
 from gateway.sources.http import multipart as mp
 from resolvers import indexed
@@ -269,6 +270,11 @@ class Holders:
         return found
 
 
+def _instances_of(records: Sequence[StudyRecord]) -> int:
+    """The instances an archive says it holds of a study (0 when it does not say)."""
+    return max((r.instance_count or 0 for r in records), default=0)
+
+
 async def _holders(call: _Call, study: str, series: str | None, sop: str | None) -> list[str]:
     """The readable archives holding the object, most complete then fastest first."""
     if series is not None:
@@ -277,11 +283,11 @@ async def _holders(call: _Call, study: str, series: str | None, sop: str | None)
         if not held:  # stored since it was remembered? ask again
             ranked = await call.holders.of_series(call, study, series, fresh=True)
             held = [source for source, sops in ranked if sop is None or sop in sops]
-    else:
-        outcomes = await call.ask(lambda s: s.find_instances(InstanceQuery(study)))
+    else:  # one study-level match per archive, with its count: not its instance list
+        outcomes = await call.ask(lambda s: s.find_studies(StudyQuery(study_uids=(study,))))
         ok = sorted(
             (o for o in outcomes if o.ok and o.value),
-            key=lambda o: (-len(o.value or []), o.latency_ms or 0.0),
+            key=lambda o: (-_instances_of(o.value or []), o.latency_ms or 0.0),
         )
         held = [o.source for o in ok]
     if not held:

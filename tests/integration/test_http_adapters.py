@@ -19,7 +19,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from gateway.core.errors import NotFound
+from gateway.core.errors import NotFound, NotSupported
 from gateway.core.settings import SourceConfig
 from gateway.devstack.stack import LocalStack
 from gateway.sources import dicomjson as dj
@@ -34,6 +34,7 @@ from gateway.sources.base import (
     StudyRecord,
 )
 from gateway.sources.dicomweb.source import DicomWebSource
+from gateway.sources.http import multipart as mp
 from gateway.sources.orthanc import records as rec
 from gateway.sources.orthanc.source import OrthancSource, orthanc_id
 from gateway.sources.registry import build_source
@@ -415,6 +416,48 @@ async def test_retrieve_study_round_trip(sources: dict[str, PacsSource], adapter
     with pytest.raises(NotFound):
         async for _ in source.retrieve_study(uid("99")):
             pass
+
+
+async def test_orthanc_relays_its_dicomweb_plugins_answer(
+    sources: dict[str, PacsSource], private_stack: LocalStack
+) -> None:
+    """A study or series from Orthanc's DICOMweb plugin, its multipart answer as it comes;
+    without the plugin at the configured root: NotSupported (so the gateway composes the
+    answer), remembered after one lookup; a study Orthanc lacks: NotFound."""
+    source = sources["orthanc"]
+    assert isinstance(source, OrthancSource)
+    media, body = await source.relay_study(uid("1"), None)
+    assert media.startswith("multipart/related")
+    raw = b"".join([chunk async for chunk in body])
+    boundary = mp.boundary_of(media)
+    got = [sop_uid(part) async for _, part in mp.iter_parts(_once(raw), boundary)]
+    assert sorted(got) == [uid("1", "1", "1"), uid("1", "1", "2"), uid("1", "2", "1")]
+    media, body = await source.relay_study(uid("1"), uid("1", "2"))
+    raw = b"".join([chunk async for chunk in body])
+    parts = [p async for _, p in mp.iter_parts(_once(raw), mp.boundary_of(media))]
+    assert [sop_uid(p) for p in parts] == [uid("1", "2", "1")]
+    with pytest.raises(NotFound):
+        await source.relay_study(uid("99"), None)
+    with pytest.raises(NotFound):
+        await source.relay_study("1.2/../x", None)
+
+    assert private_stack.info is not None
+    url = private_stack.info.orthanc_url
+    for root in ("/no-plugin-here", ""):
+        bare = OrthancSource(SourceConfig(id="bare", kind="orthanc", url=url, dicomweb_root=root))
+        try:
+            with pytest.raises(NotSupported):
+                await bare.relay_study(uid("1"), None)
+            calls = bare.stats.calls
+            with pytest.raises(NotSupported):  # remembered: no request
+                await bare.relay_study(uid("1"), None)
+            assert bare.stats.calls == calls
+        finally:
+            await bare.aclose()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)

@@ -53,7 +53,6 @@ UID_BATCH = 100
 STOW_BATCH = 50
 STOW_DEADLINE_FACTOR = 10.0
 ACCEPT_JSON = {"Accept": "application/dicom+json"}
-ACCEPT_DICOM = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
 _QUERY_SAFE = "*?^,.-_~"
 _PATIENT_FIELDS = (dj.ISSUER_OF_PATIENT_ID, dj.PATIENT_BIRTH_DATE, dj.PATIENT_SEX)
 _FIELDS = {
@@ -255,15 +254,7 @@ class DicomWebSource:
     # -- WADO-RS ---------------------------------------------------------------
 
     async def _parts(self, op: str, path: str) -> tuple[httpx.Response, bytes | None]:
-        response = await self.http.open(op, "GET", path, headers=ACCEPT_DICOM)
-        content_type = response.headers.get("content-type", "")
-        if content_type.split(";")[0].strip().lower() == "application/dicom":
-            return response, None
-        try:
-            return response, mp.boundary_of(content_type)
-        except mp.MultipartError:
-            await response.aclose()
-            raise SourceProtocolError(self.id, f"{op}: answer is not multipart/related") from None
+        return await self.http.open_parts(op, path)
 
     async def retrieve_instance(
         self, study_uid: str, series_uid: str, sop_uid: str

@@ -17,7 +17,8 @@ import httpx
 
 from gateway.core.errors import AuthError, SourceProtocolError
 from gateway.core.settings import SourceConfig
-from gateway.sources.http import DEFAULT_HEADERS
+from gateway.sources.http import ACCEPT_DICOM, DEFAULT_HEADERS
+from gateway.sources.http import multipart as mp
 from gateway.sources.http.auth import ClientCredentials, build_auth
 from gateway.sources.http.errors import parse_json, status_error, translate
 from gateway.sources.resilience import Guard
@@ -139,6 +140,21 @@ class HttpClient:
             return response
 
         return await self.guard.call(operation, call, idempotent=True)
+
+    async def open_parts(self, operation: str, url: str) -> tuple[httpx.Response, bytes | None]:
+        """GET a WADO-RS answer, unread, with its multipart boundary (None: one bare
+        application/dicom body); an answer of any other type is a protocol error."""
+        response = await self.open(operation, "GET", url, headers=ACCEPT_DICOM)
+        content_type = response.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() == "application/dicom":
+            return response, None
+        try:
+            return response, mp.boundary_of(content_type)
+        except mp.MultipartError:
+            await response.aclose()
+            raise SourceProtocolError(
+                self.source, f"{operation}: answer is not multipart/related"
+            ) from None
 
     async def iter_body(self, response: httpx.Response, operation: str) -> AsyncIterator[bytes]:
         """The chunks of an opened response's body; closes the response."""

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from gateway.core.errors import NotFound, SourceProtocolError
+from gateway.core.errors import NotFound, NotSupported, SourceProtocolError
 from gateway.core.settings import SourceConfig
 from gateway.core.uids import is_uid
 from gateway.sources import matching as m
@@ -127,6 +127,7 @@ class OrthancSource:
         # listings: fetching a listed instance needs no lookup (a sync, a viewer's frames)
         self._known: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._series: OrderedDict[tuple[str, str], str] = OrderedDict()  # (study, series) -> id
+        self._no_plugin = False  # its DICOMweb root answered 404 for a study it holds
 
     @property
     def id(self) -> str:
@@ -361,6 +362,31 @@ class OrthancSource:
         window = max(1, min(FETCH_WINDOW, self.config.max_concurrency))
         async for data in xfer.fetch_files(self.http, "retrieve_study", ids, window):
             yield data
+
+    async def relay_study(
+        self, study_uid: str, series_uid: str | None
+    ) -> tuple[str, AsyncIterator[bytes]]:
+        """The DICOMweb plugin's WADO-RS multipart answer for a study or one series, as it
+        comes (NotSupported without the plugin: the caller composes the answer instead)."""
+        op, root = "retrieve_study", self.config.dicomweb_root.rstrip("/")
+        if not root or self._no_plugin:
+            raise NotSupported(self.id, f"{op}: no DICOMweb plugin")
+        if not is_uid(study_uid) or (series_uid is not None and not is_uid(series_uid)):
+            raise NotFound(self.id, f"{op}: not a valid UID")
+        path = f"{root}/studies/{study_uid}"
+        if series_uid is not None:
+            path += f"/series/{series_uid}"
+        try:
+            response, boundary = await self.http.open_parts(op, path)
+        except NotFound:
+            # no plugin at that root, or the study is not here: the REST lookup says which
+            await self._instance_ids(op, {"StudyInstanceUID": study_uid})
+            self._no_plugin = True
+            raise NotSupported(self.id, f"{op}: no DICOMweb plugin at {root}") from None
+        if boundary is None:
+            await response.aclose()
+            raise SourceProtocolError(self.id, f"{op}: answer is not multipart/related")
+        return response.headers["content-type"], self.http.iter_body(response, op)
 
     # -- store -----------------------------------------------------------------
 
