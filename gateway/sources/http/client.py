@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Collection
 from typing import Any, TypeVar
 
 import httpx
+from httpcore import AsyncHTTP11Connection
 
 from gateway.core.errors import AuthError, SourceProtocolError
 from gateway.core.settings import SourceConfig
@@ -22,6 +23,10 @@ from gateway.sources.http import multipart as mp
 from gateway.sources.http.auth import ClientCredentials, build_auth
 from gateway.sources.http.errors import parse_json, status_error, translate
 from gateway.sources.resilience import Guard
+
+# httpcore reads a response 64 KiB at a time, each read a trip through h11 and httpx:
+# a 263 MB study relayed cost 4,000 of them. Reads return what the socket holds, up to this.
+AsyncHTTP11Connection.READ_NUM_BYTES = 1 << 20
 
 __all__ = [
     "DEFAULT_HEADERS",
