@@ -198,6 +198,7 @@ class TreeRss:
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
         self.before = self.peak = 0
+        self.cpu_s = 0.0  # user + system seconds of the tree during the block
 
     def tree(self) -> list[psutil.Process]:
         return [self.proc, *self.proc.children(recursive=True)]
@@ -224,10 +225,12 @@ class TreeRss:
         self.before = self.rss()
         for p in procs:
             Path(f"/proc/{p.pid}/clear_refs").write_text("5")  # VmHWM := current RSS
+        cpu = sum(sum(p.cpu_times()[:2]) for p in procs)
         try:
             yield self
         finally:
             self.peak = sum(self._status_kb(p.pid, "VmHWM") * 1024 for p in procs)
+            self.cpu_s = sum(sum(p.cpu_times()[:2]) for p in procs) - cpu
 
     @property
     def growth_mb(self) -> float:
@@ -267,7 +270,7 @@ def bench_wado(holder: str, gateway: str, direct: str, pid: int, repeat: int) ->
     roots = {"gateway": gateway, holder: direct}
     seconds = {k: Series() for k in roots}
     mbps = {k: Series() for k in roots}
-    growth = Series()
+    growth, cpu = Series(), Series()
     rss = TreeRss(pid)
     sizes: dict[str, int] = {}
     parts = 0
@@ -283,6 +286,7 @@ def bench_wado(holder: str, gateway: str, direct: str, pid: int, repeat: int) ->
                     with rss.watch():
                         s, n, p = wado(http, url)
                     growth.samples.append(rss.growth_mb)
+                    cpu.samples.append(rss.cpu_s)
                 else:
                     s, n, p = wado(http, url)
                 seconds[key].samples.append(s)
@@ -291,7 +295,7 @@ def bench_wado(holder: str, gateway: str, direct: str, pid: int, repeat: int) ->
         log(f"wado {holder} {key}: median {seconds[key].median:.2f}s, {mbps[key].median:.1f} MB/s")
     log(
         f"wado {holder}: gateway RSS growth median {growth.median:.1f} MB, "
-        f"max {max(growth.samples):.1f}"
+        f"max {max(growth.samples):.1f}; its CPU per retrieval {cpu.median:.2f} s ({cpu.spread('{:.2f}')})"
     )
     return WadoResult(holder, seconds, mbps, growth, sizes["gateway"], parts)
 
