@@ -295,7 +295,8 @@ def bench_wado(holder: str, gateway: str, direct: str, pid: int, repeat: int) ->
         log(f"wado {holder} {key}: median {seconds[key].median:.2f}s, {mbps[key].median:.1f} MB/s")
     log(
         f"wado {holder}: gateway RSS growth median {growth.median:.1f} MB, "
-        f"max {max(growth.samples):.1f}; its CPU per retrieval {cpu.median:.2f} s ({cpu.spread('{:.2f}')})"
+        f"max {max(growth.samples):.1f}; its CPU per retrieval {cpu.median:.2f} s "
+        f"({cpu.spread('{:.2f}')})"
     )
     return WadoResult(holder, seconds, mbps, growth, sizes["gateway"], parts)
 
