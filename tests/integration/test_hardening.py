@@ -361,7 +361,9 @@ def test_a_caller_over_its_time_budget_waits_and_the_others_do_not(
         r = c.post("/graphql", json=cheap)
         waited = time.monotonic() - started
         assert r.status_code == 200 and "errors" not in r.json()
-        assert 0.3 <= waited < 1.0, waited  # a debt of 0.1 s at 0.25 s/s: 0.4 s
+        # a debt of at most a burst (0.1 s) at 0.25 s/s: up to 0.4 s, less what was repaid
+        # before the next request came (a cheap request alone: a few ms)
+        assert 0.1 <= waited < 1.0, waited
 
 
 def test_a_caller_alone_is_never_held_back(
