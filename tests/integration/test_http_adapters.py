@@ -443,17 +443,29 @@ async def test_orthanc_relays_its_dicomweb_plugins_answer(
 
     assert private_stack.info is not None
     url = private_stack.info.orthanc_url
+
+    def bare(root: str) -> OrthancSource:
+        return OrthancSource(SourceConfig(id="bare", kind="orthanc", url=url, dicomweb_root=root))
+
     for root in ("/no-plugin-here", ""):
-        bare = OrthancSource(SourceConfig(id="bare", kind="orthanc", url=url, dicomweb_root=root))
+        relaying, retrieving = bare(root), bare(root)
         try:
             with pytest.raises(NotSupported):
-                await bare.relay_study(uid("1"), None)
-            calls = bare.stats.calls
+                await relaying.relay_study(uid("1"), None)
+            calls = relaying.stats.calls
             with pytest.raises(NotSupported):  # remembered: no request
-                await bare.relay_study(uid("1"), None)
-            assert bare.stats.calls == calls
+                await relaying.relay_study(uid("1"), None)
+            assert relaying.stats.calls == calls
+            # a retrieval falls back to the REST API's files
+            with pytest.raises(NotFound):  # a series the study lacks: not a missing plugin
+                await anext(retrieving.retrieve_study(uid("1"), [uid("1", "9")]))
+            files = [sop_uid(f) async for f in retrieving.retrieve_study(uid("1"))]
+            assert sorted(files) == [uid("1", "1", "1"), uid("1", "1", "2"), uid("1", "2", "1")]
+            with pytest.raises(NotSupported):  # which the relay then knows too
+                await retrieving.relay_study(uid("1"), None)
         finally:
-            await bare.aclose()
+            await relaying.aclose()
+            await retrieving.aclose()
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

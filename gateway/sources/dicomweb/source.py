@@ -279,17 +279,8 @@ class DicomWebSource:
         op = "retrieve_study"
         base = f"/studies/{self._uid(op, study_uid)}"
         paths = [f"{base}/series/{self._uid(op, s)}" for s in series_uids] or [base]
-        for path in paths:
-            response, boundary = await self._parts(op, path)
-            body = self.http.iter_body(response, op)
-            if boundary is None:
-                yield b"".join([chunk async for chunk in body])
-                continue
-            try:
-                async for _headers, part in mp.iter_parts(body, boundary):
-                    yield part
-            except mp.MultipartError as exc:
-                raise SourceProtocolError(self.id, f"{op}: {exc}") from None
+        async for data in self.http.iter_files(op, paths):
+            yield data
 
     async def relay_study(
         self, study_uid: str, series_uid: str | None

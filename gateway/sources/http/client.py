@@ -10,7 +10,7 @@ gateway's error tree (`gateway.sources.http.errors`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Collection
+from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -160,6 +160,20 @@ class HttpClient:
             raise SourceProtocolError(
                 self.source, f"{operation}: answer is not multipart/related"
             ) from None
+
+    async def iter_files(self, operation: str, paths: Sequence[str]) -> AsyncIterator[bytes]:
+        """Each Part 10 file of these WADO-RS answers, in turn (one part in memory)."""
+        for path in paths:
+            response, boundary = await self.open_parts(operation, path)
+            body = self.iter_body(response, operation)
+            if boundary is None:
+                yield b"".join([chunk async for chunk in body])
+                continue
+            try:
+                async for _headers, part in mp.iter_parts(body, boundary):
+                    yield part
+            except mp.MultipartError as exc:
+                raise SourceProtocolError(self.source, f"{operation}: {exc}") from None
 
     async def iter_body(self, response: httpx.Response, operation: str) -> AsyncIterator[bytes]:
         """The chunks of an opened response's body; closes the response."""

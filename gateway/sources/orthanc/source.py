@@ -355,7 +355,40 @@ class OrthancSource:
     async def retrieve_study(
         self, study_uid: str, series_uids: Sequence[str] = ()
     ) -> AsyncIterator[bytes]:
-        """Yield each instance of a study (or some series), one Part 10 file at a time."""
+        """Yield each instance of a study (or some series), one Part 10 file at a time: from
+        the DICOMweb plugin's answer (one request per series), else the REST API's files."""
+        uids = [study_uid, *series_uids]
+        root = self.config.dicomweb_root.rstrip("/")
+        if root and not self._no_plugin and all(is_uid(u) for u in uids):
+            base = f"{root}/studies/{study_uid}"
+            paths = [f"{base}/series/{s}" for s in series_uids] or [base]
+            files = self.http.iter_files("retrieve_study", paths)
+            try:
+                first = await anext(files, None)
+            except NotFound:
+                first_series = series_uids[0] if series_uids else None
+                await self._plugin_missing("retrieve_study", study_uid, first_series)
+                first = None
+            if first is not None:
+                yield first
+                async for data in files:
+                    yield data
+                return
+        async for data in self._files_of_study(study_uid, series_uids):
+            yield data
+
+    async def _plugin_missing(self, op: str, study_uid: str, series_uid: str | None) -> None:
+        """After the plugin's 404 for a study (or one of its series): NotFound when the REST
+        API lacks it too; else the plugin is not at the configured root (remembered)."""
+        q = {"StudyInstanceUID": study_uid}
+        _put(q, "SeriesInstanceUID", series_uid)
+        await self._instance_ids(op, q)
+        self._no_plugin = True
+
+    async def _files_of_study(
+        self, study_uid: str, series_uids: Sequence[str]
+    ) -> AsyncIterator[bytes]:
+        """The REST API's files of a study (or some series), several requests in flight."""
         q = {"StudyInstanceUID": study_uid}
         _put(q, "SeriesInstanceUID", _uids(series_uids))
         ids = await self._instance_ids("retrieve_study", q)
@@ -379,9 +412,7 @@ class OrthancSource:
         try:
             response, boundary = await self.http.open_parts(op, path)
         except NotFound:
-            # no plugin at that root, or the study is not here: the REST lookup says which
-            await self._instance_ids(op, {"StudyInstanceUID": study_uid})
-            self._no_plugin = True
+            await self._plugin_missing(op, study_uid, series_uid)
             raise NotSupported(self.id, f"{op}: no DICOMweb plugin at {root}") from None
         if boundary is None:
             await response.aclose()
