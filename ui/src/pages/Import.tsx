@@ -194,7 +194,8 @@ export function ImportPage({ token }: { token: string }) {
     } else setUpload({ state: "error", error: answer.error });
   };
 
-  const finished = job.data?.job;
+  // the query keeps the previous job's answer until this one's arrives: never show that
+  const finished = job.data?.job?.id === jobId ? job.data.job : null;
   const outcome = finished && ended ? importResult(finished.result) : null;
 
   return (

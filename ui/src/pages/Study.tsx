@@ -168,6 +168,7 @@ export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
                   </button>
                   {previews[p.to] ? (
                     <SyncPreview
+                      key={previews[p.to]}
                       id={previews[p.to]}
                       label={`${t.compare.syncTo(p.to)} ${t.compare.syncFrom(p.from)}`}
                       disabled={sync.fetching}
@@ -209,12 +210,13 @@ export function StudyPage({ uid, user }: { uid: string; user: SessionUser }) {
 function SyncPreview(props: { id: string; label: string; disabled: boolean; onConfirm: () => void }) {
   const [done, setDone] = useState(false);
   const [job] = useQuery({ query: JobResultQuery, variables: { id: props.id }, pause: !done, requestPolicy: "network-only" });
-  const summary = previewText(job.data?.job?.result);
+  const current = job.data?.job?.id === props.id ? job.data.job : null; // never a stale answer
+  const summary = previewText(current?.result);
   return (
     <div className="sync-preview">
       <JobProgress id={props.id} onDone={() => setDone(true)} />
       {summary ? <p className="preview-summary" role="status">{summary}</p> : null}
-      {job.data?.job?.error ? <p className="error" role="alert">{job.data.job.error}</p> : null}
+      {current?.error ? <p className="error" role="alert">{current.error}</p> : null}
       <button type="button" disabled={props.disabled || !summary} onClick={props.onConfirm}>
         {props.label}
       </button>
