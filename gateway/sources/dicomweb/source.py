@@ -253,9 +253,6 @@ class DicomWebSource:
 
     # -- WADO-RS ---------------------------------------------------------------
 
-    async def _parts(self, op: str, path: str) -> tuple[httpx.Response, bytes | None]:
-        return await self.http.open_parts(op, path)
-
     async def retrieve_instance(
         self, study_uid: str, series_uid: str, sop_uid: str
     ) -> AsyncIterator[bytes]:
@@ -263,7 +260,7 @@ class DicomWebSource:
         op = "retrieve_instance"
         uids = [self._uid(op, u) for u in (study_uid, series_uid, sop_uid)]
         path = "/studies/{}/series/{}/instances/{}".format(*uids)
-        response, boundary = await self._parts(op, path)
+        response, boundary = await self.http.open_parts(op, path)
         body = self.http.iter_body(response, op)
         chunks = body if boundary is None else mp.iter_first_part(body, boundary)
         try:
@@ -290,11 +287,7 @@ class DicomWebSource:
         path = f"/studies/{self._uid(op, study_uid)}"
         if series_uid is not None:
             path += f"/series/{self._uid(op, series_uid)}"
-        response, boundary = await self._parts(op, path)
-        if boundary is None:  # one bare Part 10 file: not a multipart to pass on
-            await response.aclose()
-            raise SourceProtocolError(self.id, f"{op}: answer is not multipart/related")
-        return response.headers["content-type"], self.http.iter_body(response, op)
+        return await self.http.open_multipart(op, path)
 
     # -- STOW-RS ---------------------------------------------------------------
 

@@ -161,6 +161,15 @@ class HttpClient:
                 self.source, f"{operation}: answer is not multipart/related"
             ) from None
 
+    async def open_multipart(self, operation: str, url: str) -> tuple[str, AsyncIterator[bytes]]:
+        """A WADO-RS multipart answer's content type and its body as it comes, to pass on
+        (one bare Part 10 file is not a multipart: a protocol error)."""
+        response, boundary = await self.open_parts(operation, url)
+        if boundary is None:
+            await response.aclose()
+            raise SourceProtocolError(self.source, f"{operation}: answer is not multipart/related")
+        return response.headers["content-type"], self.iter_body(response, operation)
+
     async def iter_files(self, operation: str, paths: Sequence[str]) -> AsyncIterator[bytes]:
         """Each Part 10 file of these WADO-RS answers, in turn (one part in memory)."""
         for path in paths:

@@ -357,17 +357,14 @@ class OrthancSource:
     ) -> AsyncIterator[bytes]:
         """Yield each instance of a study (or some series), one Part 10 file at a time: from
         the DICOMweb plugin's answer (one request per series), else the REST API's files."""
-        uids = [study_uid, *series_uids]
-        root = self.config.dicomweb_root.rstrip("/")
-        if root and not self._no_plugin and all(is_uid(u) for u in uids):
-            base = f"{root}/studies/{study_uid}"
-            paths = [f"{base}/series/{s}" for s in series_uids] or [base]
-            files = self.http.iter_files("retrieve_study", paths)
+        series: list[str | None] = [*series_uids] or [None]
+        paths = [self._plugin_path(study_uid, s) for s in series]
+        if all(p is not None for p in paths):
+            files = self.http.iter_files("retrieve_study", [p for p in paths if p])
             try:
                 first = await anext(files, None)
             except NotFound:
-                first_series = series_uids[0] if series_uids else None
-                await self._plugin_missing("retrieve_study", study_uid, first_series)
+                await self._plugin_missing("retrieve_study", study_uid, series[0])
                 first = None
             if first is not None:
                 yield first
@@ -376,6 +373,15 @@ class OrthancSource:
                 return
         async for data in self._files_of_study(study_uid, series_uids):
             yield data
+
+    def _plugin_path(self, study_uid: str, series_uid: str | None) -> str | None:
+        """The DICOMweb plugin's WADO-RS path of a study or one series (None: no plugin
+        configured or found, or a value that is not a UID)."""
+        root = self.config.dicomweb_root.rstrip("/")
+        uids = [study_uid] if series_uid is None else [study_uid, series_uid]
+        if not root or self._no_plugin or not all(is_uid(u) for u in uids):
+            return None
+        return f"{root}/studies/" + "/series/".join(uids)
 
     async def _plugin_missing(self, op: str, study_uid: str, series_uid: str | None) -> None:
         """After the plugin's 404 for a study (or one of its series): NotFound when the REST
@@ -401,23 +407,17 @@ class OrthancSource:
     ) -> tuple[str, AsyncIterator[bytes]]:
         """The DICOMweb plugin's WADO-RS multipart answer for a study or one series, as it
         comes (NotSupported without the plugin: the caller composes the answer instead)."""
-        op, root = "retrieve_study", self.config.dicomweb_root.rstrip("/")
-        if not root or self._no_plugin:
+        op = "retrieve_study"
+        if not self.config.dicomweb_root.rstrip("/") or self._no_plugin:
             raise NotSupported(self.id, f"{op}: no DICOMweb plugin")
-        if not is_uid(study_uid) or (series_uid is not None and not is_uid(series_uid)):
+        path = self._plugin_path(study_uid, series_uid)
+        if path is None:
             raise NotFound(self.id, f"{op}: not a valid UID")
-        path = f"{root}/studies/{study_uid}"
-        if series_uid is not None:
-            path += f"/series/{series_uid}"
         try:
-            response, boundary = await self.http.open_parts(op, path)
+            return await self.http.open_multipart(op, path)
         except NotFound:
             await self._plugin_missing(op, study_uid, series_uid)
-            raise NotSupported(self.id, f"{op}: no DICOMweb plugin at {root}") from None
-        if boundary is None:
-            await response.aclose()
-            raise SourceProtocolError(self.id, f"{op}: answer is not multipart/related")
-        return response.headers["content-type"], self.http.iter_body(response, op)
+            raise NotSupported(self.id, f"{op}: no DICOMweb plugin found") from None
 
     # -- store -----------------------------------------------------------------
 
