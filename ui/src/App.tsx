@@ -14,7 +14,7 @@ import { SourcesPage } from "./pages/Sources";
 import { StudyPage } from "./pages/Study";
 import { TokensPage } from "./pages/Tokens";
 import { Link, navigate, useLocation } from "./router";
-import { isAdmin, loadSession, loginUrl, saveSession, type StoredSession } from "./session";
+import { endsSession, isAdmin, loadSession, loginUrl, saveSession, type StoredSession } from "./session";
 
 const GraphiQLPage = lazy(() => import("./pages/GraphiQLPage"));
 
@@ -25,8 +25,10 @@ export function App() {
   const [session, setSession] = useState<StoredSession | null>(() => loadSession());
   const { path, href } = useLocation();
 
-  const onUnauthenticated = useCallback(() => {
-    if (!loadSession()) return; // a failed login answers UNAUTHENTICATED too
+  const onUnauthenticated = useCallback((sentWith: string | null) => {
+    // a failed login answers UNAUTHENTICATED too, and so may a request of the client
+    // before the sign-in, answered after it
+    if (!endsSession(sentWith, loadSession())) return;
     saveSession(null);
     setSession(null);
     navigate(loginUrl(window.location.pathname + window.location.search, true), true);

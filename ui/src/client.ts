@@ -5,7 +5,7 @@ import { createClient as createWsClient, type Client as WsClient } from "graphql
  * The GraphQL client: urql over HTTP for queries and mutations, graphql-ws (the
  * graphql-transport-ws protocol, the only one the gateway speaks) for subscriptions. The
  * bearer token goes in the Authorization header and in connection_init; an UNAUTHENTICATED
- * answer calls `onUnauthenticated` (back to the login page).
+ * answer calls `onUnauthenticated` with the token the request carried.
  */
 export function wsUrl(path = "/graphql"): string {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
@@ -21,7 +21,7 @@ export function makeWsClient(token: string | null): WsClient {
   });
 }
 
-export function makeClient(token: string | null, onUnauthenticated: () => void): Client {
+export function makeClient(token: string | null, onUnauthenticated: (sentWith: string | null) => void): Client {
   const ws = makeWsClient(token);
   return new Client({
     url: "/graphql",
@@ -38,7 +38,7 @@ export function makeClient(token: string | null, onUnauthenticated: () => void):
         onError(error) {
           const codes = error.graphQLErrors.map((e) => e.extensions?.code);
           const status = (error.response as Response | undefined)?.status;
-          if (codes.includes("UNAUTHENTICATED") || status === 401) onUnauthenticated();
+          if (codes.includes("UNAUTHENTICATED") || status === 401) onUnauthenticated(token);
         },
       }),
       cacheExchange,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { nextPath, oidcAnswer, oidcLoginUrl } from "./session";
+import { endsSession, nextPath, oidcAnswer, oidcLoginUrl } from "./session";
 
 describe("nextPath keeps the user on the gateway", () => {
   it("keeps a local path with its query", () => {
@@ -28,5 +28,18 @@ describe("the sign-in through the organisation", () => {
     expect(oidcAnswer("#error=%3Cscript%3E")).toEqual({ error: "unknown" });
     expect(oidcAnswer("")).toBeNull();
     expect(oidcAnswer("#section")).toBeNull();
+  });
+});
+
+describe("an UNAUTHENTICATED answer", () => {
+  const session = { token: "new", expiresAt: "", user: { id: "1", username: "u", roles: [] } };
+  it("ends the session whose token the request carried", () => {
+    expect(endsSession("new", session)).toBe(true);
+  });
+  it("leaves a newer session alone, and does nothing without one", () => {
+    expect(endsSession(null, session)).toBe(false);
+    expect(endsSession("old", session)).toBe(false);
+    expect(endsSession(null, null)).toBe(false);
+    expect(endsSession("new", null)).toBe(false);
   });
 });
