@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import strawberry
@@ -35,7 +36,20 @@ from resolvers.loaders import group
 from resolvers.privacy import search_by_identity
 from resolvers.types import Source
 
-Total = Callable[[], Awaitable[int]]
+Counted = Callable[[], Awaitable[store.Total]]
+
+
+def once(count: Counted) -> Counted:
+    """`count`, run at most once however many fields of the connection ask for it."""
+    task: asyncio.Future[store.Total] | None = None
+
+    async def counted() -> store.Total:
+        nonlocal task
+        if task is None:
+            task = asyncio.ensure_future(count())
+        return await asyncio.shield(task)
+
+    return counted
 
 
 @strawberry.input
@@ -70,11 +84,18 @@ class PatientConnection:
     edges: list[PatientEdge]
     page_info: PageInfo
     source_results: list[SourceResult]
-    total: strawberry.Private[Total]
+    total: strawberry.Private[Counted]
 
-    @strawberry.field(description="Every patient of the list: exact, from the index or live.")
+    @strawberry.field(description="Every patient of the list: from the index or live.")
     async def total_count(self) -> int:
-        return await self.total()
+        return (await self.total()).n
+
+    @strawberry.field(
+        description="Whether totalCount is estimated (a name prefix matching very many index "
+        "rows); otherwise it is exact."
+    )
+    async def total_count_estimated(self) -> bool:
+        return (await self.total()).estimated
 
 
 @strawberry.type
@@ -92,18 +113,25 @@ class StudyConnection:
     edges: list[StudyEdge]
     page_info: PageInfo
     source_results: list[SourceResult]
-    total: strawberry.Private[Total]
+    total: strawberry.Private[Counted]
 
-    @strawberry.field(description="Every study of the list: exact, from the index or live.")
+    @strawberry.field(description="Every study of the list: from the index or live.")
     async def total_count(self) -> int:
-        return await self.total()
+        return (await self.total()).n
+
+    @strawberry.field(
+        description="Whether totalCount is estimated (a name prefix matching very many index "
+        "rows); otherwise it is exact."
+    )
+    async def total_count_estimated(self) -> bool:
+        return (await self.total()).estimated
 
 
-def known(n: int) -> Total:
+def known(n: int) -> Counted:
     """A total already counted."""
 
-    async def total() -> int:
-        return n
+    async def total() -> store.Total:
+        return store.Total(n)
 
     return total
 
@@ -363,15 +391,15 @@ async def _indexed_patients(
     if rows and rows[-1].first.patient_id == end:
         end_cursor = encode_cursor(rows[-1].key)
 
-    async def total() -> int:
-        return await store.count_patients(ctx.runtime.sessions, queried, prefix)
+    async def total() -> store.Total:
+        return await store.total_patients(ctx.runtime.sessions, queried, prefix)
 
     return PatientConnection(
         edges=[
             PatientEdge(node=Patient(m=m, loader=loader), cursor=encode_cursor(m.key)) for m in rows
         ],
         page_info=PageInfo(has_next_page=has_next, end_cursor=end_cursor),
-        total=total,
+        total=once(total),
         source_results=source_results(ctx, outcomes, Consistency.INDEXED),
     )
 
@@ -389,8 +417,8 @@ async def _indexed_studies(
         ctx, queried, skipped, first, key
     )
 
-    async def total() -> int:
-        return await store.count_studies(ctx.runtime.sessions, queried)
+    async def total() -> store.Total:
+        return store.Total(await store.count_studies(ctx.runtime.sessions, queried))
 
     return StudyConnection(
         edges=[
@@ -401,6 +429,6 @@ async def _indexed_studies(
             has_next_page=has_next,
             end_cursor=encode_cursor("|".join(end), "d") if end is not None else None,
         ),
-        total=total,
+        total=once(total),
         source_results=source_results(ctx, outcomes, Consistency.INDEXED),
     )

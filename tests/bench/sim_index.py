@@ -40,6 +40,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlparse
@@ -534,11 +535,20 @@ class Sim:
             "the same, patients counted from the rows (once)": lambda: self.distinct("patient_id"),
             "the same, studies counted from the rows (once)": lambda: self.distinct("study_uid"),
         }
+        for name in ("M", RARE):  # a name total: counted, or estimated over many rows
+            counts[f"totalCount patients {name}* (total_patients, once)"] = partial(
+                store.total_patients, s, src, name
+            )
+            counts[f"the same, {name}* counted (once)"] = partial(
+                store.count_patients, s, src, name
+            )
         for key, fn in counts.items():
             start = time.perf_counter()
             n = await fn()
-            out[key] = ((time.perf_counter() - start) * 1000, f"{n:,}")
-            log(f"  {key}: {out[key][0]:.1f} ms {n:,}")
+            if isinstance(n, store.Total):
+                n = f"{n.n:,} {'estimated' if n.estimated else 'exact'}"
+            out[key] = ((time.perf_counter() - start) * 1000, f"{n:,}" if isinstance(n, int) else n)
+            log(f"  {key}: {out[key][0]:.1f} ms {out[key][1]}")
         return out
 
     async def distinct(self, column: str) -> int:

@@ -51,7 +51,7 @@ CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 PATIENTS = """
 query($f: PatientFilter, $first: Int, $after: String, $c: Consistency) {
   patients(filter: $f, first: $first, after: $after, consistency: $c) {
-    totalCount pageInfo { hasNextPage endCursor }
+    totalCount totalCountEstimated pageInfo { hasNextPage endCursor }
     sourceResults { source { id } status count error consistency }
     edges { cursor node { patientId name birthDate sex
       presentIn { id } missingFrom { id } conflicts { field values { source { id } value } }
@@ -62,7 +62,7 @@ query($f: PatientFilter, $first: Int, $after: String, $c: Consistency) {
 STUDIES = """
 query($first: Int, $after: String, $c: Consistency) {
   studies(first: $first, after: $after, consistency: $c) {
-    totalCount pageInfo { hasNextPage endCursor }
+    totalCount totalCountEstimated pageInfo { hasNextPage endCursor }
     sourceResults { source { id } status count error consistency }
     edges { cursor node { studyInstanceUid patientId studyDate studyTime modalities
       presentIn { id } missingFrom { id } counts { source { id } series instances }
@@ -330,6 +330,7 @@ def test_patients_indexed_equal_live(client: TestClient, truth: GroundTruth) -> 
         assert modes(data) == {"INDEXED"}
         assert [r["status"] for r in data["sourceResults"]] == ["OK"] * 3
         assert data["totalCount"] == live["totalCount"] == len(truth.patients)
+        assert data["totalCountEstimated"] is live["totalCountEstimated"] is False
     walked = [e["node"]["patientId"] for e in edges]
     assert walked == sorted(p.patient_id for p in truth.patients), "patientId order, each once"
     assert [patient_view(e["node"]) for e in edges] == [
@@ -395,6 +396,7 @@ def test_name_prefix_indexed_equal_live(client: TestClient, pattern: str) -> Non
         patient_view(e["node"])[:7] for e in live["edges"]
     ]
     assert pages[0]["totalCount"] == live["totalCount"]
+    assert pages[0]["totalCountEstimated"] is False, "a few rows: counted"
 
 
 def test_filters_the_index_cannot_answer_and_a_stale_index_go_live(

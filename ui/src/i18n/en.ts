@@ -50,7 +50,7 @@ export const en = {
     submit: "Search",
     pageSize: "Rows per page",
     identityFiltersHidden: "Your role searches without identity filters.",
-    results: (n: number) => `${n} patient(s)`,
+    results: (n: number, estimated = false) => `${estimated ? "about " : ""}${n} patient(s)`,
     colName: "Name",
     colId: "Patient ID",
     colBirth: "Birth date",

@@ -52,7 +52,7 @@ export const fr: Texts = {
     submit: "Rechercher",
     pageSize: "Lignes par page",
     identityFiltersHidden: "Votre rôle recherche sans filtre d'identité.",
-    results: (n: number) => `${n} patient(s)`,
+    results: (n: number, estimated = false) => `${estimated ? "environ " : ""}${n} patient(s)`,
     colName: "Nom",
     colId: "Identifiant patient",
     colBirth: "Date de naissance",

@@ -12,6 +12,7 @@ export const SearchPatientsQuery = graphql(`
   query SearchPatients($filter: PatientFilter, $first: Int!, $after: String, $identity: Boolean!) {
     patients(filter: $filter, first: $first, after: $after) {
       totalCount
+      totalCountEstimated
       pageInfo { hasNextPage endCursor }
       sourceResults { source { id } status latencyMs count error }
       edges {
@@ -127,7 +128,7 @@ export function SearchPage({ user }: { user: SessionUser }) {
       <RequestState fetching={result.fetching && !page} error={result.error} />
       {page ? (
         <>
-          <p className="muted" aria-live="polite">{t.search.results(page.totalCount)}</p>
+          <p className="muted" aria-live="polite">{t.search.results(page.totalCount, page.totalCountEstimated)}</p>
           <div className="table-wrap" tabIndex={0}>
             <table className="results">
               <thead>
