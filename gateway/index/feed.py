@@ -1,8 +1,10 @@
 """What changed in an archive since a cursor: its change feed, else QIDO by date.
 
 An archive with a change feed (`ChangeFeed`, e.g. Orthanc's /changes) answers from the
-feed; any other is asked for studies dated from the last run's day on. Either way an
-idle look costs one upstream request. Used by the periodic sync and by the key index.
+feed; one that matches its own receive times (`ReceiptWindow`, dcm4chee) is asked for the
+studies it received from the last run's day on, which finds a study stored today with an
+old date; any other is asked for studies dated from that day on. Either way an idle look
+costs one upstream request. Used by the periodic sync and by the key index.
 """
 
 from __future__ import annotations
@@ -10,7 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.sources.base import ChangeFeed, PacsSource, StudyQuery, StudyRecord
+from gateway.sources.base import (
+    ChangeFeed,
+    PacsSource,
+    ReceiptWindow,
+    StudyQuery,
+    StudyRecord,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,11 @@ async def detect(source: PacsSource, cursor: str | None) -> Changes:
         return Changes(found, f"feed:{end}", tuple(uids))
     mark = f"date:{since_mark()}"
     if cursor is None or not cursor.startswith("date:"):
+        if isinstance(source, ReceiptWindow):  # learnt with the full look, not the idle ones
+            await source.matches_receipts()
         return Changes(None, mark)
-    found = await source.find_studies(StudyQuery(study_date=f"{cursor[5:]}-"))
-    return Changes(found, mark)
+    day = cursor[5:]
+    received = await source.studies_received(day) if isinstance(source, ReceiptWindow) else None
+    if received is not None:
+        return Changes(received, mark)
+    return Changes(await source.find_studies(StudyQuery(study_date=f"{day}-")), mark)

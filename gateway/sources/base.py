@@ -199,6 +199,21 @@ class ChangeFeed(Protocol):
 
 
 @runtime_checkable
+class ReceiptWindow(Protocol):
+    """An optional capability: studies by the archive's own receive time (dcm4chee's
+    StudyReceiveDateTime), which finds a study stored today with an old study date."""
+
+    async def studies_received(self, day: str) -> list[StudyRecord] | None:
+        """Studies the archive received from `day` (YYYYMMDD, 00:00 by its clock) on; None
+        when this archive does not match receive times."""
+        ...
+
+    async def matches_receipts(self) -> bool:
+        """Whether this archive matches receive times (asked of it once)."""
+        ...
+
+
+@runtime_checkable
 class MultipartRelay(Protocol):
     """An optional capability: the archive's own WADO-RS answer for a study or one series,
     to pass on as it arrives (no parse, no compose)."""

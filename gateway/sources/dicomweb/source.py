@@ -3,7 +3,8 @@
 Dialects (`SourceConfig.dialect`):
 
 - `dcm4chee`: base `…/dcm4chee-arc/aets/{AET}/rs`; adds `includefield=all` and,
-  for person-name keys, `fuzzymatching=true`; tries patient-level QIDO first;
+  for person-name keys, `fuzzymatching=true`; tries patient-level QIDO first; finds
+  studies by receive time (`StudyReceiveDateTime`) where the archive matches it;
 - `orthanc`: no patient-level QIDO (patients are derived from studies);
 - `generic`: standard PS3.18 only; tries patient-level QIDO first.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -53,6 +55,7 @@ UID_BATCH = 100
 STOW_BATCH = 50
 STOW_DEADLINE_FACTOR = 10.0
 ACCEPT_JSON = {"Accept": "application/dicom+json"}
+RECEIVED = "StudyReceiveDateTime"  # dcm4chee: when the archive received the study
 _QUERY_SAFE = "*?^,.-_~"
 _PATIENT_FIELDS = (dj.ISSUER_OF_PATIENT_ID, dj.PATIENT_BIRTH_DATE, dj.PATIENT_SEX)
 _FIELDS = {
@@ -109,6 +112,7 @@ class DicomWebSource:
             config, self.guard, transport=transport, token_transport=token_transport
         )
         self._patient_level: bool | None = False if self.dialect == "orthanc" else None
+        self._receipts: bool | None = None  # whether StudyReceiveDateTime is matched
 
     @property
     def id(self) -> str:
@@ -216,6 +220,35 @@ class DicomWebSource:
         records = [r for x in items if m.study_matches(query, r := dj.study_record(x))]
         studies = paging.sort_studies(_unique(records, "study_uid"))
         return paging.page(studies, query.offset, query.limit)
+
+    async def studies_received(self, day: str) -> list[StudyRecord] | None:
+        """Studies received from `day` on (`ReceiptWindow`), where the dialect has receive
+        times and the archive matches them; None otherwise."""
+        if not await self.matches_receipts():
+            return None
+        params = [(RECEIVED, f"{day}000000-")]
+        items = await self._qido("studies_received", "/studies", "studies", params)
+        return paging.sort_studies(_unique([dj.study_record(x) for x in items], "study_uid"))
+
+    async def matches_receipts(self) -> bool:
+        """Whether the archive matches StudyReceiveDateTime, asked once: a receive time two
+        days ahead matches nothing there, while an archive that ignores the key (an Orthanc
+        behind its DICOMweb plugin) answers any study. An empty archive cannot tell: asked
+        again next time. Only the dcm4chee dialect has receive times."""
+        if self._receipts is None and self.dialect != "dcm4chee":
+            self._receipts = False
+        if self._receipts is None:
+            ahead = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y%m%d%H%M%S")
+            if await self._holds_any([(RECEIVED, f"{ahead}-")]):
+                self._receipts = False
+            elif await self._holds_any([]):
+                self._receipts = True
+        return bool(self._receipts)
+
+    async def _holds_any(self, params: Params) -> bool:
+        url = f"/studies?{_query([*params, ('limit', '1')])}"
+        response = await self.http.request("receipts", "GET", url, headers=ACCEPT_JSON)
+        return bool(parse_json(response, self.id, "receipts"))
 
     async def find_series(self, query: SeriesQuery) -> list[SeriesRecord]:
         """Series of the given studies, ordered by (study UID, series UID)."""
