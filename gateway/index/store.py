@@ -366,8 +366,9 @@ async def patient_page(
     return PatientPage(ids[:first], len(ids) > first)
 
 
-RARE_ROWS = 10_000  # a name prefix matching fewer rows is read whole, then ordered
-EXACT_ROWS = 100_000  # a name total over more rows is estimated (PostgreSQL)
+# a name prefix matching fewer index rows is read whole, then ordered, and its total
+# counted; over more, its total is estimated (PostgreSQL)
+RARE_ROWS = 10_000
 
 
 def _named(name: str) -> ColumnElement[bool]:
@@ -569,15 +570,14 @@ async def total_patients(
     sessions: async_sessionmaker, sources: Sequence[str], name: str | None = None
 ) -> Total:
     """`count_patients`, in time that does not grow with the index: exact from the kept
-    counts, or for a name prefix counted over its rows; a prefix of more than EXACT_ROWS
-    rows is estimated on PostgreSQL (its planner's rows for the prefix, times the index's
+    counts, or for a name prefix counted over its rows; a prefix of RARE_ROWS rows or more
+    is estimated on PostgreSQL (its planner's rows for the prefix, times the index's
     patients per row)."""
     if name is None:
         return Total(await _held(sessions, PATIENT, sources))
     async with sessions() as session:
-        wanted = [IndexedStudy.source.in_(list(sources)), _named(name)]
         postgres = session.get_bind().dialect.name == "postgresql"
-        if not postgres or not sources or await _fewer(session, wanted, EXACT_ROWS):
+        if not postgres or not sources or await _fewer(session, [_named(name)], RARE_ROWS):
             return Total(await _count_named(session, sources, name))
         planned = await _planned_rows(session, sources, name)
     rows = await _held(sessions, STUDY, sources, rows=True)
