@@ -579,7 +579,9 @@ async def total_patients(
         postgres = session.get_bind().dialect.name == "postgresql"
         if not postgres or not sources or await _fewer(session, [_named(name)], RARE_ROWS):
             return Total(await _count_named(session, sources, name))
-        planned = await _planned_rows(session, sources, name)
+        # at least RARE_ROWS rows, as just counted: the planner's estimate for a long prefix
+        # can be ten times lower
+        planned = max(await _planned_rows(session, sources, name), float(RARE_ROWS))
     rows = await _held(sessions, STUDY, sources, rows=True)
     patients = await _held(sessions, PATIENT, sources)
     return Total(max(1, round(planned * patients / max(rows, 1))), estimated=True)
