@@ -476,3 +476,45 @@ async def test_refused_client_credentials_are_an_auth_error(private_stack: Local
         assert "secret" not in str(error)
         await source.aclose()
         await gate.aclose()
+
+
+class LosesFirstStores(httpx.AsyncBaseTransport):
+    """The real archive behind httpx's transport, except that the first `n` stores are lost
+    the way a reused connection the archive has just closed loses them: before a byte of
+    the request reaches it."""
+
+    def __init__(self, n: int) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.left = n
+        self.stores = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/instances":
+            self.stores += 1
+            if self.left > 0:
+                self.left -= 1
+                raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("files", [1, 3], ids=["one file", "a ZIP"])
+async def test_a_store_lost_on_a_closed_connection_is_sent_again(
+    private_stack: LocalStack, files: int
+) -> None:
+    info = private_stack.info
+    assert info is not None
+    lossy = LosesFirstStores(1)
+    cfg = config("orthanc", info.orthanc_url, retries=2, timeout_s=10)
+    source = OrthancSource(cfg, transport=lossy)
+    try:
+        data = [tiny_instance(100 + 10 * files + i) for i in range(files)]
+        result = await source.store(data)
+        assert len(result.stored) == files and not result.failed
+        assert lossy.stores == 2, "sent once more, not given up"
+        again = await source.store(data)  # what a retry after a lost answer meets
+        assert len(again.stored) == files and not again.failed
+    finally:
+        await source.aclose()

@@ -25,6 +25,9 @@ _UNAVAILABLE = {502, 503}
 _TIMEOUT = {408, 504}
 
 
+_LOST = "disconnected without sending a response"  # httpcore's words
+
+
 def translate(exc: httpx.HTTPError, source: str, operation: str) -> SourceError:
     """The gateway error for an httpx transport error."""
     if isinstance(exc, httpx.TimeoutException):
@@ -33,6 +36,8 @@ def translate(exc: httpx.HTTPError, source: str, operation: str) -> SourceError:
     if isinstance(exc, httpx.ConnectError):
         return SourceUnavailable(source, f"{operation}: cannot connect")
     if isinstance(exc, httpx.RemoteProtocolError):
+        if _LOST in str(exc):  # closed before answering: on reuse, a connection it had closed
+            return SourceUnavailable(source, f"{operation}: connection lost")
         return SourceProtocolError(source, f"{operation}: malformed HTTP answer")
     if isinstance(exc, httpx.DecodingError):
         return SourceProtocolError(source, f"{operation}: undecodable body")

@@ -472,7 +472,7 @@ class OrthancSource:
                 "/instances",
                 content=data,
                 headers={"Content-Type": "application/dicom"},
-                idempotent=False,
+                idempotent=True,  # stored again, an instance answers AlreadyStored
             )
         except SourceProtocolError:  # 400: Orthanc refused this file
             return False

@@ -131,7 +131,9 @@ async def store_zip(
             "/instances",
             content=buffer.getvalue(),
             headers={"Content-Type": "application/zip"},
-            idempotent=False,
+            # safe to send again (AlreadyStored), and Orthanc closes a connection idle for
+            # 1 s: one reused just then is lost before the request reaches it
+            idempotent=True,
         )
         body = parse_json(response, http.source, "store")
     except SourceProtocolError:
