@@ -78,15 +78,12 @@ class PatientEdge:
 
 
 @strawberry.type
-class PatientConnection:
-    """A page of federated patients."""
+class Totalled:
+    """A list's total, counted once however many of its fields are asked."""
 
-    edges: list[PatientEdge]
-    page_info: PageInfo
-    source_results: list[SourceResult]
     total: strawberry.Private[Counted]
 
-    @strawberry.field(description="Every patient of the list: from the index or live.")
+    @strawberry.field(description="Every item of the list: from the index or live.")
     async def total_count(self) -> int:
         return (await self.total()).n
 
@@ -96,6 +93,15 @@ class PatientConnection:
     )
     async def total_count_estimated(self) -> bool:
         return (await self.total()).estimated
+
+
+@strawberry.type
+class PatientConnection(Totalled):
+    """A page of federated patients."""
+
+    edges: list[PatientEdge]
+    page_info: PageInfo
+    source_results: list[SourceResult]
 
 
 @strawberry.type
@@ -107,24 +113,12 @@ class StudyEdge:
 
 
 @strawberry.type
-class StudyConnection:
+class StudyConnection(Totalled):
     """A page of federated studies."""
 
     edges: list[StudyEdge]
     page_info: PageInfo
     source_results: list[SourceResult]
-    total: strawberry.Private[Counted]
-
-    @strawberry.field(description="Every study of the list: from the index or live.")
-    async def total_count(self) -> int:
-        return (await self.total()).n
-
-    @strawberry.field(
-        description="Whether totalCount is estimated (a name prefix matching very many index "
-        "rows); otherwise it is exact."
-    )
-    async def total_count_estimated(self) -> bool:
-        return (await self.total()).estimated
 
 
 def known(n: int) -> Counted:
