@@ -371,9 +371,14 @@ async def patient_page(
 RARE_ROWS = 10_000
 
 
+def _pattern(name: str) -> str:
+    """The LIKE pattern of a folded name prefix."""
+    return name.replace("\\", "") + "%"
+
+
 def _named(name: str) -> ColumnElement[bool]:
     """Rows whose folded name starts with `name`."""
-    return IndexedStudy.name_key.like(name.replace("\\", "") + "%")
+    return IndexedStudy.name_key.like(_pattern(name))
 
 
 async def _fewer(session: AsyncSession, conditions: Sequence[ColumnElement[bool]], n: int) -> bool:
@@ -582,8 +587,9 @@ async def total_patients(
         # at least RARE_ROWS rows, as just counted: the planner's estimate for a long prefix
         # can be ten times lower
         planned = max(await _planned_rows(session, sources, name), float(RARE_ROWS))
-    rows = await _held(sessions, STUDY, sources, rows=True)
-    patients = await _held(sessions, PATIENT, sources)
+        sets = await _holder_sets(session, sources)
+    patients = sum(n for k, n in sets[PATIENT] if k)
+    rows = sum(n * k for k, n in sets[STUDY])  # a study counts once per holder among them
     return Total(max(1, round(planned * patients / max(rows, 1))), estimated=True)
 
 
@@ -594,8 +600,7 @@ async def _planned_rows(session: AsyncSession, sources: Sequence[str], name: str
         f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}"
         " WHERE source IN :sources AND name_key LIKE :prefix"
     ).bindparams(bindparam("sources", expanding=True))
-    prefix = name.replace("\\", "") + "%"
-    plan = await session.scalar(explain, {"sources": list(sources), "prefix": prefix})
+    plan = await session.scalar(explain, {"sources": list(sources), "prefix": _pattern(name)})
     doc = json.loads(plan) if isinstance(plan, str) else plan
     return float(doc[0]["Plan"]["Plan Rows"])
 
@@ -605,16 +610,22 @@ async def count_studies(sessions: async_sessionmaker, sources: Sequence[str]) ->
     return await _held(sessions, STUDY, sources)
 
 
-async def _held(
-    sessions: async_sessionmaker, kind: str, sources: Sequence[str], rows: bool = False
-) -> int:
+async def _held(sessions: async_sessionmaker, kind: str, sources: Sequence[str]) -> int:
     """Keys of `kind` held by any of `sources`: the counts of every set of holders that
-    meets them (one row per set that occurs, not per key); with `rows`, the index rows of
-    `sources` instead (a key counts once per holder among them)."""
-    wanted = set(sources)
+    meets them (one row per set that occurs, not per key)."""
     async with sessions() as session:
-        found = await session.execute(
-            select(IndexCount.holders, IndexCount.n).where(IndexCount.kind == kind)
-        )
-        sets = [(len(wanted.intersection(h.split("\n"))), n) for h, n in found]
-    return sum(n * (k if rows else 1) for k, n in sets if k)
+        sets = await _holder_sets(session, sources)
+    return sum(n for k, n in sets[kind] if k)
+
+
+async def _holder_sets(
+    session: AsyncSession, sources: Sequence[str]
+) -> dict[str, list[tuple[int, int]]]:
+    """Per kind, each kept set of holders as (how many of `sources` it holds, its keys)."""
+    wanted = set(sources)
+    sets: dict[str, list[tuple[int, int]]] = {PATIENT: [], STUDY: []}
+    for kind, holders, n in await session.execute(
+        select(IndexCount.kind, IndexCount.holders, IndexCount.n)
+    ):
+        sets.setdefault(kind, []).append((len(wanted.intersection(holders.split("\n"))), n))
+    return sets

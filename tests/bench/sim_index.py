@@ -545,9 +545,12 @@ class Sim:
         for key, fn in counts.items():
             start = time.perf_counter()
             n = await fn()
-            if isinstance(n, store.Total):
-                n = f"{n.n:,} {'estimated' if n.estimated else 'exact'}"
-            out[key] = ((time.perf_counter() - start) * 1000, f"{n:,}" if isinstance(n, int) else n)
+            shown = (
+                f"{n.n:,} {'estimated' if n.estimated else 'exact'}"
+                if isinstance(n, store.Total)
+                else f"{n:,}"
+            )
+            out[key] = ((time.perf_counter() - start) * 1000, shown)
             log(f"  {key}: {out[key][0]:.1f} ms {out[key][1]}")
         return out
 

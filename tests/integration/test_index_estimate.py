@@ -48,7 +48,7 @@ async def totals(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[store.Total
         assert prefix is not None
         sources = ["est-a", "est-b"]
         exact = await store.total_patients(sessions, sources, prefix)
-        monkeypatch.setattr(store, "RARE_ROWS", 50)  # the prefix's 200 rows are now "many"
+        monkeypatch.setattr(store, "RARE_ROWS", 50)  # the prefix's 300 rows are now "many"
         estimated = await store.total_patients(sessions, sources, prefix)
         counted = await store.count_patients(sessions, sources, prefix)
         return exact, estimated, counted

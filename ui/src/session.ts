@@ -41,7 +41,6 @@ export function isAdmin(user: SessionUser | undefined): boolean {
   return !!user && user.roles.includes("ADMIN");
 }
 
-/** The login page's URL that comes back to `href` afterwards. */
 /** Whether an UNAUTHENTICATED answer to a request sent with `sentWith` ends the stored
  * session: only if it was sent with that session's token. An answer to a request of an
  * earlier client (no token, or a session since replaced) arriving after a sign-in must
@@ -50,6 +49,7 @@ export function endsSession(sentWith: string | null, stored: StoredSession | nul
   return stored !== null && sentWith !== null && stored.token === sentWith;
 }
 
+/** The login page's URL that comes back to `href` afterwards. */
 export function loginUrl(href: string, expired = false): string {
   const params = new URLSearchParams();
   if (href && !href.startsWith("/login")) params.set("next", href);

@@ -112,7 +112,8 @@ class DicomWebSource:
             config, self.guard, transport=transport, token_transport=token_transport
         )
         self._patient_level: bool | None = False if self.dialect == "orthanc" else None
-        self._receipts: bool | None = None  # whether StudyReceiveDateTime is matched
+        # whether StudyReceiveDateTime is matched: only the dcm4chee dialect has it
+        self._receipts: bool | None = None if self.dialect == "dcm4chee" else False
 
     @property
     def id(self) -> str:
@@ -234,9 +235,7 @@ class DicomWebSource:
         """Whether the archive matches StudyReceiveDateTime, asked once: a receive time two
         days ahead matches nothing there, while an archive that ignores the key (an Orthanc
         behind its DICOMweb plugin) answers any study. An empty archive cannot tell: asked
-        again next time. Only the dcm4chee dialect has receive times."""
-        if self._receipts is None and self.dialect != "dcm4chee":
-            self._receipts = False
+        again next time."""
         if self._receipts is None:
             ahead = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y%m%d%H%M%S")
             if await self._holds_any([(RECEIVED, f"{ahead}-")]):
